@@ -1,0 +1,130 @@
+//! Stable machine codes for every error a user or script can meet.
+
+use serde::{Deserialize, Serialize};
+
+/// The machine-readable half of an error; the human text travels beside it.
+///
+/// Codes are stable: scripts match on them. Clients must tolerate codes they
+/// do not know yet, which deserialize as [`ErrorCode::Unknown`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Wrong password (first and second consecutive failure).
+    InvalidPassword,
+    /// Third consecutive failure: the account is now blocked for a while.
+    AccountBlocked,
+    /// A login attempt while the account is blocked.
+    LoginBlocked,
+    /// The named user does not exist.
+    InvalidUser,
+    /// The user already has a session elsewhere.
+    AlreadyLoggedIn,
+    /// A command that needs a session was sent before logging in.
+    NotLoggedIn,
+    /// A second login on a connection that already has a session.
+    AlreadyAuthenticated,
+    /// `register` while the server runs without `--allow-register`.
+    RegistrationDisabled,
+    /// `register` of a name that already has an account.
+    UserExists,
+    /// A username outside 1–32 characters of `[A-Za-z0-9_.-]`.
+    InvalidUsername,
+    /// An empty password or one containing a newline.
+    InvalidPasswordFormat,
+    CannotMessageSelf,
+    BlockedByRecipient,
+    EmptyMessage,
+    MessageTooLong,
+    CannotBlockSelf,
+    AlreadyBlocked,
+    NotBlocked,
+    UserOffline,
+    CannotPrivateSelf,
+    /// The other user has blocked the asker (private sessions).
+    BlockedYou,
+    /// `private accept/decline` without a pending request from that user.
+    NoPrivateRequest,
+    /// The callee's daemon has no peer listener to connect to.
+    PrivateUnavailable,
+    /// Malformed JSON, invalid UTF-8, an unknown type or missing fields.
+    InvalidCommand,
+    /// A frame over [`crate::MAX_FRAME_LEN`].
+    FrameTooLarge,
+    /// The first frame was not `hello`.
+    HelloRequired,
+    /// The peer speaks another protocol version.
+    VersionMismatch,
+    /// The server could not complete the request (e.g. its store failed).
+    Internal,
+    /// A code this build does not know; newer peers may send more.
+    #[serde(other)]
+    Unknown,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidPassword => "invalid_password",
+            Self::AccountBlocked => "account_blocked",
+            Self::LoginBlocked => "login_blocked",
+            Self::InvalidUser => "invalid_user",
+            Self::AlreadyLoggedIn => "already_logged_in",
+            Self::NotLoggedIn => "not_logged_in",
+            Self::AlreadyAuthenticated => "already_authenticated",
+            Self::RegistrationDisabled => "registration_disabled",
+            Self::UserExists => "user_exists",
+            Self::InvalidUsername => "invalid_username",
+            Self::InvalidPasswordFormat => "invalid_password_format",
+            Self::CannotMessageSelf => "cannot_message_self",
+            Self::BlockedByRecipient => "blocked_by_recipient",
+            Self::EmptyMessage => "empty_message",
+            Self::MessageTooLong => "message_too_long",
+            Self::CannotBlockSelf => "cannot_block_self",
+            Self::AlreadyBlocked => "already_blocked",
+            Self::NotBlocked => "not_blocked",
+            Self::UserOffline => "user_offline",
+            Self::CannotPrivateSelf => "cannot_private_self",
+            Self::BlockedYou => "blocked_you",
+            Self::NoPrivateRequest => "no_private_request",
+            Self::PrivateUnavailable => "private_unavailable",
+            Self::InvalidCommand => "invalid_command",
+            Self::FrameTooLarge => "frame_too_large",
+            Self::HelloRequired => "hello_required",
+            Self::VersionMismatch => "version_mismatch",
+            Self::Internal => "internal",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn as_str_matches_serde() {
+        for code in [
+            ErrorCode::InvalidPassword,
+            ErrorCode::BlockedByRecipient,
+            ErrorCode::CannotPrivateSelf,
+            ErrorCode::FrameTooLarge,
+            ErrorCode::Internal,
+        ] {
+            let json = serde_json::to_string(&code).unwrap();
+            assert_eq!(json, format!("\"{}\"", code.as_str()));
+        }
+    }
+
+    #[test]
+    fn unknown_codes_are_tolerated() {
+        let code: ErrorCode = serde_json::from_str("\"from_the_future\"").unwrap();
+        assert_eq!(code, ErrorCode::Unknown);
+    }
+}

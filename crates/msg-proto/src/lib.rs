@@ -1,0 +1,28 @@
+//! Wire types and framing shared by every part of msg.
+//!
+//! Every protocol in msg is newline-delimited JSON: one object per line, tagged
+//! by its `"type"` field. See `docs/PROTOCOL.md` at the repository root for the
+//! full description of the server protocol, written so that a client can be
+//! implemented in any language from it alone.
+//!
+//! - [`server`]: what a client (normally `msgd`) and `msg-server` exchange.
+//! - [`codec`]: the NDJSON codec with a frame-size limit, for tokio-util.
+//! - [`validate`]: the rules for usernames, passwords and message texts, so that
+//!   clients can refuse bad input before it reaches the wire.
+
+pub mod codec;
+pub mod error;
+pub mod server;
+pub mod validate;
+
+pub use codec::{FrameError, JsonLines, encode_line};
+pub use error::ErrorCode;
+
+/// Version of the server protocol; exchanged in `hello` and checked by both sides.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest frame accepted on any msg connection, newline excluded.
+pub const MAX_FRAME_LEN: usize = 64 * 1024;
+
+/// Default TCP port of `msg-server`.
+pub const DEFAULT_PORT: u16 = 4747;
