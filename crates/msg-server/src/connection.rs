@@ -403,7 +403,15 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                 .unwrap_or(None);
         match verified {
             Some(true) => Ok(()),
-            Some(false) => Err(self.hub.login_failed(user)),
+            Some(false) => {
+                let (refusal, durable) = self.hub.login_failed(user);
+                if let Some(durable) = durable {
+                    if let Ok(Err(e)) = durable.await {
+                        tracing::error!(error = %e, "the login block is only in memory");
+                    }
+                }
+                Err(refusal)
+            }
             // Removed from the file in the meantime.
             None => Err(Refusal::new(ErrorCode::InvalidUser, texts::INVALID_USER)),
         }

@@ -267,7 +267,7 @@ impl Hub {
                 Some(_) => {
                     // The block has run out: start counting afresh.
                     state.failures.remove(user);
-                    self.store.lockout(user, None);
+                    self.store.clear_lockout(user);
                 }
                 None => {}
             }
@@ -275,8 +275,10 @@ impl Hub {
         Ok(())
     }
 
-    /// Counts a wrong password; the third in a row blocks the username.
-    pub fn login_failed(&self, user: &str) -> Refusal {
+    /// Counts a wrong password; the third in a row blocks the username. When
+    /// it does, the receiver reports when the block is durable: the reply
+    /// waits for it, so a crash right after cannot lift the block.
+    pub fn login_failed(&self, user: &str) -> (Refusal, Option<oneshot::Receiver<Result<(), StoreError>>>) {
         let mut state = self.state();
         let failures = state.failures.entry(user.to_owned()).or_default();
         failures.count += 1;
@@ -284,11 +286,14 @@ impl Hub {
             let until = now_ms() + self.config.block_duration.as_millis() as Timestamp;
             failures.count = 0;
             failures.blocked_until = Some(until);
-            self.store.lockout(user, Some(until));
+            let durable = self.store.lockout(user, until);
             tracing::info!(user, "account blocked after three failed logins");
-            Refusal::new(ErrorCode::AccountBlocked, texts::ACCOUNT_BLOCKED)
+            (
+                Refusal::new(ErrorCode::AccountBlocked, texts::ACCOUNT_BLOCKED),
+                Some(durable),
+            )
         } else {
-            Refusal::new(ErrorCode::InvalidPassword, texts::INVALID_PASSWORD)
+            (Refusal::new(ErrorCode::InvalidPassword, texts::INVALID_PASSWORD), None)
         }
     }
 
