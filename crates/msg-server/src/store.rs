@@ -97,6 +97,9 @@ enum Job {
     QueueLen {
         done: oneshot::Sender<Result<u64, StoreError>>,
     },
+    Barrier {
+        done: oneshot::Sender<Result<(), StoreError>>,
+    },
 }
 
 pub struct Store {
@@ -220,6 +223,13 @@ impl Store {
     pub fn queue_len(&self) -> oneshot::Receiver<Result<u64, StoreError>> {
         let (done, rx) = oneshot::channel();
         let _ = self.submit(Job::QueueLen { done });
+        rx
+    }
+
+    /// Completes once every job submitted before it is durable.
+    pub fn barrier(&self) -> oneshot::Receiver<Result<(), StoreError>> {
+        let (done, rx) = oneshot::channel();
+        let _ = self.submit(Job::Barrier { done });
         rx
     }
 
@@ -434,6 +444,7 @@ fn apply(tx: &Transaction<'_>, job: Job, reports: &mut Vec<Report>) {
                 }
             }
         }
+        Job::Barrier { done } => reports.push(Report::Unit(done)),
         Job::QueueLen { done } => {
             let count = tx
                 .query_row("SELECT COUNT(*) FROM queue", [], |r| r.get::<_, i64>(0))

@@ -226,7 +226,27 @@ impl Client {
 
     /// Connects without saying anything.
     pub async fn connect_raw(addr: SocketAddr) -> Self {
-        let stream = timeout(DEADLINE, TcpStream::connect(addr))
+        Self::connect_raw_with_buffer(addr, None).await
+    }
+
+    /// Logs in with a tiny socket receive buffer, so that a client which
+    /// stops reading backs up into the server quickly.
+    pub async fn login_with_small_buffer(addr: SocketAddr, user: &str) -> Self {
+        let mut client = Self::connect_raw_with_buffer(addr, Some(4096)).await;
+        client
+            .send(ClientFrame::Hello { version: PROTOCOL_VERSION, agent: None })
+            .await;
+        assert!(matches!(client.next_frame().await, ServerFrame::Hello { .. }));
+        assert!(matches!(client.try_login(user, password_of(user)).await, ServerFrame::Welcome { .. }));
+        client
+    }
+
+    async fn connect_raw_with_buffer(addr: SocketAddr, recv_buffer: Option<u32>) -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        if let Some(size) = recv_buffer {
+            socket.set_recv_buffer_size(size).expect("SO_RCVBUF");
+        }
+        let stream = timeout(DEADLINE, socket.connect(addr))
             .await
             .expect("connect timed out")
             .expect("connect");
@@ -323,6 +343,16 @@ impl Client {
             .iter()
             .position(|f| f.request_id().is_none() && what(f))?;
         self.backlog.remove(pos)
+    }
+
+    /// The next direct message, skipping other events.
+    pub async fn next_message(&mut self) -> ServerFrame {
+        self.event_matching(|f| matches!(f, ServerFrame::Message { .. })).await
+    }
+
+    /// Whether the reply to request `id` has already arrived.
+    pub fn has_reply(&self, id: RequestId) -> bool {
+        self.backlog.iter().any(|f| f.request_id() == Some(id))
     }
 
     /// Skips events until one matches.
