@@ -19,6 +19,9 @@ pub type MsgId = u64;
 /// Milliseconds since the Unix epoch, UTC.
 pub type Timestamp = u64;
 
+/// Longest `client_id` a `send` may carry, in bytes.
+pub const MAX_CLIENT_ID_LEN: usize = 128;
+
 /// A password on the wire. Its `Debug` output is redacted so that logging a
 /// frame can never leak it.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,6 +79,11 @@ pub enum ClientFrame {
         id: RequestId,
         to: String,
         text: String,
+        /// Chosen by the sending client, unique per message (at most
+        /// [`MAX_CLIENT_ID_LEN`] bytes). Passed through to the recipient, so a
+        /// send retried after a lost reply can be recognised there.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_id: Option<String>,
     },
     Broadcast {
         id: RequestId,
@@ -237,6 +245,9 @@ pub enum ServerFrame {
         from: String,
         text: String,
         at: Timestamp,
+        /// The sender's `client_id`, if it gave one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_id: Option<String>,
     },
     Broadcast {
         from: String,
@@ -361,8 +372,18 @@ mod tests {
                 id: 3,
                 to: "luke".into(),
                 text: "hi".into(),
+                client_id: None,
             },
             json!({"type": "send", "id": 3, "to": "luke", "text": "hi"}),
+        );
+        round_trip_client(
+            ClientFrame::Send {
+                id: 3,
+                to: "luke".into(),
+                text: "hi".into(),
+                client_id: Some("c-1".into()),
+            },
+            json!({"type": "send", "id": 3, "to": "luke", "text": "hi", "client_id": "c-1"}),
         );
         round_trip_client(
             ClientFrame::Broadcast {
@@ -481,8 +502,9 @@ mod tests {
                 from: "hans".into(),
                 text: "hi".into(),
                 at: 1700,
+                client_id: Some("c-9".into()),
             },
-            json!({"type": "message", "msg_id": 6, "from": "hans", "text": "hi", "at": 1700}),
+            json!({"type": "message", "msg_id": 6, "from": "hans", "text": "hi", "at": 1700, "client_id": "c-9"}),
         );
         round_trip_server(
             ServerFrame::Broadcast {

@@ -220,7 +220,7 @@ fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         let mut stdout = std::io::stdout();
         let _ = writeln!(stdout, "msg-server listening on {local}");
         let _ = stdout.flush();
-        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+        notify_systemd_ready();
 
         let hub = Arc::new(Hub::new(config, accounts, store, snapshot));
         let shutdown = CancellationToken::new();
@@ -229,12 +229,23 @@ fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         let stopper = shutdown.clone();
         tokio::spawn(async move {
             server::termination().await;
-            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+            notify_systemd_stopping();
             stopper.cancel();
         });
         server::run(hub, listener, shutdown).await;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// `READY=1` for `Type=notify` units; a no-op outside systemd.
+fn notify_systemd_ready() {
+    #[cfg(unix)]
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+}
+
+fn notify_systemd_stopping() {
+    #[cfg(unix)]
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
 }
 
 fn config_checked(args: &ServeArgs) -> anyhow::Result<Config> {

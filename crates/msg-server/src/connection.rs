@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
-use msg_proto::server::{ClientFrame, LogoutReason, RequestId, Secret, ServerFrame};
+use msg_proto::server::{
+    ClientFrame, LogoutReason, MAX_CLIENT_ID_LEN, RequestId, Secret, ServerFrame,
+};
 use msg_proto::validate::{self, TextError};
 use msg_proto::{ErrorCode, FrameError, JsonLines, PROTOCOL_VERSION};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -397,6 +399,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                     from: m.sender,
                     text: m.text,
                     at: m.at,
+                    client_id: m.client_id,
                 };
                 if !self.out.send(&frame).await {
                     return false;
@@ -480,7 +483,12 @@ impl<R: AsyncRead + Unpin> Connection<R> {
     async fn on_command(&mut self, user: &str, frame: ClientFrame) -> Flow {
         let hub = &self.hub;
         let (id, result) = match frame {
-            ClientFrame::Send { id, to, text } => {
+            ClientFrame::Send {
+                id,
+                to,
+                text,
+                client_id,
+            } => {
                 let text = match checked_text(&text) {
                     Ok(text) => text.to_owned(),
                     Err(refusal) => {
@@ -488,12 +496,20 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                         return Flow::Continue;
                     }
                 };
+                if client_id
+                    .as_ref()
+                    .is_some_and(|c| c.len() > MAX_CLIENT_ID_LEN)
+                {
+                    let refusal = Refusal::new(ErrorCode::InvalidCommand, texts::INVALID_COMMAND);
+                    self.refuse(Some(id), refusal).await;
+                    return Flow::Continue;
+                }
                 // The `sent` reply comes later, when the message is delivered
                 // or stored; reserve its place now.
                 let Some(slot) = self.out.reserve_reply().await else {
                     return Flow::Close;
                 };
-                if let Err((refusal, slot)) = hub.send(user, &to, text, (slot, id)) {
+                if let Err((refusal, slot)) = hub.send(user, &to, text, client_id, (slot, id)) {
                     slot.fill(&refusal.into_frame(Some(id)));
                 }
                 return Flow::Continue;

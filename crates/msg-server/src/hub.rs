@@ -463,6 +463,7 @@ impl Hub {
         from: &str,
         to: &str,
         text: String,
+        client_id: Option<String>,
         reply_to: (ReplySlot, RequestId),
     ) -> Result<(), ReplyRefusal> {
         let refusal = if to == from {
@@ -489,6 +490,7 @@ impl Hub {
             sender: from.to_owned(),
             text,
             at: now_ms(),
+            client_id,
         };
         let state = &mut *state;
         if let Some(session) = state.sessions.get_mut(to) {
@@ -497,6 +499,7 @@ impl Hub {
                 from: msg.sender.clone(),
                 text: msg.text.clone(),
                 at: msg.at,
+                client_id: msg.client_id.clone(),
             });
             let Ok(line) = encoded else {
                 return Err((

@@ -45,6 +45,8 @@ pub struct StoredMessage {
     pub sender: String,
     pub text: String,
     pub at: Timestamp,
+    /// The sender's idempotency key, passed through to the recipient.
+    pub client_id: Option<String>,
 }
 
 /// What the server needs in memory at start-up.
@@ -260,7 +262,8 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
              recipient TEXT NOT NULL,
              sender TEXT NOT NULL,
              text TEXT NOT NULL,
-             at INTEGER NOT NULL);
+             at INTEGER NOT NULL,
+             client_id TEXT);
          CREATE INDEX IF NOT EXISTS queue_by_recipient ON queue (recipient, id);
          CREATE TABLE IF NOT EXISTS blocks (
              blocker TEXT NOT NULL,
@@ -455,7 +458,8 @@ fn apply(tx: &Transaction<'_>, job: Job, reports: &mut Vec<Report>) {
 
 fn insert_messages(tx: &Transaction<'_>, messages: &[StoredMessage]) -> rusqlite::Result<()> {
     let mut stmt = tx.prepare_cached(
-        "INSERT OR IGNORE INTO queue (id, recipient, sender, text, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT OR IGNORE INTO queue (id, recipient, sender, text, at, client_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
     for m in messages {
         stmt.execute(params![
@@ -463,7 +467,8 @@ fn insert_messages(tx: &Transaction<'_>, messages: &[StoredMessage]) -> rusqlite
             m.recipient,
             m.sender,
             m.text,
-            m.at as i64
+            m.at as i64,
+            m.client_id
         ])?;
     }
     Ok(())
@@ -476,7 +481,8 @@ fn select_pending(
     limit: usize,
 ) -> rusqlite::Result<Vec<StoredMessage>> {
     let mut stmt = tx.prepare_cached(
-        "SELECT id, sender, text, at FROM queue WHERE recipient = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+        "SELECT id, sender, text, at, client_id FROM queue
+         WHERE recipient = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
     )?;
     let rows = stmt.query_map(params![recipient, after as i64, limit as i64], |r| {
         Ok(StoredMessage {
@@ -485,6 +491,7 @@ fn select_pending(
             sender: r.get(1)?,
             text: r.get(2)?,
             at: r.get::<_, i64>(3)? as Timestamp,
+            client_id: r.get(4)?,
         })
     })?;
     rows.collect()
@@ -501,6 +508,7 @@ mod tests {
             sender: "hans".into(),
             text: text.into(),
             at: 1000 + id,
+            client_id: Some(format!("c{id}")),
         }
     }
 
@@ -538,6 +546,7 @@ mod tests {
             pending.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(),
             ["a", "c"]
         );
+        assert_eq!(pending[0].client_id.as_deref(), Some("c1"));
         let page = rt
             .block_on(store.pending_after("luke", 1, 10))
             .unwrap()

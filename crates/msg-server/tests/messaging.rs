@@ -29,9 +29,14 @@ async fn online_delivery_is_acknowledged_to_the_sender_after_the_recipient_acks(
             id,
             to: "luke".into(),
             text: "  I am your friend  ".into(),
+            client_id: Some("hans-1".into()),
         })
         .await;
     let message = luke.next_message().await;
+    assert!(
+        matches!(&message, ServerFrame::Message { client_id: Some(c), .. } if c == "hans-1"),
+        "the sender's client id is passed through: {message:?}"
+    );
     assert_eq!(
         text_of(&message),
         ("hans", "I am your friend"),
@@ -67,13 +72,27 @@ async fn offline_messages_arrive_in_order_exactly_once_at_the_next_login() {
         );
     }
     let mut yoda = Client::login(server.addr, "yoda").await;
-    yoda.message("luke", "from yoda").await;
+    let reply = yoda
+        .request(|id| ClientFrame::Send {
+            id,
+            to: "luke".into(),
+            text: "from yoda".into(),
+            client_id: Some("yoda-7".into()),
+        })
+        .await;
+    assert!(matches!(reply, ServerFrame::Sent { queued: true, .. }));
 
     let mut luke = Client::login(server.addr, "luke").await;
     let mut texts = Vec::new();
+    let mut luke_last = ServerFrame::Pong;
     for _ in 0..6 {
-        texts.push(text_of(&luke.next_message().await).1.to_owned());
+        luke_last = luke.next_message().await;
+        texts.push(text_of(&luke_last).1.to_owned());
     }
+    assert!(
+        matches!(&luke_last, ServerFrame::Message { client_id: Some(c), .. } if c == "yoda-7"),
+        "client ids survive the queue: {luke_last:?}"
+    );
     assert_eq!(
         texts,
         [
@@ -177,6 +196,7 @@ async fn acknowledged_queue_survives_sigkill_and_is_delivered_once() {
             id,
             to: "luke".into(),
             text: "new".into(),
+            client_id: None,
         })
         .await;
     let frame = luke
@@ -234,6 +254,7 @@ async fn message_errors_use_the_spec_texts() {
             id,
             to: "luke".into(),
             text: "x".repeat(4000),
+            client_id: None,
         })
         .await;
     assert_eq!(
@@ -258,6 +279,7 @@ async fn message_errors_use_the_spec_texts() {
             id,
             to: "luke".into(),
             text: "thanks".into(),
+            client_id: None,
         })
         .await;
     // Nothing from the blocked period was stored: the next message is this one.
@@ -341,6 +363,7 @@ async fn a_reader_that_stalls_is_disconnected_and_its_messages_stay_queued() {
                 id,
                 to: "luke".into(),
                 text: format!("m{n}"),
+                client_id: None,
             })
             .await,
         );
@@ -422,7 +445,16 @@ async fn two_hundred_concurrent_sessions_lose_nothing() {
             for n in 0..PER_USER {
                 let text = format!("{i}:{n}");
                 let to = to.clone();
-                pending.push(client.submit(|id| ClientFrame::Send { id, to, text }).await);
+                pending.push(
+                    client
+                        .submit(|id| ClientFrame::Send {
+                            id,
+                            to,
+                            text,
+                            client_id: None,
+                        })
+                        .await,
+                );
             }
             let mut received = Vec::new();
             while received.len() < PER_USER {

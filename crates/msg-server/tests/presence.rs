@@ -166,6 +166,7 @@ async fn block_rules_and_texts_and_persistence_across_restart() {
             id,
             to: "luke".into(),
             text: "join me".into(),
+            client_id: None,
         })
         .await;
     luke.next_message().await;

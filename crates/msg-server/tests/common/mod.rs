@@ -439,6 +439,7 @@ impl Client {
             id,
             to: to.into(),
             text: text.into(),
+            client_id: None,
         })
         .await
     }
