@@ -133,6 +133,34 @@ pub enum ClientFrame {
     },
 }
 
+impl ClientFrame {
+    /// The id a reply to this frame must carry, if it is a request.
+    pub fn request_id(&self) -> Option<RequestId> {
+        match self {
+            Self::Login { id, .. }
+            | Self::Register { id, .. }
+            | Self::Send { id, .. }
+            | Self::Broadcast { id, .. }
+            | Self::Who { id }
+            | Self::WhoSince { id, .. }
+            | Self::Block { id, .. }
+            | Self::Unblock { id, .. }
+            | Self::Logout { id }
+            | Self::PrivateRequest { id, .. }
+            | Self::PrivateAccept { id, .. }
+            | Self::PrivateDecline { id, .. }
+            | Self::PrivateEnd { id, .. } => Some(*id),
+            Self::Hello { .. } | Self::Ping | Self::Ack { .. } | Self::Activity => None,
+        }
+    }
+
+    /// Whether the frame is something the user did, which resets the
+    /// inactivity timer. Keep-alives and acks of received messages are not.
+    pub fn is_user_activity(&self) -> bool {
+        !matches!(self, Self::Hello { .. } | Self::Ping | Self::Ack { .. })
+    }
+}
+
 /// Why the server ended a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -469,6 +497,16 @@ mod tests {
             frame,
             ServerFrame::LoggedOut { reason: LogoutReason::Unknown, message: "bye".into() }
         );
+    }
+
+    #[test]
+    fn keepalives_and_acks_are_not_activity() {
+        assert!(!ClientFrame::Ping.is_user_activity());
+        assert!(!ClientFrame::Ack { msg_id: 1 }.is_user_activity());
+        assert!(ClientFrame::Activity.is_user_activity());
+        assert!(ClientFrame::Who { id: 1 }.is_user_activity());
+        assert_eq!(ClientFrame::Who { id: 7 }.request_id(), Some(7));
+        assert_eq!(ClientFrame::Ping.request_id(), None);
     }
 
     #[test]

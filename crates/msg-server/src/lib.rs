@@ -1,0 +1,20 @@
+//! `msg-server`: accounts and lockouts, sessions, routing and presence, the
+//! durable offline queue, and the brokering of private peer-to-peer sessions.
+//!
+//! - [`accounts`]: the credentials file (plain or argon2 entries, atomic edits).
+//! - [`store`]: SQLite on its own thread, with group commit.
+//! - [`hub`]: the in-memory state and every routing rule.
+//! - [`connection`]: one client's frames, phases and timers.
+//! - [`server`]: the accept loop, background duties and shutdown.
+//! - [`cli`]: the command line, turned into a [`config::Config`].
+
+pub mod accounts;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod connection;
+pub mod hub;
+pub mod outbox;
+pub mod server;
+pub mod store;
+pub mod texts;

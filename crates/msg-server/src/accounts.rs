@@ -1,0 +1,384 @@
+//! The account list: the credentials file, one `username password` a line.
+//!
+//! A password beginning with `$argon2` is an argon2 PHC hash; anything else is
+//! a plain password (the classic format). The file is edited only by whole,
+//! atomic rewrites (temp file, fsync, rename) that keep every other line and
+//! comment, so a reader never sees half a file.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use msg_proto::validate::{is_valid_password, is_valid_username};
+use subtle::ConstantTimeEq;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountsError {
+    #[error("cannot read the credentials file: {0}")]
+    Read(std::io::Error),
+    #[error("cannot write the credentials file: {0}")]
+    Write(std::io::Error),
+    #[error("invalid username (1-32 characters of A-Z a-z 0-9 _ . -)")]
+    InvalidUsername,
+    #[error("invalid password (must be non-empty, without line breaks)")]
+    InvalidPassword,
+    #[error("user already exists")]
+    UserExists,
+    #[error("cannot hash the password: {0}")]
+    Hash(String),
+}
+
+/// How a password is kept in the file.
+#[derive(Clone)]
+enum Credential {
+    Plain(String),
+    Hash(String),
+}
+
+impl Credential {
+    fn parse(field: &str) -> Self {
+        if field.starts_with("$argon2") {
+            Self::Hash(field.to_owned())
+        } else {
+            Self::Plain(field.to_owned())
+        }
+    }
+
+    /// Constant-time for plain passwords; argon2's own verification compares
+    /// hashes in constant time. Slow for hashes by design: call off the runtime.
+    fn verify(&self, password: &str) -> bool {
+        match self {
+            Self::Plain(expected) => expected.as_bytes().ct_eq(password.as_bytes()).into(),
+            Self::Hash(phc) => match PasswordHash::new(phc) {
+                Ok(hash) => Argon2::default()
+                    .verify_password(password.as_bytes(), &hash)
+                    .is_ok(),
+                Err(_) => false,
+            },
+        }
+    }
+}
+
+/// One parsed version of the file.
+#[derive(Default)]
+struct Table {
+    users: HashMap<String, Credential>,
+    /// What the file looked like when read, to notice changes cheaply.
+    stamp: Option<(SystemTime, u64)>,
+}
+
+/// Summary of a load, for the start-up log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    pub accounts: usize,
+    pub plain: usize,
+    pub skipped_lines: usize,
+}
+
+fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let meta = fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+/// Splits a line into username and password field, or `None` for comments,
+/// blank lines and malformed lines.
+fn parse_line(line: &str) -> Option<(&str, &str)> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return None;
+    }
+    let (user, rest) = line.split_once(char::is_whitespace)?;
+    let password = rest.trim();
+    (is_valid_username(user) && !password.is_empty()).then_some((user, password))
+}
+
+fn is_content(line: &str) -> bool {
+    let line = line.trim();
+    !line.is_empty() && !line.starts_with('#')
+}
+
+fn read_table(path: &Path) -> Result<(Table, LoadReport), AccountsError> {
+    let stamp = stamp(path);
+    let text = fs::read_to_string(path).map_err(AccountsError::Read)?;
+    let mut report = LoadReport::default();
+    let mut users = HashMap::new();
+    for (number, line) in text.lines().enumerate() {
+        match parse_line(line) {
+            Some((user, password)) => {
+                users.insert(user.to_owned(), Credential::parse(password));
+            }
+            None if is_content(line) => {
+                report.skipped_lines += 1;
+                tracing::warn!(line = number + 1, "ignoring a malformed credentials line");
+            }
+            None => {}
+        }
+    }
+    report.accounts = users.len();
+    report.plain = users
+        .values()
+        .filter(|c| matches!(c, Credential::Plain(_)))
+        .count();
+    Ok((Table { users, stamp }, report))
+}
+
+/// The live account list, shared by all connections.
+pub struct Accounts {
+    path: PathBuf,
+    table: RwLock<Arc<Table>>,
+    /// Serialises this process's own rewrites of the file.
+    write_lock: std::sync::Mutex<()>,
+}
+
+impl Accounts {
+    pub fn load(path: &Path) -> Result<(Self, LoadReport), AccountsError> {
+        let (table, report) = read_table(path)?;
+        Ok((
+            Self {
+                path: path.to_owned(),
+                table: RwLock::new(Arc::new(table)),
+                write_lock: std::sync::Mutex::new(()),
+            },
+            report,
+        ))
+    }
+
+    fn current(&self) -> Arc<Table> {
+        self.table
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn exists(&self, user: &str) -> bool {
+        self.current().users.contains_key(user)
+    }
+
+    /// Checks a password. Slow (argon2): run it on a blocking thread.
+    /// Unknown users return `None`.
+    pub fn verify(&self, user: &str, password: &str) -> Option<bool> {
+        let credential = self.current().users.get(user).cloned()?;
+        Some(credential.verify(password))
+    }
+
+    /// Re-reads the file if it changed since the last read. Returns the new
+    /// summary when it did.
+    pub fn reload_if_changed(&self) -> Result<Option<LoadReport>, AccountsError> {
+        if stamp(&self.path) == self.current().stamp {
+            return Ok(None);
+        }
+        self.reload().map(Some)
+    }
+
+    pub fn reload(&self) -> Result<LoadReport, AccountsError> {
+        let (table, report) = read_table(&self.path)?;
+        *self.table.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(table);
+        Ok(report)
+    }
+
+    /// Adds a new account (registration). Fails if the name is taken.
+    pub fn register(&self, user: &str, password: &str) -> Result<(), AccountsError> {
+        let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
+        // Re-read first so an account added by `passwd` a moment ago counts.
+        self.reload()?;
+        if self.exists(user) {
+            return Err(AccountsError::UserExists);
+        }
+        set_password(&self.path, user, password)?;
+        self.reload()?;
+        Ok(())
+    }
+}
+
+/// Whether [`set_password`] changed an existing account or added one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordChange {
+    Changed,
+    Added,
+}
+
+/// Hashes `password` with argon2id and writes it for `user` into the file at
+/// `path` (created if missing), keeping every other line as it was.
+pub fn set_password(
+    path: &Path,
+    user: &str,
+    password: &str,
+) -> Result<PasswordChange, AccountsError> {
+    if !is_valid_username(user) {
+        return Err(AccountsError::InvalidUsername);
+    }
+    if !is_valid_password(password) {
+        return Err(AccountsError::InvalidPassword);
+    }
+    let salt = SaltString::generate(&mut OsRng);
+    let hash = Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map_err(|e| AccountsError::Hash(e.to_string()))?
+        .to_string();
+    let original = match fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(AccountsError::Read(e)),
+    };
+    let (text, change) = with_password(&original, user, &hash);
+    write_atomically(path, &text).map_err(AccountsError::Write)?;
+    Ok(change)
+}
+
+/// The file's new text: `user`'s line replaced in place, or appended.
+fn with_password(original: &str, user: &str, field: &str) -> (String, PasswordChange) {
+    let mut out = String::with_capacity(original.len() + field.len() + user.len() + 2);
+    let mut change = PasswordChange::Added;
+    for line in original.lines() {
+        match parse_line(line) {
+            Some((name, _)) if name == user => {
+                if change == PasswordChange::Added {
+                    out.push_str(&format!("{user} {field}\n"));
+                    change = PasswordChange::Changed;
+                }
+                // A duplicate line for the same user would shadow the new
+                // password; drop it.
+            }
+            _ => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    if change == PasswordChange::Added {
+        out.push_str(&format!("{user} {field}\n"));
+    }
+    (out, change)
+}
+
+/// Temp file in the same directory, fsync, rename over, fsync the directory:
+/// after a crash the file is either the old or the new version, never a mix.
+fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "credentials".into());
+    let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut file = fs::File::create(&tmp)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(path)
+                .map(|m| m.permissions().mode() & 0o777)
+                .unwrap_or(0o600);
+            file.set_permissions(fs::Permissions::from_mode(mode))?;
+        }
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)?;
+        #[cfg(unix)]
+        fs::File::open(&dir)?.sync_all()?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_classic_lines_and_skips_the_rest() {
+        assert_eq!(parse_line("hans falcon*solo"), Some(("hans", "falcon*solo")));
+        assert_eq!(parse_line("  yoda\twise  "), Some(("yoda", "wise")));
+        assert_eq!(parse_line("r2d2 with spaces"), Some(("r2d2", "with spaces")));
+        assert_eq!(parse_line("# comment"), None);
+        assert_eq!(parse_line(""), None);
+        assert_eq!(parse_line("lonely"), None);
+        assert_eq!(parse_line("bad/name pw"), None);
+    }
+
+    #[test]
+    fn plain_and_hashed_passwords_verify() {
+        assert!(Credential::parse("secret").verify("secret"));
+        assert!(!Credential::parse("secret").verify("secreT"));
+        let salt = SaltString::generate(&mut OsRng);
+        let hash = Argon2::default()
+            .hash_password(b"pw", &salt)
+            .unwrap()
+            .to_string();
+        let credential = Credential::parse(&hash);
+        assert!(matches!(credential, Credential::Hash(_)));
+        assert!(credential.verify("pw"));
+        assert!(!credential.verify("pW"));
+        assert!(!Credential::parse("$argon2id$garbage").verify("x"));
+    }
+
+    #[test]
+    fn set_password_keeps_comments_and_other_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("credentials.txt");
+        fs::write(&path, "# accounts\nhans falcon\n\nyoda wise\n").unwrap();
+        assert_eq!(
+            set_password(&path, "hans", "new pw").unwrap(),
+            PasswordChange::Changed
+        );
+        assert_eq!(set_password(&path, "rey", "jakku").unwrap(), PasswordChange::Added);
+        let text = fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "# accounts");
+        assert!(lines[1].starts_with("hans $argon2id$"));
+        assert_eq!(lines[2], "");
+        assert_eq!(lines[3], "yoda wise");
+        assert!(lines[4].starts_with("rey $argon2id$"));
+        let (accounts, report) = Accounts::load(&path).unwrap();
+        assert_eq!(report, LoadReport { accounts: 3, plain: 1, skipped_lines: 0 });
+        assert_eq!(accounts.verify("hans", "new pw"), Some(true));
+        assert_eq!(accounts.verify("hans", "falcon"), Some(false));
+        assert_eq!(accounts.verify("nobody", "x"), None);
+        let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temp file is left behind");
+    }
+
+    #[test]
+    fn set_password_refuses_bad_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.txt");
+        assert!(matches!(
+            set_password(&path, "bad name", "pw"),
+            Err(AccountsError::InvalidUsername)
+        ));
+        assert!(matches!(
+            set_password(&path, "ok", "two\nlines"),
+            Err(AccountsError::InvalidPassword)
+        ));
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn register_refuses_existing_names_and_reload_sees_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.txt");
+        fs::write(&path, "hans falcon\n").unwrap();
+        let (accounts, _) = Accounts::load(&path).unwrap();
+        assert!(matches!(
+            accounts.register("hans", "x"),
+            Err(AccountsError::UserExists)
+        ));
+        accounts.register("rey", "jakku").unwrap();
+        assert_eq!(accounts.verify("rey", "jakku"), Some(true));
+        assert_eq!(accounts.reload_if_changed().unwrap(), None);
+        fs::write(&path, "hans falcon\nrey jakku\nfinn fn2187 \n").unwrap();
+        assert!(accounts.reload_if_changed().unwrap().is_some());
+        assert!(accounts.exists("finn"));
+    }
+}

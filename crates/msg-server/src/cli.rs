@@ -1,0 +1,274 @@
+//! The command line: `msg-server [PORT BLOCK_DURATION TIMEOUT]` (the classic
+//! positional form), the same as flags, and `msg-server passwd USER`.
+
+use std::io::{BufRead, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::accounts::{self, Accounts, PasswordChange};
+use crate::clock::now_ms;
+use crate::config::Config;
+use crate::hub::Hub;
+use crate::server;
+use crate::store::Store;
+
+/// Exit status for a bad command line or configuration (also clap's).
+const EXIT_USAGE: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "msg-server",
+    version,
+    about = "The msg messaging server",
+    long_about = "The msg messaging server.\n\n\
+        Classic form: msg-server PORT BLOCK_DURATION TIMEOUT\n\
+        (the same as --port, --block-duration and --timeout).",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// More logging (-v debug, -vv trace); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Add an account or change its password (stored as an argon2id hash).
+    Passwd(PasswdArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PasswdArgs {
+    /// The account to add or change.
+    pub user: String,
+    /// The credentials file to edit.
+    #[arg(long, default_value = "credentials.txt")]
+    pub credentials: PathBuf,
+    /// Read the password from the first line of standard input instead of
+    /// prompting on the terminal.
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TCP port (classic positional form).
+    #[arg(value_name = "PORT", conflicts_with = "port")]
+    pub port_arg: Option<u16>,
+    /// Seconds an account stays blocked after 3 failed logins (positional).
+    #[arg(value_name = "BLOCK_DURATION", conflicts_with = "block_duration",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub block_duration_arg: Option<u64>,
+    /// Inactivity timeout in seconds, 0 to disable (positional).
+    #[arg(value_name = "TIMEOUT", conflicts_with = "timeout")]
+    pub timeout_arg: Option<u64>,
+
+    /// TCP port to listen on (0 picks a free one).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Seconds an account stays blocked after 3 failed logins [default: 60].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub block_duration: Option<u64>,
+    /// Seconds without a user command before a session is logged out;
+    /// 0 disables [default: 600].
+    #[arg(long)]
+    pub timeout: Option<u64>,
+    /// Address to listen on (`::` for IPv6 and IPv4).
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind: IpAddr,
+    /// The accounts file, one `username password` a line.
+    #[arg(long, default_value = "credentials.txt")]
+    pub credentials: PathBuf,
+    /// Where the database lives [default: $STATE_DIRECTORY under systemd,
+    /// else the user's data directory].
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Let unknown users create an account (`msg register`).
+    #[arg(long)]
+    pub allow_register: bool,
+    /// Frames per second one connection may send before it is slowed down
+    /// (0 = unlimited).
+    #[arg(long, default_value_t = Config::default().max_frames_per_sec)]
+    pub max_rate: u32,
+
+    // Tuning for tests; the defaults are the documented behaviour.
+    #[arg(long, hide = true, value_name = "MS")]
+    pub login_timeout_ms: Option<u64>,
+    #[arg(long, hide = true, value_name = "MS")]
+    pub dead_timeout_ms: Option<u64>,
+    #[arg(long, hide = true, value_name = "MS")]
+    pub private_timeout_ms: Option<u64>,
+    #[arg(long, hide = true, value_name = "MS")]
+    pub ack_timeout_ms: Option<u64>,
+}
+
+impl ServeArgs {
+    pub fn listen_addr(&self) -> SocketAddr {
+        let port = self
+            .port_arg
+            .or(self.port)
+            .unwrap_or(msg_proto::DEFAULT_PORT);
+        SocketAddr::new(self.bind, port)
+    }
+
+    pub fn config(&self) -> Config {
+        let defaults = Config::default();
+        let ms = |value: Option<u64>, default: Duration| value.map_or(default, Duration::from_millis);
+        let block = self.block_duration_arg.or(self.block_duration);
+        let timeout = self.timeout_arg.or(self.timeout);
+        Config {
+            block_duration: block.map_or(defaults.block_duration, Duration::from_secs),
+            idle_timeout: match timeout {
+                Some(0) => None,
+                Some(secs) => Some(Duration::from_secs(secs)),
+                None => defaults.idle_timeout,
+            },
+            allow_register: self.allow_register,
+            login_timeout: ms(self.login_timeout_ms, defaults.login_timeout),
+            dead_timeout: ms(self.dead_timeout_ms, defaults.dead_timeout),
+            private_timeout: ms(self.private_timeout_ms, defaults.private_timeout),
+            ack_timeout: ms(self.ack_timeout_ms, defaults.ack_timeout),
+            max_frames_per_sec: self.max_rate,
+            ..defaults
+        }
+    }
+
+    /// `--state-dir`, else systemd's `$STATE_DIRECTORY` (first entry), else
+    /// the platform data directory.
+    pub fn state_dir(&self) -> anyhow::Result<PathBuf> {
+        if let Some(dir) = &self.state_dir {
+            return Ok(dir.clone());
+        }
+        if let Some(dirs) = std::env::var_os("STATE_DIRECTORY") {
+            if let Some(first) = std::env::split_paths(&dirs).next() {
+                return Ok(first);
+            }
+        }
+        directories::ProjectDirs::from("", "", "msg-server")
+            .map(|dirs| dirs.data_dir().to_owned())
+            .context("no home directory to keep state in; pass --state-dir")
+    }
+}
+
+/// Runs what the command line asks for and returns the process's exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Some(Command::Passwd(args)) => passwd(&args),
+        None => serve(&cli.serve),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("msg-server: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn usage_error(message: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
+    eprintln!("msg-server: {message}");
+    Ok(ExitCode::from(EXIT_USAGE))
+}
+
+fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = config_checked(args)?;
+    let (accounts, report) = match Accounts::load(&args.credentials) {
+        Ok(loaded) => loaded,
+        Err(e) => return usage_error(format_args!("{e} (see --credentials)")),
+    };
+    if report.plain > 0 {
+        tracing::warn!(
+            accounts = report.plain,
+            "some accounts have plain-text passwords; convert them with `msg-server passwd USER`"
+        );
+    }
+    let state_dir = match args.state_dir() {
+        Ok(dir) => dir,
+        Err(e) => return usage_error(e),
+    };
+    let (store, snapshot) = match Store::open(&state_dir, now_ms()) {
+        Ok(opened) => opened,
+        Err(e) => return usage_error(format_args!("cannot open the state directory: {e}")),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let listener = match TcpListener::bind(args.listen_addr()).await {
+            Ok(listener) => listener,
+            Err(e) => return usage_error(format_args!("cannot listen on {}: {e}", args.listen_addr())),
+        };
+        let local = listener.local_addr().context("listener has no address")?;
+        tracing::info!(accounts = report.accounts, %local, "listening");
+        // Tests and scripts read this line to learn an ephemeral port.
+        let mut stdout = std::io::stdout();
+        let _ = writeln!(stdout, "msg-server listening on {local}");
+        let _ = stdout.flush();
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+
+        let hub = Arc::new(Hub::new(config, accounts, store, snapshot));
+        let shutdown = CancellationToken::new();
+        #[cfg(unix)]
+        tokio::spawn(server::reload_on_sighup(hub.clone(), shutdown.clone()));
+        let stopper = shutdown.clone();
+        tokio::spawn(async move {
+            server::termination().await;
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+            stopper.cancel();
+        });
+        server::run(hub, listener, shutdown).await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn config_checked(args: &ServeArgs) -> anyhow::Result<Config> {
+    if args.timeout_arg.is_some() && args.block_duration_arg.is_none() {
+        anyhow::bail!("the classic form takes PORT BLOCK_DURATION TIMEOUT");
+    }
+    Ok(args.config())
+}
+
+fn passwd(args: &PasswdArgs) -> anyhow::Result<ExitCode> {
+    if !msg_proto::validate::is_valid_username(&args.user) {
+        return usage_error("invalid username (1-32 characters of A-Z a-z 0-9 _ . -)");
+    }
+    let password = if args.password_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the password from standard input")?;
+        line.trim_end_matches(['\n', '\r']).to_owned()
+    } else {
+        let first = rpassword::prompt_password("New password: ")
+            .context("cannot read the password from the terminal (try --password-stdin)")?;
+        let second = rpassword::prompt_password("Retype new password: ")
+            .context("cannot read the password from the terminal")?;
+        if first != second {
+            anyhow::bail!("the passwords do not match; nothing changed");
+        }
+        first
+    };
+    match accounts::set_password(&args.credentials, &args.user, &password) {
+        Ok(PasswordChange::Added) => println!("Added {}", args.user),
+        Ok(PasswordChange::Changed) => println!("Changed the password of {}", args.user),
+        Err(accounts::AccountsError::InvalidPassword) => {
+            return usage_error("invalid password (must be non-empty, without line breaks)");
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,48 @@
+//! Run-time settings of the server, separate from how they were parsed.
+
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// How long an account stays blocked after three failed logins.
+    pub block_duration: Duration,
+    /// Inactivity timeout; `None` disables it.
+    pub idle_timeout: Option<Duration>,
+    /// Allow `register` of new accounts.
+    pub allow_register: bool,
+    /// A connection must log in within this.
+    pub login_timeout: Duration,
+    /// A connection that sends nothing at all for this long is dead.
+    pub dead_timeout: Duration,
+    /// How long a private-session request waits for an answer, and how long
+    /// the token handed out on accept stays valid.
+    pub private_timeout: Duration,
+    /// How long the server waits for a recipient's ack before storing the
+    /// message and telling the sender it is queued.
+    pub ack_timeout: Duration,
+    /// Frames per second a connection may send (0 = unlimited); excess frames
+    /// are not refused but read more slowly (TCP back-pressure).
+    pub max_frames_per_sec: u32,
+    /// Frames waiting to be written to one connection before it counts as a
+    /// slow consumer and is disconnected.
+    pub outbox_capacity: usize,
+    /// Malformed frames tolerated on one connection before it is closed.
+    pub max_bad_frames: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            block_duration: Duration::from_secs(60),
+            idle_timeout: Some(Duration::from_secs(600)),
+            allow_register: false,
+            login_timeout: Duration::from_secs(10),
+            dead_timeout: Duration::from_secs(45),
+            private_timeout: Duration::from_secs(60),
+            ack_timeout: Duration::from_secs(10),
+            max_frames_per_sec: 2000,
+            outbox_capacity: 1024,
+            max_bad_frames: 10,
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! The accept loop, background duties and graceful shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::connection;
+use crate::hub::{Hub, SWEEP_INTERVAL};
+
+/// How often the credentials file is checked for changes.
+const CREDENTIALS_POLL: Duration = Duration::from_secs(1);
+/// How long connections get to say goodbye at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Serves `listener` until `shutdown` is cancelled, then tells every client,
+/// waits for connections to finish (bounded) and flushes the store.
+pub async fn run(hub: Arc<Hub>, listener: TcpListener, shutdown: CancellationToken) {
+    let tracker = TaskTracker::new();
+    tracker.spawn(sweep(hub.clone(), shutdown.clone()));
+    tracker.spawn(watch_credentials(hub.clone(), shutdown.clone()));
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                // Chat frames are small and latency matters more than packing.
+                let _ = stream.set_nodelay(true);
+                tracker.spawn(connection::serve(hub.clone(), stream, peer, shutdown.clone()));
+            }
+            Err(e) => {
+                // Usually out of file descriptors: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    drop(listener);
+    tracing::info!(online = hub.online_count(), "shutting down");
+    tracker.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_err() {
+        tracing::warn!("some connections did not finish in time");
+    }
+    let store_hub = hub.clone();
+    let _ = tokio::task::spawn_blocking(move || store_hub.store.close()).await;
+    tracing::info!("store flushed; bye");
+}
+
+async fn sweep(hub: Arc<Hub>, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(SWEEP_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticks.tick() => hub.sweep(),
+        }
+    }
+}
+
+/// Picks up accounts added or changed while the server runs.
+async fn watch_credentials(hub: Arc<Hub>, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(CREDENTIALS_POLL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        let checker = hub.clone();
+        match tokio::task::spawn_blocking(move || checker.accounts.reload_if_changed()).await {
+            Ok(Ok(Some(report))) => {
+                tracing::info!(accounts = report.accounts, "credentials file changed; reloaded");
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "keeping the previous accounts"),
+            Err(_) => {}
+        }
+    }
+}
+
+/// Reloads the credentials on SIGHUP (the unit's `ExecReload`).
+#[cfg(unix)]
+pub async fn reload_on_sighup(hub: Arc<Hub>, shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            received = hup.recv() => if received.is_none() { return },
+        }
+        let checker = hub.clone();
+        match tokio::task::spawn_blocking(move || checker.accounts.reload()).await {
+            Ok(Ok(report)) => tracing::info!(accounts = report.accounts, "SIGHUP: credentials reloaded"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "SIGHUP: keeping the previous accounts"),
+            Err(_) => {}
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn termination() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
