@@ -58,11 +58,10 @@ async fn dispatch(command: Command, out: Output) -> Result<ExitCode, Failure> {
     match command {
         Command::Login(args) => login(out, args, false).await,
         Command::Register(args) => login(out, args, true).await,
-        Command::Logout => simple(out, Request::Logout).await.map(|code| {
+        Command::Logout => simple(out, Request::Logout).await.inspect(|_| {
             if !out.json {
                 out.line("Logged out");
             }
-            code
         }),
         Command::Status => status(out).await,
         Command::Send { user, text } => send(out, user, text.join(" ")).await,
@@ -144,20 +143,20 @@ async fn login(out: Output, args: LoginArgs, register: bool) -> Result<ExitCode,
     let server = server_address(&args, &paths)?;
     let (mut client, _) = Client::connect_or_start(&paths).await?;
     // Answer "already logged in" before asking for a password.
-    if let Reply::Status(status) = client.call(Request::Status).await? {
-        if let Some(current) = status.user {
-            if current == args.user {
-                out.done(
-                    Some(&format!("Already logged in as {current}")),
-                    json!({"user": current}),
-                );
-                return Ok(ExitCode::SUCCESS);
-            }
-            return Err(Failure::new(
-                codes::LOGGED_IN_AS_OTHER,
-                format!("Already logged in as {current}. Run `msg logout` first"),
-            ));
+    if let Reply::Status(status) = client.call(Request::Status).await?
+        && let Some(current) = status.user
+    {
+        if current == args.user {
+            out.done(
+                Some(&format!("Already logged in as {current}")),
+                json!({"user": current}),
+            );
+            return Ok(ExitCode::SUCCESS);
         }
+        return Err(Failure::new(
+            codes::LOGGED_IN_AS_OTHER,
+            format!("Already logged in as {current}. Run `msg logout` first"),
+        ));
     }
     let password = if register {
         new_password(args.password_stdin)?
@@ -173,18 +172,18 @@ async fn login(out: Output, args: LoginArgs, register: bool) -> Result<ExitCode,
     let mut reply = client.call(request(password, register)).await?;
     // SPEC §1: logging in with an unknown name offers to create the account.
     let offer = !register && !args.password_stdin && std::io::stdin().is_terminal();
-    if let (true, Reply::Error { code, .. }) = (offer, &reply) {
-        if code == ErrorCode::InvalidUser.as_str() {
-            let password = new_password(false)?;
-            reply = client.call(request(password, true)).await?;
-            if let Reply::Error { code, .. } = &reply {
-                if code == ErrorCode::RegistrationDisabled.as_str() {
-                    return Err(Failure::new(
-                        ErrorCode::InvalidUser.as_str(),
-                        "Error. Invalid user",
-                    ));
-                }
-            }
+    if let (true, Reply::Error { code, .. }) = (offer, &reply)
+        && code == ErrorCode::InvalidUser.as_str()
+    {
+        let password = new_password(false)?;
+        reply = client.call(request(password, true)).await?;
+        if let Reply::Error { code, .. } = &reply
+            && code == ErrorCode::RegistrationDisabled.as_str()
+        {
+            return Err(Failure::new(
+                ErrorCode::InvalidUser.as_str(),
+                "Error. Invalid user",
+            ));
         }
     }
     match reply {

@@ -1,6 +1,7 @@
 //! Desktop notifications against a real session bus with a test-side
 //! `org.freedesktop.Notifications` service. Needs `dbus-daemon` (Debian
 //! package `dbus`).
+#![cfg(target_os = "linux")]
 
 mod common;
 

@@ -358,10 +358,10 @@ async fn inbox(conn: &mut Conn, shared: &Shared, all: bool, peek: bool) -> std::
     }
     conn.send(Reply::End).await?;
     // Marked read only once the listing reached the CLI.
-    if let (false, Some(account), Some(last)) = (peek, account, last) {
-        if let Err(e) = shared.inbox().mark_read(&account, last) {
-            tracing::error!("{e}");
-        }
+    if let (false, Some(account), Some(last)) = (peek, account, last)
+        && let Err(e) = shared.inbox().mark_read(&account, last)
+    {
+        tracing::error!("{e}");
     }
     Ok(())
 }

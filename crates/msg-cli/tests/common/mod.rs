@@ -402,6 +402,8 @@ impl User {
 }
 
 pub fn kill_and_reap(pid: i32) {
+    #[cfg(not(unix))]
+    let _ = pid;
     #[cfg(unix)]
     // SAFETY: plain syscalls on a pid this test started (through msg).
     unsafe {
@@ -418,7 +420,7 @@ impl Drop for User {
 }
 
 /// Logs `users` in on `server`.
-pub fn online<'a>(server: &Server, users: &[&'a str]) -> Vec<User> {
+pub fn online(server: &Server, users: &[&str]) -> Vec<User> {
     users
         .iter()
         .map(|name| {
