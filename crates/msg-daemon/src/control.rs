@@ -226,10 +226,11 @@ async fn answer(request: Request, shared: &Shared, link: &LinkHandle) -> Reply {
         Request::PrivateStart { user } => private_start(shared, link, user).await,
         Request::PrivateAccept { user } => {
             let reply = simple(link, ServerRequest::PrivateAccept { user: user.clone() }).await;
-            if matches!(reply, Reply::Done { .. }) {
-                shared.private().incoming.remove(&user);
+            if !matches!(reply, Reply::Done { .. }) {
+                return reply;
             }
-            reply
+            shared.private().incoming.remove(&user);
+            Reply::done(format!("Start private messaging with {user}"))
         }
         Request::PrivateDecline { user } => {
             let reply = simple(link, ServerRequest::PrivateDecline { user: user.clone() }).await;

@@ -10,7 +10,7 @@ use crate::notifier::Notifier;
 use crate::paths::{Paths, PathsError};
 use crate::socket::{self, BindError};
 use crate::state::Shared;
-use crate::{control, link};
+use crate::{control, link, peer};
 
 /// How long the final logout may take before the daemon exits anyway.
 const LOGOUT_ON_EXIT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -46,7 +46,15 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     let inbox = Inbox::open(&paths.inbox_path())?;
     let notifier = Notifier::new(config.notify && !options.no_notify);
     let shared = Arc::new(Shared::new(inbox, notifier, config));
-    let link = link::spawn(Arc::clone(&shared));
+    let peer_listener = peer::bind().await;
+    let peer_port = peer_listener
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
+        .map(|a| a.port());
+    if let Some(listener) = peer_listener {
+        tokio::spawn(peer::serve(listener, Arc::clone(&shared)));
+    }
+    let link = link::spawn(Arc::clone(&shared), peer_port);
     tracing::info!(
         notifications = shared.notifier.enabled(),
         "msgd {} ready",

@@ -12,5 +12,6 @@ pub mod inbox;
 pub mod link;
 pub mod notifier;
 pub mod paths;
+pub mod peer;
 pub mod socket;
 pub mod state;

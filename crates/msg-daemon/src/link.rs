@@ -159,13 +159,15 @@ impl LinkHandle {
     }
 }
 
-pub fn spawn(shared: Arc<Shared>) -> LinkHandle {
+/// Starts the link task; `peer_port` is advertised to the server at login.
+pub fn spawn(shared: Arc<Shared>, peer_port: Option<u16>) -> LinkHandle {
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(
         Link {
             shared,
             commands: rx,
             next_id: 1,
+            peer_port,
         }
         .run(),
     );
@@ -200,6 +202,7 @@ struct Link {
     shared: Arc<Shared>,
     commands: mpsc::Receiver<Command>,
     next_id: RequestId,
+    peer_port: Option<u16>,
 }
 
 fn now_ms() -> Timestamp {
@@ -285,14 +288,14 @@ impl Link {
                 id,
                 user: user.into(),
                 password: password.clone(),
-                peer_port: None,
+                peer_port: self.peer_port,
             }
         } else {
             ClientFrame::Login {
                 id,
                 user: user.into(),
                 password: password.clone(),
-                peer_port: None,
+                peer_port: self.peer_port,
             }
         };
         let hello = ClientFrame::Hello {

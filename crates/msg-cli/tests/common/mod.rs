@@ -430,3 +430,39 @@ pub fn online(server: &Server, users: &[&str]) -> Vec<User> {
         })
         .collect()
 }
+
+/// A `msg` command running on a thread (for commands that wait, such as
+/// `msg private start`); `join` returns what the user saw.
+pub struct Background(std::thread::JoinHandle<Outcome>);
+
+impl Background {
+    pub fn join(self) -> Outcome {
+        self.0.join().expect("the msg thread")
+    }
+}
+
+impl User {
+    pub fn background(&self, args: &[&str]) -> Background {
+        let mut cmd = self.command(&bins().msg);
+        cmd.args(args);
+        Background(std::thread::spawn(move || {
+            // assert_cmd kills the child when the deadline passes.
+            let output = assert_cmd::Command::from_std(cmd)
+                .timeout(DEADLINE)
+                .output()
+                .expect("run msg");
+            Outcome {
+                code: output.status.code().unwrap_or(-1),
+                stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            }
+        }))
+    }
+
+    /// Writes this user's config.toml (before their msgd starts).
+    pub fn config(&self, text: &str) {
+        let dir = self.dir.path().join("config").join("msg");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("config.toml"), text).unwrap();
+    }
+}
