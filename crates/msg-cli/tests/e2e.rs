@@ -359,3 +359,47 @@ fn unreachable_server_is_exit_4() {
         (4, "Cannot reach the server at 127.0.0.1:1")
     );
 }
+
+#[test]
+fn register_creates_an_account_when_the_server_allows_it() {
+    let server = Server::with(ServerOptions {
+        allow_register: true,
+        ..Default::default()
+    });
+    let rey = User::new("rey", &server);
+    let unknown = rey.login_with("jakku");
+    assert_eq!((unknown.code, unknown.err()), (1, "Error. Invalid user"));
+    let out = rey.run_with(&["register", "rey", "--password-stdin"], Some("jakku\n"));
+    assert_eq!(
+        out.ok().out(),
+        "Welcome to the greatest messaging application ever!"
+    );
+    let hans = User::new("hans", &server);
+    hans.login().ok();
+    assert_eq!(hans.msg(&["who"]).ok().out(), "rey");
+    let taken = hans.run_with(&["register", "luke", "--password-stdin"], Some("x\n"));
+    assert_eq!(taken.code, 1, "{taken:?}");
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_logs_out_and_stops_cleanly() {
+    let server = Server::start();
+    let [hans, luke] = <[User; 2]>::try_from(online(&server, &["hans", "luke"]))
+        .ok()
+        .unwrap();
+    let (_watch, luke_sees) = luke.watch(false);
+    let pid = hans.daemon_pid().unwrap();
+    // SAFETY: a signal to the daemon this test started.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    luke_sees.until(|l| l == "hans logged out");
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while hans.runtime_dir().join("msgd.sock").exists() {
+        assert!(std::time::Instant::now() < deadline, "socket not removed");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(hans.msg(&["status"]).code, 4);
+    let log = std::fs::read_to_string(hans.data_dir().join("msgd.log")).unwrap();
+    assert!(log.contains("msgd stopped"), "{log}");
+    assert!(!log.contains("falcon"), "no password in the log");
+}

@@ -44,61 +44,122 @@ impl Notifications {
     fn close_notification(&self, _id: u32) {}
 }
 
+/// A private session bus with the test's notification service on it.
+struct Bus {
+    _daemon: ChildGuard,
+    _service: zbus::blocking::Connection,
+    _dir: tempfile::TempDir,
+    address: String,
+    calls: mpsc::Receiver<(String, String)>,
+}
+
+impl Bus {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bus = Command::new("dbus-daemon");
+        bus.args(["--session", "--nofork", "--print-address=1"])
+            .arg(format!(
+                "--address=unix:path={}",
+                dir.path().join("bus").display()
+            ))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut child = bus
+            .spawn()
+            .expect("dbus-daemon (Debian package `dbus`) is needed");
+        let lines = Lines::new(child.stdout.take().unwrap());
+        let daemon = ChildGuard(child);
+        let address = lines.next();
+        let (tx, calls) = mpsc::channel();
+        let service = zbus::blocking::connection::Builder::address(address.as_str())
+            .unwrap()
+            .name("org.freedesktop.Notifications")
+            .unwrap()
+            .serve_at(
+                "/org/freedesktop/Notifications",
+                Notifications { calls: tx },
+            )
+            .unwrap()
+            .build()
+            .unwrap();
+        Self {
+            _daemon: daemon,
+            _service: service,
+            _dir: dir,
+            address,
+            calls,
+        }
+    }
+
+    /// Logs `user` in with their msgd on this bus.
+    fn login(&self, user: &User) {
+        let mut login = assert_cmd::Command::from_std(user.command(&bins().msg));
+        login
+            .env("DBUS_SESSION_BUS_ADDRESS", &self.address)
+            .args(["login", &user.name, "--password-stdin"])
+            .write_stdin(format!("{}\n", password(&user.name)))
+            .timeout(DEADLINE)
+            .assert()
+            .success();
+        user.track_daemon();
+    }
+
+    fn next_call(&self) -> (String, String) {
+        self.calls.recv_timeout(DEADLINE).expect("a Notify call")
+    }
+}
+
+fn call(title: &str, body: &str) -> (String, String) {
+    (title.to_owned(), body.to_owned())
+}
+
 #[test]
 fn an_incoming_message_raises_a_notification_with_sender_and_text() {
-    let bus_dir = tempfile::tempdir().unwrap();
-    let mut bus = Command::new("dbus-daemon");
-    bus.args(["--session", "--nofork", "--print-address=1"])
-        .arg(format!(
-            "--address=unix:path={}",
-            bus_dir.path().join("bus").display()
-        ))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    let mut child = bus
-        .spawn()
-        .expect("dbus-daemon (Debian package `dbus`) is needed");
-    let lines = Lines::new(child.stdout.take().unwrap());
-    let _bus = ChildGuard(child);
-    let address = lines.next();
-
-    let (tx, calls) = mpsc::channel();
-    let _service = zbus::blocking::connection::Builder::address(address.as_str())
-        .unwrap()
-        .name("org.freedesktop.Notifications")
-        .unwrap()
-        .serve_at(
-            "/org/freedesktop/Notifications",
-            Notifications { calls: tx },
-        )
-        .unwrap()
-        .build()
-        .unwrap();
-
+    let bus = Bus::start();
     let server = Server::start();
     let hans = User::new("hans", &server);
     hans.login().ok();
     // luke's msgd (auto-started by `msg login`) inherits the bus address.
     let luke = User::new("luke", &server);
-    let mut login = assert_cmd::Command::from_std(luke.command(&bins().msg));
-    login
-        .env("DBUS_SESSION_BUS_ADDRESS", &address)
-        .args(["login", "luke", "--password-stdin"])
-        .write_stdin("jedi*knight\n")
-        .timeout(DEADLINE)
-        .assert()
-        .success();
-    luke.track_daemon();
+    bus.login(&luke);
+    // leia turned notifications off in her config.
+    let leia = User::new("leia", &server);
+    leia.config("notify = false\n");
+    bus.login(&leia);
+    hans.msg(&["send", "leia", "quietly"]).ok();
 
     hans.msg(&["send", "luke", "Hello from the falcon"]).ok();
-    let call = calls.recv_timeout(DEADLINE).expect("a Notify call");
-    assert_eq!(
-        call,
-        ("hans".to_owned(), "Hello from the falcon".to_owned())
-    );
+    assert_eq!(bus.next_call(), call("hans", "Hello from the falcon"));
     hans.msg(&["broadcast", "to everyone"]).ok();
-    let call = calls.recv_timeout(DEADLINE).expect("a Notify call");
-    assert_eq!(call, ("hans".to_owned(), "to everyone".to_owned()));
+    assert_eq!(bus.next_call(), call("hans", "to everyone"));
+    // leia got both and raised nothing. (A smoke check: had her daemon
+    // raised one, it would normally have arrived before luke's.)
+    assert_eq!(leia.status()["unread"], 2);
+    assert!(bus.calls.try_recv().is_err());
+}
+
+#[test]
+fn private_requests_and_the_inactivity_logout_are_notified() {
+    let bus = Bus::start();
+    let server = Server::with(ServerOptions {
+        timeout: 3,
+        ..Default::default()
+    });
+    let luke = User::new("luke", &server);
+    bus.login(&luke);
+    let hans = User::new("hans", &server);
+    hans.login().ok();
+    let start = hans.background(&["private", "start", "luke"]);
+    assert_eq!(
+        bus.next_call(),
+        call("hans", "hans would like to private message")
+    );
+    luke.msg(&["private", "decline", "hans"]).ok();
+    assert_eq!(start.join().code, 1);
+    assert_eq!(
+        bus.next_call(),
+        call("msg", "You have been logged out due to inactivity")
+    );
 }
 
 #[test]
