@@ -120,3 +120,58 @@ fn another_user_cannot_use_the_socket() {
     open(hans.dir.path(), 0o700);
     assert_eq!(hans.msg(&["who"]).code, 0, "the owner still gets in");
 }
+
+#[test]
+fn every_control_connection_starts_with_a_version_handshake() {
+    use futures::{SinkExt, StreamExt};
+    use msg_proto::control::{CONTROL_VERSION, Reply, Request};
+    use tokio_util::codec::Framed;
+
+    let server = Server::start();
+    let hans = User::new("hans", &server);
+    hans.msg(&["daemon", "start"]).ok();
+    let paths = msg_daemon::paths::Paths {
+        runtime_dir: hans.runtime_dir(),
+        data_dir: hans.data_dir(),
+        config_file: hans.dir.path().join("unused.toml"),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let first = |request: Request| {
+            let paths = paths.clone();
+            async move {
+                let stream = msg_daemon::socket::connect(&paths).await.unwrap();
+                let mut conn = Framed::new(stream, msg_proto::JsonLines::<Reply, Request>::new());
+                conn.send(request).await.unwrap();
+                let reply = tokio::time::timeout(DEADLINE, conn.next()).await.unwrap();
+                reply.unwrap().unwrap().unwrap()
+            }
+        };
+        match first(Request::Hello {
+            version: CONTROL_VERSION + 1,
+        })
+        .await
+        {
+            Reply::Error { code, message } => {
+                assert_eq!(code, "version_mismatch");
+                assert!(message.contains("msg daemon stop"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        match first(Request::Status).await {
+            Reply::Error { code, .. } => assert_eq!(code, "invalid_command"),
+            other => panic!("{other:?}"),
+        }
+        match first(Request::Hello {
+            version: CONTROL_VERSION,
+        })
+        .await
+        {
+            Reply::Hello { version, .. } => assert_eq!(version, CONTROL_VERSION),
+            other => panic!("{other:?}"),
+        }
+    });
+}

@@ -26,6 +26,9 @@ type Conn = Framed<TcpStream, JsonLines<ServerFrame, ClientFrame>>;
 
 /// Keepalive period (SPEC §2: the server drops connections silent for 45 s).
 pub const PING_EVERY: Duration = Duration::from_secs(15);
+/// A server that has not answered three pings is gone (a vanished host
+/// sends no FIN): reconnect rather than wait for TCP to notice.
+const SILENCE_LIMIT: Duration = Duration::from_secs(45);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
@@ -442,12 +445,14 @@ impl Link {
     async fn online(&mut self, conn: &mut Conn, session: &Session) -> End {
         let mut pending: HashMap<RequestId, Pending> = HashMap::new();
         let mut ping = interval_at(Instant::now() + PING_EVERY, PING_EVERY);
+        let mut last_heard = Instant::now();
         let end = loop {
             tokio::select! {
                 frame = conn.next() => match frame {
                     None | Some(Err(_)) => break End::Lost,
                     Some(Ok(Err(e))) => tracing::warn!("bad frame from the server: {e}"),
                     Some(Ok(Ok(frame))) => {
+                        last_heard = Instant::now();
                         if let Some(end) = self.on_frame(frame, conn, session, &mut pending).await {
                             break end;
                         }
@@ -480,6 +485,10 @@ impl Link {
                     }
                 }
                 _ = ping.tick() => {
+                    if last_heard.elapsed() > SILENCE_LIMIT {
+                        tracing::warn!("the server stopped answering");
+                        break End::Lost;
+                    }
                     if conn.send(ClientFrame::Ping).await.is_err() {
                         break End::Lost;
                     }
