@@ -26,6 +26,9 @@ pub struct Config {
     /// Frames waiting to be written to one connection before it counts as a
     /// slow consumer and is disconnected.
     pub outbox_capacity: usize,
+    /// `send` requests one connection may have awaiting their reply; more
+    /// wait (the connection's reading pauses).
+    pub max_outstanding_sends: usize,
     /// Malformed frames tolerated on one connection before it is closed.
     pub max_bad_frames: u32,
 }
@@ -42,6 +45,7 @@ impl Default for Config {
             ack_timeout: Duration::from_secs(10),
             max_frames_per_sec: 2000,
             outbox_capacity: 1024,
+            max_outstanding_sends: 1024,
             max_bad_frames: 10,
         }
     }

@@ -60,14 +60,15 @@ where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (read, write) = tokio::io::split(stream);
-    let (out, rx) = Outbox::new(hub.config.outbox_capacity);
+    let (out, rx) = Outbox::new(hub.config.outbox_capacity, hub.config.max_outstanding_sends);
     let closing = CancellationToken::new();
-    let writer = tokio::spawn(write_loop(write, rx, closing.clone()));
+    let kick = CancellationToken::new();
+    let writer = tokio::spawn(write_loop(write, rx, closing.clone(), kick.clone()));
     let now = Instant::now();
     let mut conn = Connection {
         id: hub.next_conn_id(),
         frames: FramedRead::with_capacity(read, JsonLines::new(), INITIAL_READ_BUFFER),
-        kick: CancellationToken::new(),
+        kick,
         rate: RateLimiter::new(hub.config.max_frames_per_sec),
         hub,
         peer,
@@ -97,7 +98,8 @@ struct Connection<R> {
     peer: SocketAddr,
     frames: Frames<R>,
     out: Outbox,
-    /// Cancelled by the hub when this client cannot keep up.
+    /// Cancelled by the hub when this client cannot keep up, or by the
+    /// writer when the client can no longer be written to.
     kick: CancellationToken,
     rate: RateLimiter,
     phase: Phase,
@@ -131,7 +133,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                     return;
                 }
                 _ = self.kick.cancelled() => {
-                    tracing::warn!(conn = self.id, "disconnecting a client that does not read its messages");
+                    tracing::info!(conn = self.id, "disconnecting: the client is not reading or is gone");
                     return;
                 }
                 _ = tokio::time::sleep_until(at) => {
@@ -403,7 +405,15 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                 .unwrap_or(None);
         match verified {
             Some(true) => Ok(()),
-            Some(false) => Err(self.hub.login_failed(user)),
+            Some(false) => {
+                let (refusal, durable) = self.hub.login_failed(user);
+                if let Some(durable) = durable {
+                    if let Ok(Err(e)) = durable.await {
+                        tracing::error!(error = %e, "the login block is only in memory");
+                    }
+                }
+                Err(refusal)
+            }
             // Removed from the file in the meantime.
             None => Err(Refusal::new(ErrorCode::InvalidUser, texts::INVALID_USER)),
         }
@@ -450,13 +460,22 @@ impl<R: AsyncRead + Unpin> Connection<R> {
         let hub = &self.hub;
         let (id, result) = match frame {
             ClientFrame::Send { id, to, text } => {
-                let routed = checked_text(&text)
-                    .and_then(|text| hub.send(user, &to, text.to_owned(), (self.out.clone(), id)));
-                match routed {
-                    // The `sent` reply comes when the message is delivered or stored.
-                    Ok(()) => return Flow::Continue,
-                    Err(refusal) => (id, Err(refusal)),
+                let text = match checked_text(&text) {
+                    Ok(text) => text.to_owned(),
+                    Err(refusal) => {
+                        self.refuse(Some(id), refusal).await;
+                        return Flow::Continue;
+                    }
+                };
+                // The `sent` reply comes later, when the message is delivered
+                // or stored; reserve its place now.
+                let Some(slot) = self.out.reserve_reply().await else {
+                    return Flow::Close;
+                };
+                if let Err((refusal, slot)) = hub.send(user, &to, text, (slot, id)) {
+                    slot.fill(&refusal.into_frame(Some(id)));
                 }
+                return Flow::Continue;
             }
             ClientFrame::Broadcast { id, text } => {
                 let result = checked_text(&text).map(|text| {
@@ -480,6 +499,11 @@ impl<R: AsyncRead + Unpin> Connection<R> {
             }
             ClientFrame::Logout { id } => {
                 tracing::info!(user, "logged out");
+                // Everything this client acknowledged is durable before it
+                // is told it is logged out.
+                if let Ok(Err(e)) = hub.store.barrier().await {
+                    tracing::error!(error = %e, "store barrier failed at logout");
+                }
                 self.reply(ServerFrame::ok(id, Some(texts::LOGGED_OUT.into())))
                     .await;
                 return Flow::Close;
@@ -555,8 +579,14 @@ impl RateLimiter {
 
 /// Writes queued lines, batching whatever is waiting into one write. On
 /// `closing`, writes what is already queued (bounded by [`CLOSE_GRACE`]) and
-/// shuts the stream down.
-async fn write_loop<W: AsyncWrite>(write: W, mut rx: mpsc::Receiver<Bytes>, closing: CancellationToken) {
+/// shuts the stream down. A failed write cancels `broken`, so the reader ends
+/// the session instead of queueing for a dead socket.
+async fn write_loop<W: AsyncWrite>(
+    write: W,
+    mut rx: mpsc::Receiver<Bytes>,
+    closing: CancellationToken,
+    broken: CancellationToken,
+) {
     tokio::pin!(write);
     let mut buf = BytesMut::new();
     loop {
@@ -591,6 +621,7 @@ async fn write_loop<W: AsyncWrite>(write: W, mut rx: mpsc::Receiver<Bytes>, clos
             buf = BytesMut::new();
         }
         if !written {
+            broken.cancel();
             return;
         }
     }

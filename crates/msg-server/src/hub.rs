@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::accounts::Accounts;
 use crate::clock::now_ms;
 use crate::config::Config;
-use crate::outbox::{Outbox, Push};
+use crate::outbox::{Outbox, Push, ReplySlot};
 use crate::store::{Snapshot, Store, StoreError, StoredMessage};
 use crate::texts;
 
@@ -59,6 +59,9 @@ fn store_failed(err: &StoreError) -> Refusal {
     tracing::error!(error = %err, "store operation failed");
     Refusal::new(ErrorCode::Internal, texts::STORE_FAILED)
 }
+
+/// A refused `send`, with the reply slot handed back for the error reply.
+pub type ReplyRefusal = (Refusal, ReplySlot);
 
 /// What a connection needs to register a session.
 pub struct SessionSpec {
@@ -105,7 +108,7 @@ impl Session {
 struct Inflight {
     msg: StoredMessage,
     /// Where to send the sender's `sent` reply once acknowledged.
-    reply: Option<(Outbox, RequestId)>,
+    reply: Option<(ReplySlot, RequestId)>,
     /// When it was written to the recipient's queue; `None` while held.
     since: Option<Instant>,
 }
@@ -267,7 +270,7 @@ impl Hub {
                 Some(_) => {
                     // The block has run out: start counting afresh.
                     state.failures.remove(user);
-                    self.store.lockout(user, None);
+                    self.store.clear_lockout(user);
                 }
                 None => {}
             }
@@ -275,8 +278,10 @@ impl Hub {
         Ok(())
     }
 
-    /// Counts a wrong password; the third in a row blocks the username.
-    pub fn login_failed(&self, user: &str) -> Refusal {
+    /// Counts a wrong password; the third in a row blocks the username. When
+    /// it does, the receiver reports when the block is durable: the reply
+    /// waits for it, so a crash right after cannot lift the block.
+    pub fn login_failed(&self, user: &str) -> (Refusal, Option<oneshot::Receiver<Result<(), StoreError>>>) {
         let mut state = self.state();
         let failures = state.failures.entry(user.to_owned()).or_default();
         failures.count += 1;
@@ -284,11 +289,14 @@ impl Hub {
             let until = now_ms() + self.config.block_duration.as_millis() as Timestamp;
             failures.count = 0;
             failures.blocked_until = Some(until);
-            self.store.lockout(user, Some(until));
+            let durable = self.store.lockout(user, until);
             tracing::info!(user, "account blocked after three failed logins");
-            Refusal::new(ErrorCode::AccountBlocked, texts::ACCOUNT_BLOCKED)
+            (
+                Refusal::new(ErrorCode::AccountBlocked, texts::ACCOUNT_BLOCKED),
+                Some(durable),
+            )
         } else {
-            Refusal::new(ErrorCode::InvalidPassword, texts::INVALID_PASSWORD)
+            (Refusal::new(ErrorCode::InvalidPassword, texts::INVALID_PASSWORD), None)
         }
     }
 
@@ -401,12 +409,12 @@ impl Hub {
         self.store.enqueue(
             messages,
             Box::new(move |result| {
-                for ((out, id), msg_id) in replies {
+                for ((slot, id), msg_id) in replies {
                     let frame = match &result {
                         Ok(()) => ServerFrame::Sent { id, msg_id, queued: true },
                         Err(e) => store_failed(e).into_frame(Some(id)),
                     };
-                    out.push(&frame);
+                    slot.fill(&frame);
                 }
             }),
         );
@@ -422,20 +430,22 @@ impl Hub {
         from: &str,
         to: &str,
         text: String,
-        reply_to: (Outbox, RequestId),
-    ) -> Result<(), Refusal> {
-        if to == from {
-            return Err(Refusal::new(ErrorCode::CannotMessageSelf, texts::CANNOT_MESSAGE_SELF));
-        }
-        if !self.accounts.exists(to) {
-            return Err(Refusal::new(ErrorCode::InvalidUser, texts::INVALID_USER));
+        reply_to: (ReplySlot, RequestId),
+    ) -> Result<(), ReplyRefusal> {
+        let refusal = if to == from {
+            Some(Refusal::new(ErrorCode::CannotMessageSelf, texts::CANNOT_MESSAGE_SELF))
+        } else if !self.accounts.exists(to) {
+            Some(Refusal::new(ErrorCode::InvalidUser, texts::INVALID_USER))
+        } else {
+            None
+        };
+        if let Some(refusal) = refusal {
+            return Err((refusal, reply_to.0));
         }
         let mut state = self.state();
         if state.has_blocked(to, from) {
-            return Err(Refusal::new(
-                ErrorCode::BlockedByRecipient,
-                texts::BLOCKED_BY_RECIPIENT,
-            ));
+            let refusal = Refusal::new(ErrorCode::BlockedByRecipient, texts::BLOCKED_BY_RECIPIENT);
+            return Err((refusal, reply_to.0));
         }
         let msg = StoredMessage {
             id: self.next_msg_id(),
@@ -446,13 +456,15 @@ impl Hub {
         };
         let state = &mut *state;
         if let Some(session) = state.sessions.get_mut(to) {
-            let line = msg_proto::encode_line(&ServerFrame::Message {
+            let encoded = msg_proto::encode_line(&ServerFrame::Message {
                 msg_id: msg.id,
                 from: msg.sender.clone(),
                 text: msg.text.clone(),
                 at: msg.at,
-            })
-            .map_err(|_| Refusal::new(ErrorCode::Internal, texts::STORE_FAILED))?;
+            });
+            let Ok(line) = encoded else {
+                return Err((Refusal::new(ErrorCode::Internal, texts::STORE_FAILED), reply_to.0));
+            };
             let since = match &mut session.held {
                 Some(held) => {
                     held.push((msg.id, line));
@@ -496,11 +508,11 @@ impl Hub {
                 session.inflight.remove(&id);
             }
             if let Some(Inflight {
-                reply: Some((out, request)),
+                reply: Some((slot, request)),
                 ..
             }) = state.inflight.remove(&id)
             {
-                out.push(&ServerFrame::Sent {
+                slot.fill(&ServerFrame::Sent {
                     id: request,
                     msg_id: id,
                     queued: false,

@@ -92,9 +92,13 @@ enum Job {
     Lockout {
         user: String,
         until: Option<Timestamp>,
+        done: Option<oneshot::Sender<Result<(), StoreError>>>,
     },
     QueueLen {
         done: oneshot::Sender<Result<u64, StoreError>>,
+    },
+    Barrier {
+        done: oneshot::Sender<Result<(), StoreError>>,
     },
 }
 
@@ -195,11 +199,23 @@ impl Store {
         });
     }
 
-    /// Persists (or with `None` clears) a login block.
-    pub fn lockout(&self, user: &str, until: Option<Timestamp>) {
+    /// Persists a login block; the receiver reports when it is durable.
+    pub fn lockout(&self, user: &str, until: Timestamp) -> oneshot::Receiver<Result<(), StoreError>> {
+        let (done, rx) = oneshot::channel();
         let _ = self.submit(Job::Lockout {
             user: user.to_owned(),
-            until,
+            until: Some(until),
+            done: Some(done),
+        });
+        rx
+    }
+
+    /// Forgets an expired login block.
+    pub fn clear_lockout(&self, user: &str) {
+        let _ = self.submit(Job::Lockout {
+            user: user.to_owned(),
+            until: None,
+            done: None,
         });
     }
 
@@ -207,6 +223,13 @@ impl Store {
     pub fn queue_len(&self) -> oneshot::Receiver<Result<u64, StoreError>> {
         let (done, rx) = oneshot::channel();
         let _ = self.submit(Job::QueueLen { done });
+        rx
+    }
+
+    /// Completes once every job submitted before it is durable.
+    pub fn barrier(&self) -> oneshot::Receiver<Result<(), StoreError>> {
+        let (done, rx) = oneshot::channel();
+        let _ = self.submit(Job::Barrier { done });
         rx
     }
 
@@ -401,7 +424,7 @@ fn apply(tx: &Transaction<'_>, job: Job, reports: &mut Vec<Report>) {
                 tracing::error!(error = %e, "cannot record login history");
             }
         }
-        Job::Lockout { user, until } => {
+        Job::Lockout { user, until, done } => {
             let result = match until {
                 Some(until) => tx.execute(
                     "INSERT INTO lockouts (user, until) VALUES (?1, ?2)
@@ -410,10 +433,18 @@ fn apply(tx: &Transaction<'_>, job: Job, reports: &mut Vec<Report>) {
                 ),
                 None => tx.execute("DELETE FROM lockouts WHERE user = ?1", params![user]),
             };
-            if let Err(e) = result {
-                tracing::error!(error = %e, "cannot record a login block");
+            match (result, done) {
+                (Ok(_), Some(done)) => reports.push(Report::Unit(done)),
+                (Ok(_), None) => {}
+                (Err(e), done) => {
+                    tracing::error!(error = %e, "cannot record a login block");
+                    if let Some(done) = done {
+                        let _ = done.send(Err(e.into()));
+                    }
+                }
             }
         }
+        Job::Barrier { done } => reports.push(Report::Unit(done)),
         Job::QueueLen { done } => {
             let count = tx
                 .query_row("SELECT COUNT(*) FROM queue", [], |r| r.get::<_, i64>(0))
@@ -525,8 +556,8 @@ mod tests {
             store.presence("hans", 400, true);
             store.presence("hans", 500, false);
             store.presence("leia", 700, true);
-            store.lockout("yoda", Some(9_000));
-            store.lockout("r2d2", Some(100));
+            rt.block_on(store.lockout("yoda", 9_000)).unwrap().unwrap();
+            rt.block_on(store.lockout("r2d2", 100)).unwrap().unwrap();
         }
         let (_store, snapshot) = Store::open(dir.path(), 1_000).unwrap();
         assert_eq!(

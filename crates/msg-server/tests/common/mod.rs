@@ -1,0 +1,492 @@
+//! Test harness: the real `msg-server` binary on an ephemeral loopback port,
+//! with its own credentials file and state directory, driven by a small
+//! protocol client. Every process is killed and reaped on drop; every wait
+//! has a deadline.
+
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use msg_proto::server::{ClientFrame, MsgId, RequestId, ServerFrame};
+use msg_proto::{ErrorCode, JsonLines, PROTOCOL_VERSION};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+use tokio_util::codec::Framed;
+
+/// Longest any single expected event may take.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+pub const SAMPLE_ACCOUNTS: &str = "# test accounts\n\
+hans falcon*solo\nyoda wise@!man\nluke jedi*knight\nvader sithlord**\nr2d2 do*!*ro\nleia alderaan01\n";
+
+pub fn password_of(user: &str) -> &'static str {
+    match user {
+        "hans" => "falcon*solo",
+        "yoda" => "wise@!man",
+        "luke" => "jedi*knight",
+        "vader" => "sithlord**",
+        "r2d2" => "do*!*ro",
+        "leia" => "alderaan01",
+        _ => "pw",
+    }
+}
+
+/// A temp directory with a credentials file and a state directory, outliving
+/// server restarts.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new() -> Self {
+        Self::with_accounts(SAMPLE_ACCOUNTS)
+    }
+
+    pub fn with_accounts(accounts: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("credentials.txt"), accounts).expect("write credentials");
+        Self { dir }
+    }
+
+    pub fn credentials(&self) -> PathBuf {
+        self.dir.path().join("credentials.txt")
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// Starts the server on an ephemeral loopback port with these extra
+    /// arguments.
+    pub fn start(&self, extra: &[&str]) -> Server {
+        self.start_with_env(extra, &[])
+    }
+
+    pub fn start_with_env(&self, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut args: Vec<String> = vec![
+            "--port".into(),
+            "0".into(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--credentials".into(),
+            self.credentials().display().to_string(),
+            "--state-dir".into(),
+            self.state_dir().display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Server::spawn_with_env(&args, self.dir.path(), env)
+    }
+}
+
+pub fn server_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_msg-server")
+}
+
+/// A running `msg-server`; killed and reaped on drop.
+pub struct Server {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    stderr_log: PathBuf,
+}
+
+impl Server {
+    pub fn spawn(args: &[String], workdir: &Path) -> Self {
+        Self::spawn_with_env(args, workdir, &[])
+    }
+
+    pub fn spawn_with_env(args: &[String], workdir: &Path, env: &[(&str, &str)]) -> Self {
+        let stderr_log = workdir.join(format!("server-{}.log", rand_suffix()));
+        let log = std::fs::File::create(&stderr_log).expect("log file");
+        let mut child = Command::new(server_bin())
+            .args(args)
+            .current_dir(workdir)
+            .env("RUST_LOG", "debug")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("start msg-server");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut server = Self {
+            child: Some(child),
+            addr: "0.0.0.0:0".parse().expect("addr"),
+            stderr_log,
+        };
+        let line = rx.recv_timeout(DEADLINE).unwrap_or_else(|_| {
+            panic!("msg-server did not start; log:\n{}", server.log())
+        });
+        let addr = line
+            .strip_prefix("msg-server listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+        server.addr = addr.parse().expect("listening address");
+        server
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).expect("running")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit on its own; returns its exit code.
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        let mut child = self.child.take().expect("running");
+        let deadline = std::time::Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return status.code();
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("msg-server did not exit in time");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill9(mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+type Conn = Framed<TcpStream, JsonLines<ServerFrame, ClientFrame>>;
+
+/// A protocol client as a test sees it: requests with ids, events buffered.
+pub struct Client {
+    conn: Conn,
+    next_id: RequestId,
+    /// Frames received while waiting for something else.
+    backlog: VecDeque<ServerFrame>,
+    /// Acknowledge messages as a daemon would, as soon as they arrive.
+    pub auto_ack: bool,
+    pub user: String,
+}
+
+impl Client {
+    /// Connects and exchanges `hello`.
+    pub async fn connect(addr: SocketAddr) -> Self {
+        let mut client = Self::connect_raw(addr).await;
+        client
+            .send(ClientFrame::Hello { version: PROTOCOL_VERSION, agent: Some("tests".into()) })
+            .await;
+        match client.next_frame().await {
+            ServerFrame::Hello { version, .. } => assert_eq!(version, PROTOCOL_VERSION),
+            other => panic!("expected hello, got {other:?}"),
+        }
+        client
+    }
+
+    /// Connects without saying anything.
+    pub async fn connect_raw(addr: SocketAddr) -> Self {
+        Self::connect_raw_with_buffer(addr, None).await
+    }
+
+    /// Logs in with a tiny socket receive buffer, so that a client which
+    /// stops reading backs up into the server quickly.
+    pub async fn login_with_small_buffer(addr: SocketAddr, user: &str) -> Self {
+        let mut client = Self::connect_raw_with_buffer(addr, Some(4096)).await;
+        client
+            .send(ClientFrame::Hello { version: PROTOCOL_VERSION, agent: None })
+            .await;
+        assert!(matches!(client.next_frame().await, ServerFrame::Hello { .. }));
+        assert!(matches!(client.try_login(user, password_of(user)).await, ServerFrame::Welcome { .. }));
+        client
+    }
+
+    async fn connect_raw_with_buffer(addr: SocketAddr, recv_buffer: Option<u32>) -> Self {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        if let Some(size) = recv_buffer {
+            socket.set_recv_buffer_size(size).expect("SO_RCVBUF");
+        }
+        let stream = timeout(DEADLINE, socket.connect(addr))
+            .await
+            .expect("connect timed out")
+            .expect("connect");
+        Self {
+            conn: Framed::new(stream, JsonLines::new()),
+            next_id: 1,
+            backlog: VecDeque::new(),
+            auto_ack: true,
+            user: String::new(),
+        }
+    }
+
+    /// Connects and logs in with the sample password; panics on refusal.
+    pub async fn login(addr: SocketAddr, user: &str) -> Self {
+        let mut client = Self::connect(addr).await;
+        match client.try_login(user, password_of(user)).await {
+            ServerFrame::Welcome { .. } => client,
+            other => panic!("login of {user} refused: {other:?}"),
+        }
+    }
+
+    pub async fn try_login(&mut self, user: &str, password: &str) -> ServerFrame {
+        self.user = user.to_owned();
+        self.request(|id| ClientFrame::Login {
+            id,
+            user: user.into(),
+            password: password.into(),
+            peer_port: Some(40000),
+        })
+        .await
+    }
+
+    pub async fn send(&mut self, frame: ClientFrame) {
+        timeout(DEADLINE, self.conn.send(frame))
+            .await
+            .expect("send timed out")
+            .expect("send");
+    }
+
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        let stream = self.conn.get_mut();
+        timeout(DEADLINE, stream.write_all(bytes))
+            .await
+            .expect("write timed out")
+            .expect("write");
+    }
+
+    /// Sends a request and returns its id, without waiting for the reply.
+    pub async fn submit(&mut self, make: impl FnOnce(RequestId) -> ClientFrame) -> RequestId {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send(make(id)).await;
+        id
+    }
+
+    /// Sends a request and waits for its reply; events meanwhile are kept.
+    pub async fn request(&mut self, make: impl FnOnce(RequestId) -> ClientFrame) -> ServerFrame {
+        let id = self.submit(make).await;
+        self.reply(id).await
+    }
+
+    /// Waits for the reply to request `id`.
+    pub async fn reply(&mut self, id: RequestId) -> ServerFrame {
+        if let Some(pos) = self.backlog.iter().position(|f| f.request_id() == Some(id)) {
+            return self.backlog.remove(pos).expect("present");
+        }
+        loop {
+            let frame = self.next_frame().await;
+            if frame.request_id() == Some(id) {
+                return frame;
+            }
+            self.backlog.push_back(frame);
+        }
+    }
+
+    /// The next frame that is not a reply (an event), in arrival order.
+    pub async fn event(&mut self) -> ServerFrame {
+        if let Some(pos) = self.backlog.iter().position(|f| f.request_id().is_none()) {
+            return self.backlog.remove(pos).expect("present");
+        }
+        loop {
+            let frame = self.next_frame().await;
+            if frame.request_id().is_none() {
+                return frame;
+            }
+            self.backlog.push_back(frame);
+        }
+    }
+
+    /// Takes an already received event matching `what`, without waiting.
+    pub fn pending_event(&mut self, what: impl Fn(&ServerFrame) -> bool) -> Option<ServerFrame> {
+        let pos = self
+            .backlog
+            .iter()
+            .position(|f| f.request_id().is_none() && what(f))?;
+        self.backlog.remove(pos)
+    }
+
+    /// The next direct message, skipping other events.
+    pub async fn next_message(&mut self) -> ServerFrame {
+        self.event_matching(|f| matches!(f, ServerFrame::Message { .. })).await
+    }
+
+    /// Whether the reply to request `id` has already arrived.
+    pub fn has_reply(&self, id: RequestId) -> bool {
+        self.backlog.iter().any(|f| f.request_id() == Some(id))
+    }
+
+    /// Skips events until one matches.
+    pub async fn event_matching(&mut self, what: impl Fn(&ServerFrame) -> bool) -> ServerFrame {
+        loop {
+            let frame = self.event().await;
+            if what(&frame) {
+                return frame;
+            }
+        }
+    }
+
+    /// Asserts that no event arrives within `within` (a bounded wait, used
+    /// only after a round trip that would have carried the event first).
+    pub async fn assert_no_event(&mut self, within: Duration) {
+        if let Some(frame) = self.backlog.iter().find(|f| f.request_id().is_none()) {
+            panic!("unexpected event {frame:?}");
+        }
+        if let Ok(frame) = timeout(within, self.read()).await {
+            panic!("unexpected frame {frame:?}");
+        }
+    }
+
+    /// The next decoded frame; panics on timeout, bad frames or EOF.
+    pub async fn next_frame(&mut self) -> ServerFrame {
+        match timeout(DEADLINE, self.read()).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => panic!("{}: connection closed", self.user),
+            Err(_) => panic!("{}: no frame within {DEADLINE:?}", self.user),
+        }
+    }
+
+    async fn read(&mut self) -> Option<ServerFrame> {
+        let frame = match self.conn.next().await? {
+            Ok(Ok(frame)) => frame,
+            Ok(Err(e)) => panic!("server sent a bad frame: {e}"),
+            Err(_) => return None,
+        };
+        if self.auto_ack {
+            if let ServerFrame::Message { msg_id, .. } = &frame {
+                let ack = ClientFrame::Ack { msg_id: *msg_id };
+                let _ = self.conn.send(ack).await;
+            }
+        }
+        Some(frame)
+    }
+
+    pub async fn ack(&mut self, msg_id: MsgId) {
+        self.send(ClientFrame::Ack { msg_id }).await;
+    }
+
+    /// Waits until the server closes the connection, returning what it sent
+    /// before closing.
+    pub async fn closed(&mut self) -> Vec<ServerFrame> {
+        let mut seen: Vec<ServerFrame> = self.backlog.drain(..).collect();
+        loop {
+            match timeout(DEADLINE, self.read()).await {
+                Ok(Some(frame)) => seen.push(frame),
+                Ok(None) => return seen,
+                Err(_) => panic!("{}: connection not closed within {DEADLINE:?}", self.user),
+            }
+        }
+    }
+
+    // ---- command shorthands -------------------------------------------------
+
+    /// Sends a message and waits for the `sent` reply (the recipient, if
+    /// online, must be acknowledging).
+    pub async fn message(&mut self, to: &str, text: &str) -> ServerFrame {
+        self.request(|id| ClientFrame::Send { id, to: to.into(), text: text.into() })
+            .await
+    }
+
+    pub async fn who(&mut self) -> Vec<String> {
+        match self.request(|id| ClientFrame::Who { id }).await {
+            ServerFrame::Users { users, .. } => users,
+            other => panic!("who: {other:?}"),
+        }
+    }
+
+    pub async fn who_since(&mut self, secs: u64) -> Vec<String> {
+        match self.request(|id| ClientFrame::WhoSince { id, secs }).await {
+            ServerFrame::Users { users, .. } => users,
+            other => panic!("who_since: {other:?}"),
+        }
+    }
+
+    pub async fn block(&mut self, user: &str) -> ServerFrame {
+        self.request(|id| ClientFrame::Block { id, user: user.into() }).await
+    }
+
+    pub async fn unblock(&mut self, user: &str) -> ServerFrame {
+        self.request(|id| ClientFrame::Unblock { id, user: user.into() }).await
+    }
+
+    pub async fn broadcast(&mut self, text: &str) -> ServerFrame {
+        self.request(|id| ClientFrame::Broadcast { id, text: text.into() }).await
+    }
+
+    pub async fn logout(mut self) {
+        let reply = self.request(|id| ClientFrame::Logout { id }).await;
+        assert!(matches!(reply, ServerFrame::Ok { .. }), "{reply:?}");
+        self.closed().await;
+    }
+}
+
+/// The text of an `ok` reply.
+pub fn ok_text(frame: &ServerFrame) -> Option<&str> {
+    match frame {
+        ServerFrame::Ok { message, .. } => message.as_deref(),
+        other => panic!("expected ok, got {other:?}"),
+    }
+}
+
+/// The code and text of an `error` frame.
+pub fn error_of(frame: &ServerFrame) -> (ErrorCode, &str) {
+    match frame {
+        ServerFrame::Error { code, message, .. } => (*code, message.as_str()),
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+pub fn is_presence(user: &str, online: bool) -> impl Fn(&ServerFrame) -> bool + '_ {
+    move |f| matches!(f, ServerFrame::Presence { user: u, online: o, .. } if u == user && *o == online)
+}
+
+/// Polls `check` until it returns true or the deadline passes.
+pub async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
