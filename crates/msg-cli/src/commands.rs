@@ -209,7 +209,8 @@ async fn status(out: Output) -> Result<ExitCode, Failure> {
             if out.json {
                 out.json(&json!({
                     "running": true, "pid": s.pid, "server": s.server, "user": s.user,
-                    "state": s.state, "unread": s.unread, "private": s.private,
+                    "state": s.state, "unread": s.unread,
+                    "watchers": s.watchers, "private": s.private,
                 }));
             } else {
                 out.line(&format!("msgd: running (pid {})", s.pid));

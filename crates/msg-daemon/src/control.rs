@@ -70,6 +70,9 @@ async fn handle(stream: Stream, shared: Arc<Shared>, link: LinkHandle) -> std::i
     let mut conn: Conn = Framed::new(stream, JsonLines::new());
     if !allowed {
         tracing::warn!("refused a control connection from another user");
+        // Take the caller's hello first: closing with it unread would reset
+        // the connection and the caller might never see why.
+        let _ = tokio::time::timeout(Duration::from_secs(5), conn.next()).await;
         return conn
             .send(Reply::error(
                 "permission_denied",
@@ -333,6 +336,7 @@ fn status(shared: &Shared) -> Reply {
         state: link.state,
         unread,
         private: shared.private().sessions.iter().cloned().collect(),
+        watchers: shared.events.receiver_count() as u64,
     })
 }
 

@@ -185,6 +185,9 @@ pub struct Status {
     pub unread: u64,
     #[serde(default)]
     pub private: Vec<String>,
+    /// Running `msg watch` streams.
+    #[serde(default)]
+    pub watchers: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

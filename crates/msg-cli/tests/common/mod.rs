@@ -386,8 +386,10 @@ impl User {
         }
     }
 
-    /// Starts `msg watch` and returns its guard and its output lines.
+    /// Starts `msg watch` and returns its guard and its output lines, once
+    /// the daemon has subscribed it (so no later event can be missed).
     pub fn watch(&self, json: bool) -> (ChildGuard, Lines) {
+        let before = self.status()["watchers"].as_u64().unwrap();
         let mut cmd = self.command(&bins().msg);
         cmd.arg("watch")
             .stdout(Stdio::piped())
@@ -397,7 +399,9 @@ impl User {
         }
         let mut child = cmd.spawn().expect("start msg watch");
         let lines = Lines::new(child.stdout.take().unwrap());
-        (ChildGuard(child), lines)
+        let guard = ChildGuard(child);
+        self.wait_status(|s| s["watchers"].as_u64().unwrap() > before);
+        (guard, lines)
     }
 }
 
@@ -464,5 +468,40 @@ impl User {
         let dir = self.dir.path().join("config").join("msg");
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("config.toml"), text).unwrap();
+    }
+}
+
+impl User {
+    /// Polls the inbox (without marking anything read) until its messages
+    /// and broadcasts, as human lines, are `expected`. Broadcasts are not
+    /// acknowledged to their sender, so they may land a moment after
+    /// `msg broadcast` returns.
+    pub fn wait_messages(&self, expected: &[&str]) {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let items = self.msg(&["inbox", "--peek", "--json"]).json_lines();
+            let got: Vec<String> = items
+                .iter()
+                .filter_map(|i| match i["kind"].as_str() {
+                    Some("message") => {
+                        Some(format!("{}: {}", i["from"].as_str()?, i["text"].as_str()?))
+                    }
+                    Some("broadcast") => Some(format!(
+                        "{} (broadcast): {}",
+                        i["from"].as_str()?,
+                        i["text"].as_str()?
+                    )),
+                    _ => None,
+                })
+                .collect();
+            if got == expected {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "inbox never matched {expected:?}: {got:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
