@@ -735,3 +735,180 @@ async fn next_frame(conn: &mut Conn) -> Result<ServerFrame, LinkError> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::inbox::Inbox;
+    use crate::notifier::Notifier;
+    use tokio::net::TcpListener;
+
+    type ServerSide = Framed<TcpStream, JsonLines<ClientFrame, ServerFrame>>;
+
+    async fn recv(conn: &mut ServerSide) -> ClientFrame {
+        loop {
+            match timeout(Duration::from_secs(10), conn.next()).await {
+                Ok(Some(Ok(Ok(ClientFrame::Ping)))) => {}
+                Ok(Some(Ok(Ok(frame)))) => return frame,
+                other => panic!("expected a frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// Accepts a connection and answers hello; returns the login frame.
+    async fn greet(listener: &TcpListener) -> (ServerSide, ClientFrame) {
+        let (stream, _) = timeout(Duration::from_secs(10), listener.accept())
+            .await
+            .unwrap()
+            .unwrap();
+        let mut conn = Framed::new(stream, JsonLines::new());
+        assert!(matches!(
+            recv(&mut conn).await,
+            ClientFrame::Hello {
+                version: PROTOCOL_VERSION,
+                ..
+            }
+        ));
+        conn.send(ServerFrame::Hello {
+            version: PROTOCOL_VERSION,
+            server: "fake".into(),
+        })
+        .await
+        .unwrap();
+        let login = recv(&mut conn).await;
+        (conn, login)
+    }
+
+    async fn welcome(conn: &mut ServerSide, login: &ClientFrame) {
+        let ClientFrame::Login {
+            id,
+            user,
+            password,
+            peer_port,
+        } = login
+        else {
+            panic!("{login:?}")
+        };
+        assert_eq!(
+            password.expose(),
+            "falcon*solo",
+            "the password held in memory"
+        );
+        assert_eq!(*peer_port, Some(4242));
+        let welcome = ServerFrame::Welcome {
+            id: *id,
+            user: user.clone(),
+            message: "Welcome".into(),
+        };
+        conn.send(welcome).await.unwrap();
+    }
+
+    async fn wait_for(shared: &Shared, what: impl Fn(&Shared) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !what(shared) {
+            assert!(Instant::now() < deadline, "condition never held");
+            sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn stores_before_acking_dedupes_reconnects_and_stops_at_a_refusal() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let inbox = Inbox::open_in_memory().unwrap();
+        let shared = Arc::new(Shared::new(inbox, Notifier::new(false), Config::default()));
+        let link = spawn(Arc::clone(&shared), Some(4242));
+
+        let login = tokio::spawn({
+            let (link, addr) = (link.clone(), addr.clone());
+            async move {
+                link.login(addr, "hans".into(), "falcon*solo".into(), false)
+                    .await
+            }
+        });
+        let (mut conn, frame) = greet(&listener).await;
+        welcome(&mut conn, &frame).await;
+        assert_eq!(login.await.unwrap().unwrap(), "Welcome");
+
+        // A message is acked only once it is in the inbox; a redelivery is
+        // acked again but stored once.
+        for _ in 0..2 {
+            let message = ServerFrame::Message {
+                msg_id: 7,
+                from: "luke".into(),
+                text: "hi".into(),
+                at: 1,
+            };
+            conn.send(message).await.unwrap();
+            assert_eq!(recv(&mut conn).await, ClientFrame::Ack { msg_id: 7 });
+            let stored = shared.inbox().list("hans", true).unwrap();
+            assert_eq!(stored.len(), 1);
+            assert_eq!(stored[0].line(), "luke: hi");
+        }
+
+        // The connection drops: the link logs in again by itself.
+        drop(conn);
+        let (mut conn, frame) = greet(&listener).await;
+        welcome(&mut conn, &frame).await;
+        wait_for(&shared, |s| s.status().state == LinkState::Online).await;
+        assert_eq!(shared.status().user.as_deref(), Some("hans"));
+
+        // Dropped again, and this time the server refuses (lockout): over.
+        drop(conn);
+        let (mut conn, frame) = greet(&listener).await;
+        let ClientFrame::Login { id, .. } = frame else {
+            panic!("{frame:?}")
+        };
+        let refusal =
+            ServerFrame::error(Some(id), ErrorCode::LoginBlocked, "Your account is blocked");
+        conn.send(refusal).await.unwrap();
+        wait_for(&shared, |s| s.status().state == LinkState::LoggedOut).await;
+        let err = link.request(ServerRequest::Who).await.unwrap_err();
+        assert_eq!(
+            err,
+            LinkError::new("login_blocked", "Your account is blocked")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_timeout_logout_ends_the_session_for_good() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let shared = Arc::new(Shared::new(
+            Inbox::open_in_memory().unwrap(),
+            Notifier::new(false),
+            Config::default(),
+        ));
+        let link = spawn(Arc::clone(&shared), Some(4242));
+        let login = tokio::spawn({
+            let link = link.clone();
+            async move {
+                link.login(addr, "hans".into(), "falcon*solo".into(), false)
+                    .await
+            }
+        });
+        let (mut conn, frame) = greet(&listener).await;
+        welcome(&mut conn, &frame).await;
+        login.await.unwrap().unwrap();
+        let message = "You have been logged out due to inactivity".to_owned();
+        conn.send(ServerFrame::LoggedOut {
+            reason: LogoutReason::Timeout,
+            message: message.clone(),
+        })
+        .await
+        .unwrap();
+        drop(conn);
+        wait_for(&shared, |s| s.status().state == LinkState::LoggedOut).await;
+        let err = link.request(ServerRequest::Who).await.unwrap_err();
+        assert_eq!(err, LinkError::new(codes::TIMEOUT, message.clone()));
+        // No reconnection attempt follows.
+        assert!(
+            timeout(Duration::from_millis(600), listener.accept())
+                .await
+                .is_err()
+        );
+        let items = shared.inbox().list("hans", true).unwrap();
+        assert_eq!(items.last().unwrap().text, message);
+    }
+}
