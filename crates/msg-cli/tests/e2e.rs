@@ -148,6 +148,8 @@ fn block_and_unblock_effects_and_texts() {
         assert_eq!((o.code, shown), (code, text), "{args:?}: {o:?}");
     };
     check(&luke, &["block", "hans"], 0, "hans is blocked");
+    check(&luke, &["-q", "unblock", "hans"], 0, "");
+    check(&luke, &["block", "hans"], 0, "hans is blocked");
     check(
         &luke,
         &["block", "hans"],
