@@ -337,6 +337,12 @@ async fn private(out: Output, command: PrivateCommand) -> Result<ExitCode, Failu
                     if out.json {
                         out.json(&json!({"sessions": list.sessions, "incoming": list.incoming, "outgoing": list.outgoing}));
                     } else {
+                        if list.sessions.is_empty()
+                            && list.incoming.is_empty()
+                            && list.outgoing.is_empty()
+                        {
+                            out.line("No private sessions or requests");
+                        }
                         for user in &list.sessions {
                             out.line(&format!("{user}: private session open"));
                         }

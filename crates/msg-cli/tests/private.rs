@@ -45,6 +45,10 @@ fn request_accept_list_and_stop() {
         "Private messaging with luke stopped"
     );
     luke_sees.until(|l| l == "Private messaging with hans stopped");
+    assert_eq!(
+        hans.msg(&["private", "list"]).ok().out(),
+        "No private sessions or requests"
+    );
     let again = hans.msg(&["private", "stop", "luke"]);
     assert_eq!(
         (again.code, again.err()),
