@@ -207,14 +207,24 @@ mod tests {
         let mut codec = Codec::new();
         let mut buf = BytesMut::new();
         codec
-            .encode(Frame::Say { text: "hi\nthere".into() }, &mut buf)
+            .encode(
+                Frame::Say {
+                    text: "hi\nthere".into(),
+                },
+                &mut buf,
+            )
             .unwrap();
         codec.encode(Frame::Ping, &mut buf).unwrap();
         assert_eq!(buf.iter().filter(|&&b| b == b'\n').count(), 2);
         let frames = decode_all(&mut codec, &mut buf);
         assert_eq!(
             frames,
-            vec![Ok(Frame::Say { text: "hi\nthere".into() }), Ok(Frame::Ping)]
+            vec![
+                Ok(Frame::Say {
+                    text: "hi\nthere".into()
+                }),
+                Ok(Frame::Ping)
+            ]
         );
     }
 
@@ -296,7 +306,10 @@ mod tests {
             left.send(sent).await.unwrap();
             left.send(Frame::Ping).await.unwrap();
         });
-        assert_eq!(right.next().await.unwrap().unwrap(), Ok(Frame::Say { text }));
+        assert_eq!(
+            right.next().await.unwrap().unwrap(),
+            Ok(Frame::Say { text })
+        );
         assert_eq!(right.next().await.unwrap().unwrap(), Ok(Frame::Ping));
         writer.await.unwrap();
     }

@@ -332,7 +332,10 @@ mod tests {
     #[test]
     fn client_frames_round_trip() {
         round_trip_client(
-            ClientFrame::Hello { version: 1, agent: None },
+            ClientFrame::Hello {
+                version: 1,
+                agent: None,
+            },
             json!({"type": "hello", "version": 1}),
         );
         round_trip_client(
@@ -354,11 +357,18 @@ mod tests {
             json!({"type": "register", "id": 2, "user": "rey", "password": "jakku"}),
         );
         round_trip_client(
-            ClientFrame::Send { id: 3, to: "luke".into(), text: "hi".into() },
+            ClientFrame::Send {
+                id: 3,
+                to: "luke".into(),
+                text: "hi".into(),
+            },
             json!({"type": "send", "id": 3, "to": "luke", "text": "hi"}),
         );
         round_trip_client(
-            ClientFrame::Broadcast { id: 4, text: "all".into() },
+            ClientFrame::Broadcast {
+                id: 4,
+                text: "all".into(),
+            },
             json!({"type": "broadcast", "id": 4, "text": "all"}),
         );
         round_trip_client(ClientFrame::Who { id: 5 }, json!({"type": "who", "id": 5}));
@@ -367,31 +377,55 @@ mod tests {
             json!({"type": "who_since", "id": 6, "secs": 30}),
         );
         round_trip_client(
-            ClientFrame::Block { id: 7, user: "vader".into() },
+            ClientFrame::Block {
+                id: 7,
+                user: "vader".into(),
+            },
             json!({"type": "block", "id": 7, "user": "vader"}),
         );
         round_trip_client(
-            ClientFrame::Unblock { id: 8, user: "vader".into() },
+            ClientFrame::Unblock {
+                id: 8,
+                user: "vader".into(),
+            },
             json!({"type": "unblock", "id": 8, "user": "vader"}),
         );
-        round_trip_client(ClientFrame::Logout { id: 9 }, json!({"type": "logout", "id": 9}));
+        round_trip_client(
+            ClientFrame::Logout { id: 9 },
+            json!({"type": "logout", "id": 9}),
+        );
         round_trip_client(ClientFrame::Ping, json!({"type": "ping"}));
-        round_trip_client(ClientFrame::Ack { msg_id: 77 }, json!({"type": "ack", "msg_id": 77}));
+        round_trip_client(
+            ClientFrame::Ack { msg_id: 77 },
+            json!({"type": "ack", "msg_id": 77}),
+        );
         round_trip_client(ClientFrame::Activity, json!({"type": "activity"}));
         round_trip_client(
-            ClientFrame::PrivateRequest { id: 10, user: "luke".into() },
+            ClientFrame::PrivateRequest {
+                id: 10,
+                user: "luke".into(),
+            },
             json!({"type": "private_request", "id": 10, "user": "luke"}),
         );
         round_trip_client(
-            ClientFrame::PrivateAccept { id: 11, user: "hans".into() },
+            ClientFrame::PrivateAccept {
+                id: 11,
+                user: "hans".into(),
+            },
             json!({"type": "private_accept", "id": 11, "user": "hans"}),
         );
         round_trip_client(
-            ClientFrame::PrivateDecline { id: 12, user: "hans".into() },
+            ClientFrame::PrivateDecline {
+                id: 12,
+                user: "hans".into(),
+            },
             json!({"type": "private_decline", "id": 12, "user": "hans"}),
         );
         round_trip_client(
-            ClientFrame::PrivateEnd { id: 13, user: "hans".into() },
+            ClientFrame::PrivateEnd {
+                id: 13,
+                user: "hans".into(),
+            },
             json!({"type": "private_end", "id": 13, "user": "hans"}),
         );
     }
@@ -399,11 +433,18 @@ mod tests {
     #[test]
     fn server_frames_round_trip() {
         round_trip_server(
-            ServerFrame::Hello { version: 1, server: "msg-server 0.1.0".into() },
+            ServerFrame::Hello {
+                version: 1,
+                server: "msg-server 0.1.0".into(),
+            },
             json!({"type": "hello", "version": 1, "server": "msg-server 0.1.0"}),
         );
         round_trip_server(
-            ServerFrame::Welcome { id: 1, user: "hans".into(), message: "Welcome".into() },
+            ServerFrame::Welcome {
+                id: 1,
+                user: "hans".into(),
+                message: "Welcome".into(),
+            },
             json!({"type": "welcome", "id": 1, "user": "hans", "message": "Welcome"}),
         );
         round_trip_server(ServerFrame::ok(2, None), json!({"type": "ok", "id": 2}));
@@ -412,11 +453,18 @@ mod tests {
             json!({"type": "ok", "id": 2, "message": "vader is blocked"}),
         );
         round_trip_server(
-            ServerFrame::Sent { id: 3, msg_id: 9, queued: true },
+            ServerFrame::Sent {
+                id: 3,
+                msg_id: 9,
+                queued: true,
+            },
             json!({"type": "sent", "id": 3, "msg_id": 9, "queued": true}),
         );
         round_trip_server(
-            ServerFrame::Users { id: 4, users: vec!["luke".into(), "yoda".into()] },
+            ServerFrame::Users {
+                id: 4,
+                users: vec!["luke".into(), "yoda".into()],
+            },
             json!({"type": "users", "id": 4, "users": ["luke", "yoda"]}),
         );
         round_trip_server(
@@ -428,15 +476,28 @@ mod tests {
             json!({"type": "error", "code": "invalid_command", "message": "Error. Invalid command"}),
         );
         round_trip_server(
-            ServerFrame::Message { msg_id: 6, from: "hans".into(), text: "hi".into(), at: 1700 },
+            ServerFrame::Message {
+                msg_id: 6,
+                from: "hans".into(),
+                text: "hi".into(),
+                at: 1700,
+            },
             json!({"type": "message", "msg_id": 6, "from": "hans", "text": "hi", "at": 1700}),
         );
         round_trip_server(
-            ServerFrame::Broadcast { from: "hans".into(), text: "all".into(), at: 1 },
+            ServerFrame::Broadcast {
+                from: "hans".into(),
+                text: "all".into(),
+                at: 1,
+            },
             json!({"type": "broadcast", "from": "hans", "text": "all", "at": 1}),
         );
         round_trip_server(
-            ServerFrame::Presence { user: "luke".into(), online: false, at: 2 },
+            ServerFrame::Presence {
+                user: "luke".into(),
+                online: false,
+                at: 2,
+            },
             json!({"type": "presence", "user": "luke", "online": false, "at": 2}),
         );
         round_trip_server(
@@ -447,7 +508,10 @@ mod tests {
             json!({"type": "logged_out", "reason": "timeout", "message": "You have been logged out due to inactivity"}),
         );
         round_trip_server(
-            ServerFrame::PrivateRequest { from: "hans".into(), at: 3 },
+            ServerFrame::PrivateRequest {
+                from: "hans".into(),
+                at: 3,
+            },
             json!({"type": "private_request", "from": "hans", "at": 3}),
         );
         round_trip_server(
@@ -460,15 +524,22 @@ mod tests {
             json!({"type": "private_ready", "peer": "luke", "token": "abc", "addr": "127.0.0.1:4000", "expires_in": 60}),
         );
         round_trip_server(
-            ServerFrame::PrivateDeclined { peer: "luke".into() },
+            ServerFrame::PrivateDeclined {
+                peer: "luke".into(),
+            },
             json!({"type": "private_declined", "peer": "luke"}),
         );
         round_trip_server(
-            ServerFrame::PrivateExpired { peer: "luke".into() },
+            ServerFrame::PrivateExpired {
+                peer: "luke".into(),
+            },
             json!({"type": "private_expired", "peer": "luke"}),
         );
         round_trip_server(
-            ServerFrame::PrivateEnded { peer: "luke".into(), reason: PrivateEndReason::LoggedOut },
+            ServerFrame::PrivateEnded {
+                peer: "luke".into(),
+                reason: PrivateEndReason::LoggedOut,
+            },
             json!({"type": "private_ended", "peer": "luke", "reason": "logged_out"}),
         );
         round_trip_server(ServerFrame::Pong, json!({"type": "pong"}));
@@ -495,7 +566,10 @@ mod tests {
         .unwrap();
         assert_eq!(
             frame,
-            ServerFrame::LoggedOut { reason: LogoutReason::Unknown, message: "bye".into() }
+            ServerFrame::LoggedOut {
+                reason: LogoutReason::Unknown,
+                message: "bye".into()
+            }
         );
     }
 

@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
+use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 use msg_proto::validate::{is_valid_password, is_valid_username};
 use subtle::ConstantTimeEq;
 
@@ -150,10 +150,7 @@ impl Accounts {
     }
 
     fn current(&self) -> Arc<Table> {
-        self.table
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.table.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn exists(&self, user: &str) -> bool {
@@ -298,9 +295,15 @@ mod tests {
 
     #[test]
     fn parses_classic_lines_and_skips_the_rest() {
-        assert_eq!(parse_line("hans falcon*solo"), Some(("hans", "falcon*solo")));
+        assert_eq!(
+            parse_line("hans falcon*solo"),
+            Some(("hans", "falcon*solo"))
+        );
         assert_eq!(parse_line("  yoda\twise  "), Some(("yoda", "wise")));
-        assert_eq!(parse_line("r2d2 with spaces"), Some(("r2d2", "with spaces")));
+        assert_eq!(
+            parse_line("r2d2 with spaces"),
+            Some(("r2d2", "with spaces"))
+        );
         assert_eq!(parse_line("# comment"), None);
         assert_eq!(parse_line(""), None);
         assert_eq!(parse_line("lonely"), None);
@@ -332,7 +335,10 @@ mod tests {
             set_password(&path, "hans", "new pw").unwrap(),
             PasswordChange::Changed
         );
-        assert_eq!(set_password(&path, "rey", "jakku").unwrap(), PasswordChange::Added);
+        assert_eq!(
+            set_password(&path, "rey", "jakku").unwrap(),
+            PasswordChange::Added
+        );
         let text = fs::read_to_string(&path).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "# accounts");
@@ -341,7 +347,14 @@ mod tests {
         assert_eq!(lines[3], "yoda wise");
         assert!(lines[4].starts_with("rey $argon2id$"));
         let (accounts, report) = Accounts::load(&path).unwrap();
-        assert_eq!(report, LoadReport { accounts: 3, plain: 1, skipped_lines: 0 });
+        assert_eq!(
+            report,
+            LoadReport {
+                accounts: 3,
+                plain: 1,
+                skipped_lines: 0
+            }
+        );
         assert_eq!(accounts.verify("hans", "new pw"), Some(true));
         assert_eq!(accounts.verify("hans", "falcon"), Some(false));
         assert_eq!(accounts.verify("nobody", "x"), None);

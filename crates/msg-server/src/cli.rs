@@ -125,7 +125,8 @@ impl ServeArgs {
 
     pub fn config(&self) -> Config {
         let defaults = Config::default();
-        let ms = |value: Option<u64>, default: Duration| value.map_or(default, Duration::from_millis);
+        let ms =
+            |value: Option<u64>, default: Duration| value.map_or(default, Duration::from_millis);
         let block = self.block_duration_arg.or(self.block_duration);
         let timeout = self.timeout_arg.or(self.timeout);
         Config {
@@ -209,7 +210,9 @@ fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(async {
         let listener = match TcpListener::bind(args.listen_addr()).await {
             Ok(listener) => listener,
-            Err(e) => return usage_error(format_args!("cannot listen on {}: {e}", args.listen_addr())),
+            Err(e) => {
+                return usage_error(format_args!("cannot listen on {}: {e}", args.listen_addr()));
+            }
         };
         let local = listener.local_addr().context("listener has no address")?;
         tracing::info!(accounts = report.accounts, %local, "listening");

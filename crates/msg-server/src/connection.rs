@@ -231,7 +231,10 @@ impl<R: AsyncRead + Unpin> Connection<R> {
         };
         self.reply(ServerFrame::error(None, code, message)).await;
         if self.bad_frames >= self.hub.config.max_bad_frames {
-            tracing::warn!(conn = self.id, "closing a connection that keeps sending bad frames");
+            tracing::warn!(
+                conn = self.id,
+                "closing a connection that keeps sending bad frames"
+            );
             Flow::Close
         } else {
             Flow::Continue
@@ -254,13 +257,28 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                 .await;
                 Flow::Close
             }
-            (Phase::Anonymous, ClientFrame::Login { id, user, password, peer_port }) => {
-                self.on_login(id, user, password, peer_port, false).await
-            }
-            (Phase::Anonymous, ClientFrame::Register { id, user, password, peer_port }) => {
-                self.on_login(id, user, password, peer_port, true).await
-            }
-            (Phase::Session(_), ClientFrame::Login { id, .. } | ClientFrame::Register { id, .. }) => {
+            (
+                Phase::Anonymous,
+                ClientFrame::Login {
+                    id,
+                    user,
+                    password,
+                    peer_port,
+                },
+            ) => self.on_login(id, user, password, peer_port, false).await,
+            (
+                Phase::Anonymous,
+                ClientFrame::Register {
+                    id,
+                    user,
+                    password,
+                    peer_port,
+                },
+            ) => self.on_login(id, user, password, peer_port, true).await,
+            (
+                Phase::Session(_),
+                ClientFrame::Login { id, .. } | ClientFrame::Register { id, .. },
+            ) => {
                 let refusal = Refusal::new(
                     ErrorCode::AlreadyAuthenticated,
                     texts::ALREADY_AUTHENTICATED,
@@ -427,7 +445,10 @@ impl<R: AsyncRead + Unpin> Connection<R> {
             ));
         }
         if !validate::is_valid_username(user) {
-            return Err(Refusal::new(ErrorCode::InvalidUsername, texts::INVALID_USERNAME));
+            return Err(Refusal::new(
+                ErrorCode::InvalidUsername,
+                texts::INVALID_USERNAME,
+            ));
         }
         if !validate::is_valid_password(password.expose()) {
             return Err(Refusal::new(
@@ -484,7 +505,13 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                 });
                 (id, result)
             }
-            ClientFrame::Who { id } => (id, Ok(ServerFrame::Users { id, users: hub.who(user) })),
+            ClientFrame::Who { id } => (
+                id,
+                Ok(ServerFrame::Users {
+                    id,
+                    users: hub.who(user),
+                }),
+            ),
             ClientFrame::WhoSince { id, secs } => {
                 let users = hub.who_since(user, secs);
                 (id, Ok(ServerFrame::Users { id, users }))
@@ -513,15 +540,21 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                 return Flow::Continue;
             }
             ClientFrame::Activity => return Flow::Continue,
-            ClientFrame::PrivateRequest { id, user: callee } => {
-                (id, hub.private_request(user, &callee).map(|()| ServerFrame::ok(id, None)))
-            }
-            ClientFrame::PrivateAccept { id, user: asker } => {
-                (id, hub.private_accept(user, &asker).map(|()| ServerFrame::ok(id, None)))
-            }
-            ClientFrame::PrivateDecline { id, user: asker } => {
-                (id, hub.private_decline(user, &asker).map(|()| ServerFrame::ok(id, None)))
-            }
+            ClientFrame::PrivateRequest { id, user: callee } => (
+                id,
+                hub.private_request(user, &callee)
+                    .map(|()| ServerFrame::ok(id, None)),
+            ),
+            ClientFrame::PrivateAccept { id, user: asker } => (
+                id,
+                hub.private_accept(user, &asker)
+                    .map(|()| ServerFrame::ok(id, None)),
+            ),
+            ClientFrame::PrivateDecline { id, user: asker } => (
+                id,
+                hub.private_decline(user, &asker)
+                    .map(|()| ServerFrame::ok(id, None)),
+            ),
             ClientFrame::PrivateEnd { id, user: other } => {
                 hub.private_end(user, &other);
                 (id, Ok(ServerFrame::ok(id, None)))

@@ -15,9 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use msg_proto::ErrorCode;
-use msg_proto::server::{
-    MsgId, PrivateEndReason, RequestId, ServerFrame, Timestamp,
-};
+use msg_proto::server::{MsgId, PrivateEndReason, RequestId, ServerFrame, Timestamp};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
@@ -175,8 +173,20 @@ impl State {
     /// Ends the brokered private session between `a` and `b`, telling both.
     fn end_private_pair(&mut self, a: &str, b: &str, reason: PrivateEndReason) {
         if self.private_pairs.remove(&ordered_pair(a, b)) {
-            self.push_to(a, &ServerFrame::PrivateEnded { peer: b.to_owned(), reason });
-            self.push_to(b, &ServerFrame::PrivateEnded { peer: a.to_owned(), reason });
+            self.push_to(
+                a,
+                &ServerFrame::PrivateEnded {
+                    peer: b.to_owned(),
+                    reason,
+                },
+            );
+            self.push_to(
+                b,
+                &ServerFrame::PrivateEnded {
+                    peer: a.to_owned(),
+                    reason,
+                },
+            );
         }
     }
 
@@ -188,8 +198,18 @@ impl State {
                 .remove(&(asker.to_owned(), callee.to_owned()))
                 .is_some()
             {
-                self.push_to(asker, &ServerFrame::PrivateExpired { peer: callee.to_owned() });
-                self.push_to(callee, &ServerFrame::PrivateExpired { peer: asker.to_owned() });
+                self.push_to(
+                    asker,
+                    &ServerFrame::PrivateExpired {
+                        peer: callee.to_owned(),
+                    },
+                );
+                self.push_to(
+                    callee,
+                    &ServerFrame::PrivateExpired {
+                        peer: asker.to_owned(),
+                    },
+                );
             }
         }
     }
@@ -281,7 +301,10 @@ impl Hub {
     /// Counts a wrong password; the third in a row blocks the username. When
     /// it does, the receiver reports when the block is durable: the reply
     /// waits for it, so a crash right after cannot lift the block.
-    pub fn login_failed(&self, user: &str) -> (Refusal, Option<oneshot::Receiver<Result<(), StoreError>>>) {
+    pub fn login_failed(
+        &self,
+        user: &str,
+    ) -> (Refusal, Option<oneshot::Receiver<Result<(), StoreError>>>) {
         let mut state = self.state();
         let failures = state.failures.entry(user.to_owned()).or_default();
         failures.count += 1;
@@ -296,7 +319,10 @@ impl Hub {
                 Some(durable),
             )
         } else {
-            (Refusal::new(ErrorCode::InvalidPassword, texts::INVALID_PASSWORD), None)
+            (
+                Refusal::new(ErrorCode::InvalidPassword, texts::INVALID_PASSWORD),
+                None,
+            )
         }
     }
 
@@ -306,7 +332,10 @@ impl Hub {
     pub fn begin_session(&self, user: &str, spec: SessionSpec) -> Result<QueuePage, Refusal> {
         let mut state = self.state();
         if state.sessions.contains_key(user) {
-            return Err(Refusal::new(ErrorCode::AlreadyLoggedIn, texts::ALREADY_LOGGED_IN));
+            return Err(Refusal::new(
+                ErrorCode::AlreadyLoggedIn,
+                texts::ALREADY_LOGGED_IN,
+            ));
         }
         state.failures.remove(user);
         state.sessions.insert(
@@ -411,7 +440,11 @@ impl Hub {
             Box::new(move |result| {
                 for ((slot, id), msg_id) in replies {
                     let frame = match &result {
-                        Ok(()) => ServerFrame::Sent { id, msg_id, queued: true },
+                        Ok(()) => ServerFrame::Sent {
+                            id,
+                            msg_id,
+                            queued: true,
+                        },
                         Err(e) => store_failed(e).into_frame(Some(id)),
                     };
                     slot.fill(&frame);
@@ -433,7 +466,10 @@ impl Hub {
         reply_to: (ReplySlot, RequestId),
     ) -> Result<(), ReplyRefusal> {
         let refusal = if to == from {
-            Some(Refusal::new(ErrorCode::CannotMessageSelf, texts::CANNOT_MESSAGE_SELF))
+            Some(Refusal::new(
+                ErrorCode::CannotMessageSelf,
+                texts::CANNOT_MESSAGE_SELF,
+            ))
         } else if !self.accounts.exists(to) {
             Some(Refusal::new(ErrorCode::InvalidUser, texts::INVALID_USER))
         } else {
@@ -463,7 +499,10 @@ impl Hub {
                 at: msg.at,
             });
             let Ok(line) = encoded else {
-                return Err((Refusal::new(ErrorCode::Internal, texts::STORE_FAILED), reply_to.0));
+                return Err((
+                    Refusal::new(ErrorCode::Internal, texts::STORE_FAILED),
+                    reply_to.0,
+                ));
             };
             let since = match &mut session.held {
                 Some(held) => {
@@ -593,7 +632,10 @@ impl Hub {
             return Err(Refusal::new(ErrorCode::InvalidUser, texts::INVALID_USER));
         }
         if target == blocker {
-            return Err(Refusal::new(ErrorCode::CannotBlockSelf, texts::CANNOT_BLOCK_SELF));
+            return Err(Refusal::new(
+                ErrorCode::CannotBlockSelf,
+                texts::CANNOT_BLOCK_SELF,
+            ));
         }
         Ok(())
     }
@@ -614,7 +656,8 @@ impl Hub {
             state.drop_private_requests(blocker, target);
             self.store.set_block(blocker, target, true)
         };
-        self.finish_block_change(blocker, target, true, stored).await?;
+        self.finish_block_change(blocker, target, true, stored)
+            .await?;
         Ok(texts::blocked(target))
     }
 
@@ -627,11 +670,15 @@ impl Hub {
                 .get_mut(blocker)
                 .is_some_and(|set| set.remove(target));
             if !removed {
-                return Err(Refusal::new(ErrorCode::NotBlocked, texts::not_blocked(target)));
+                return Err(Refusal::new(
+                    ErrorCode::NotBlocked,
+                    texts::not_blocked(target),
+                ));
             }
             self.store.set_block(blocker, target, false)
         };
-        self.finish_block_change(blocker, target, false, stored).await?;
+        self.finish_block_change(blocker, target, false, stored)
+            .await?;
         Ok(texts::unblocked(target))
     }
 
@@ -666,14 +713,20 @@ impl Hub {
             return Err(Refusal::new(ErrorCode::InvalidUser, texts::INVALID_USER));
         }
         if callee == asker {
-            return Err(Refusal::new(ErrorCode::CannotPrivateSelf, texts::CANNOT_PRIVATE_SELF));
+            return Err(Refusal::new(
+                ErrorCode::CannotPrivateSelf,
+                texts::CANNOT_PRIVATE_SELF,
+            ));
         }
         let mut state = self.state();
         let Some(session) = state.sessions.get(callee) else {
             return Err(Refusal::new(ErrorCode::UserOffline, texts::offline(callee)));
         };
         if state.has_blocked(callee, asker) {
-            return Err(Refusal::new(ErrorCode::BlockedYou, texts::has_blocked_you(callee)));
+            return Err(Refusal::new(
+                ErrorCode::BlockedYou,
+                texts::has_blocked_you(callee),
+            ));
         }
         if session.peer_port.is_none() {
             return Err(Refusal::new(
@@ -711,10 +764,10 @@ impl Hub {
             state.private_requests.remove(&key);
             return Err(Refusal::new(ErrorCode::UserOffline, texts::offline(asker)));
         }
-        let addr = state
-            .sessions
-            .get(callee)
-            .and_then(|s| s.peer_port.map(|port| SocketAddr::new(canonical_ip(s.ip), port)));
+        let addr = state.sessions.get(callee).and_then(|s| {
+            s.peer_port
+                .map(|port| SocketAddr::new(canonical_ip(s.ip), port))
+        });
         let Some(addr) = addr else {
             return Err(Refusal::new(
                 ErrorCode::PrivateUnavailable,
@@ -758,7 +811,12 @@ impl Hub {
                 texts::no_private_request(asker),
             ));
         }
-        state.push_to(asker, &ServerFrame::PrivateDeclined { peer: callee.to_owned() });
+        state.push_to(
+            asker,
+            &ServerFrame::PrivateDeclined {
+                peer: callee.to_owned(),
+            },
+        );
         Ok(())
     }
 
@@ -787,7 +845,10 @@ impl Hub {
         let overdue: Vec<MsgId> = state
             .inflight
             .iter()
-            .filter(|(_, f)| f.since.is_some_and(|t| now.duration_since(t) >= ack_timeout))
+            .filter(|(_, f)| {
+                f.since
+                    .is_some_and(|t| now.duration_since(t) >= ack_timeout)
+            })
             .map(|(id, _)| *id)
             .collect();
         let mut unacked = Vec::with_capacity(overdue.len());

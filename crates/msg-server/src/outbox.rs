@@ -122,7 +122,8 @@ mod tests {
     async fn outstanding_replies_are_bounded() {
         let (out, _rx) = Outbox::new(8, 1);
         let first = out.reserve_reply().await.expect("open");
-        let second = tokio::time::timeout(std::time::Duration::from_millis(50), out.reserve_reply()).await;
+        let second =
+            tokio::time::timeout(std::time::Duration::from_millis(50), out.reserve_reply()).await;
         assert!(second.is_err(), "a second reservation waits for the first");
         drop(first);
         assert!(out.reserve_reply().await.is_some());

@@ -30,7 +30,12 @@ pub async fn run(hub: Arc<Hub>, listener: TcpListener, shutdown: CancellationTok
             Ok((stream, peer)) => {
                 // Chat frames are small and latency matters more than packing.
                 let _ = stream.set_nodelay(true);
-                tracker.spawn(connection::serve(hub.clone(), stream, peer, shutdown.clone()));
+                tracker.spawn(connection::serve(
+                    hub.clone(),
+                    stream,
+                    peer,
+                    shutdown.clone(),
+                ));
             }
             Err(e) => {
                 // Usually out of file descriptors: back off instead of spinning.
@@ -42,7 +47,10 @@ pub async fn run(hub: Arc<Hub>, listener: TcpListener, shutdown: CancellationTok
     drop(listener);
     tracing::info!(online = hub.online_count(), "shutting down");
     tracker.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_err() {
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("some connections did not finish in time");
     }
     let store_hub = hub.clone();
@@ -73,7 +81,10 @@ async fn watch_credentials(hub: Arc<Hub>, shutdown: CancellationToken) {
         let checker = hub.clone();
         match tokio::task::spawn_blocking(move || checker.accounts.reload_if_changed()).await {
             Ok(Ok(Some(report))) => {
-                tracing::info!(accounts = report.accounts, "credentials file changed; reloaded");
+                tracing::info!(
+                    accounts = report.accounts,
+                    "credentials file changed; reloaded"
+                );
             }
             Ok(Ok(None)) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "keeping the previous accounts"),
@@ -96,7 +107,9 @@ pub async fn reload_on_sighup(hub: Arc<Hub>, shutdown: CancellationToken) {
         }
         let checker = hub.clone();
         match tokio::task::spawn_blocking(move || checker.accounts.reload()).await {
-            Ok(Ok(report)) => tracing::info!(accounts = report.accounts, "SIGHUP: credentials reloaded"),
+            Ok(Ok(report)) => {
+                tracing::info!(accounts = report.accounts, "SIGHUP: credentials reloaded")
+            }
             Ok(Err(e)) => tracing::warn!(error = %e, "SIGHUP: keeping the previous accounts"),
             Err(_) => {}
         }

@@ -200,7 +200,11 @@ impl Store {
     }
 
     /// Persists a login block; the receiver reports when it is durable.
-    pub fn lockout(&self, user: &str, until: Timestamp) -> oneshot::Receiver<Result<(), StoreError>> {
+    pub fn lockout(
+        &self,
+        user: &str,
+        until: Timestamp,
+    ) -> oneshot::Receiver<Result<(), StoreError>> {
         let (done, rx) = oneshot::channel();
         let _ = self.submit(Job::Lockout {
             user: user.to_owned(),
@@ -236,12 +240,7 @@ impl Store {
     /// Finishes every submitted job, then stops the thread.
     pub fn close(&self) {
         self.jobs.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(thread) = self
-            .thread
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
+        if let Some(thread) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = thread.join();
         }
     }
@@ -278,7 +277,9 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
 fn load_snapshot(conn: &mut Connection, now: Timestamp) -> rusqlite::Result<Snapshot> {
     let tx = conn.transaction()?;
     let boot: u32 = tx
-        .query_row("SELECT value FROM meta WHERE key = 'boot'", [], |r| r.get(0))
+        .query_row("SELECT value FROM meta WHERE key = 'boot'", [], |r| {
+            r.get(0)
+        })
         .optional()?
         .unwrap_or(0u32)
         .wrapping_add(1);
@@ -342,15 +343,12 @@ enum Report {
 
 fn apply_batch(conn: &mut Connection, batch: Vec<Job>) {
     let mut reports = Vec::new();
-    let outcome = conn
-        .transaction()
-        .map_err(StoreError::from)
-        .and_then(|tx| {
-            for job in batch {
-                apply(&tx, job, &mut reports);
-            }
-            tx.commit().map_err(StoreError::from)
-        });
+    let outcome = conn.transaction().map_err(StoreError::from).and_then(|tx| {
+        for job in batch {
+            apply(&tx, job, &mut reports);
+        }
+        tx.commit().map_err(StoreError::from)
+    });
     let failed = outcome.as_ref().err().map(|e| e.to_string());
     if let Some(err) = &failed {
         tracing::error!(error = %err, "store commit failed");
@@ -460,7 +458,13 @@ fn insert_messages(tx: &Transaction<'_>, messages: &[StoredMessage]) -> rusqlite
         "INSERT OR IGNORE INTO queue (id, recipient, sender, text, at) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
     for m in messages {
-        stmt.execute(params![m.id as i64, m.recipient, m.sender, m.text, m.at as i64])?;
+        stmt.execute(params![
+            m.id as i64,
+            m.recipient,
+            m.sender,
+            m.text,
+            m.at as i64
+        ])?;
     }
     Ok(())
 }
@@ -512,7 +516,10 @@ mod tests {
         {
             let (store, snapshot) = Store::open(dir.path(), 0).unwrap();
             assert_eq!(snapshot.boot, 1);
-            enqueue_sync(&store, vec![message(3, "luke", "c"), message(1, "luke", "a")]);
+            enqueue_sync(
+                &store,
+                vec![message(3, "luke", "c"), message(1, "luke", "a")],
+            );
             enqueue_sync(&store, vec![message(2, "yoda", "b")]);
             // Only the recipient's own ack deletes.
             store.delete("yoda", 1);
@@ -520,7 +527,9 @@ mod tests {
         }
         let (store, snapshot) = Store::open(dir.path(), 0).unwrap();
         assert_eq!(snapshot.boot, 2);
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let pending = rt
             .block_on(store.pending_after("luke", 0, 10))
             .unwrap()
@@ -543,7 +552,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let (store, _) = Store::open(dir.path(), 0).unwrap();
-            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
             rt.block_on(store.set_block("luke", "vader", true))
                 .unwrap()
                 .unwrap();
@@ -567,6 +578,9 @@ mod tests {
         assert_eq!(snapshot.last_seen.get("hans"), Some(&500));
         assert_eq!(snapshot.last_seen.get("leia"), Some(&700));
         assert_eq!(snapshot.lockouts.get("yoda"), Some(&9_000));
-        assert!(!snapshot.lockouts.contains_key("r2d2"), "expired blocks are dropped");
+        assert!(
+            !snapshot.lockouts.contains_key("r2d2"),
+            "expired blocks are dropped"
+        );
     }
 }

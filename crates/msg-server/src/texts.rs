@@ -12,8 +12,7 @@ pub const NOT_LOGGED_IN: &str = "Error. Not logged in";
 pub const ALREADY_AUTHENTICATED: &str = "Error. Already logged in on this connection";
 pub const REGISTRATION_DISABLED: &str = "Error. Registration is disabled on this server";
 pub const USER_EXISTS: &str = "Error. This user already exists";
-pub const INVALID_USERNAME: &str =
-    "Error. Invalid username (1-32 characters of A-Z a-z 0-9 _ . -)";
+pub const INVALID_USERNAME: &str = "Error. Invalid username (1-32 characters of A-Z a-z 0-9 _ . -)";
 pub const INVALID_PASSWORD_FORMAT: &str = "Error. Invalid password (empty or contains a newline)";
 pub const CANNOT_MESSAGE_SELF: &str = "Error. Cannot message yourself";
 pub const BLOCKED_BY_RECIPIENT: &str =

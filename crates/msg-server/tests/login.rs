@@ -18,7 +18,13 @@ async fn three_failures_across_connections_block_the_account_until_the_duration_
     let mut second = Client::connect(server.addr).await;
 
     let reply = first.try_login("hans", "wrong").await;
-    assert_eq!(error_of(&reply), (ErrorCode::InvalidPassword, "Invalid Password. Please try again"));
+    assert_eq!(
+        error_of(&reply),
+        (
+            ErrorCode::InvalidPassword,
+            "Invalid Password. Please try again"
+        )
+    );
     let reply = second.try_login("hans", "wrong again").await;
     assert_eq!(error_of(&reply).0, ErrorCode::InvalidPassword);
     let reply = first.try_login("hans", "still wrong").await;
@@ -47,10 +53,16 @@ async fn three_failures_across_connections_block_the_account_until_the_duration_
     // After the duration the right password works again.
     eventually("the block to end", async || {
         let mut client = Client::connect(server.addr).await;
-        matches!(client.try_login("hans", "falcon*solo").await, ServerFrame::Welcome { .. })
+        matches!(
+            client.try_login("hans", "falcon*solo").await,
+            ServerFrame::Welcome { .. }
+        )
     })
     .await;
-    assert!(blocked_at.elapsed() >= Duration::from_millis(1900), "block ended early");
+    assert!(
+        blocked_at.elapsed() >= Duration::from_millis(1900),
+        "block ended early"
+    );
 }
 
 #[tokio::test]
@@ -59,13 +71,22 @@ async fn a_successful_login_resets_the_failure_count() {
     let server = env.start(&[]);
     let mut client = Client::connect(server.addr).await;
     for _ in 0..2 {
-        assert_eq!(error_of(&client.try_login("yoda", "x").await).0, ErrorCode::InvalidPassword);
+        assert_eq!(
+            error_of(&client.try_login("yoda", "x").await).0,
+            ErrorCode::InvalidPassword
+        );
     }
-    assert!(matches!(client.try_login("yoda", "wise@!man").await, ServerFrame::Welcome { .. }));
+    assert!(matches!(
+        client.try_login("yoda", "wise@!man").await,
+        ServerFrame::Welcome { .. }
+    ));
     client.logout().await;
     let mut client = Client::connect(server.addr).await;
     for _ in 0..2 {
-        assert_eq!(error_of(&client.try_login("yoda", "x").await).0, ErrorCode::InvalidPassword);
+        assert_eq!(
+            error_of(&client.try_login("yoda", "x").await).0,
+            ErrorCode::InvalidPassword
+        );
     }
 }
 
@@ -90,7 +111,10 @@ async fn unknown_users_and_duplicate_logins_are_refused() {
     let server = env.start(&[]);
     let mut client = Client::connect(server.addr).await;
     let reply = client.try_login("palpatine", "x").await;
-    assert_eq!(error_of(&reply), (ErrorCode::InvalidUser, "Error. Invalid user"));
+    assert_eq!(
+        error_of(&reply),
+        (ErrorCode::InvalidUser, "Error. Invalid user")
+    );
 
     let _hans = Client::login(server.addr, "hans").await;
     let reply = client.try_login("hans", "falcon*solo").await;
@@ -114,7 +138,11 @@ async fn registration_is_off_by_default() {
         })
         .await;
     assert_eq!(error_of(&reply).0, ErrorCode::RegistrationDisabled);
-    assert!(!std::fs::read_to_string(env.credentials()).unwrap().contains("rey"));
+    assert!(
+        !std::fs::read_to_string(env.credentials())
+            .unwrap()
+            .contains("rey")
+    );
 }
 
 #[tokio::test]
@@ -124,24 +152,41 @@ async fn registration_appends_a_hashed_account_and_logs_in() {
     let mut client = Client::connect(server.addr).await;
     let register = |user: &str, password: &str| {
         let (user, password) = (user.to_owned(), password.to_owned());
-        move |id| ClientFrame::Register { id, user, password: password.as_str().into(), peer_port: None }
+        move |id| ClientFrame::Register {
+            id,
+            user,
+            password: password.as_str().into(),
+            peer_port: None,
+        }
     };
     let reply = client.request(register("bad name", "pw")).await;
     assert_eq!(error_of(&reply).0, ErrorCode::InvalidUsername);
     let reply = client.request(register("hans", "pw")).await;
     assert_eq!(error_of(&reply).0, ErrorCode::UserExists);
     let reply = client.request(register("rey", "jakku sands")).await;
-    assert!(matches!(reply, ServerFrame::Welcome { ref user, .. } if user == "rey"), "{reply:?}");
+    assert!(
+        matches!(reply, ServerFrame::Welcome { ref user, .. } if user == "rey"),
+        "{reply:?}"
+    );
 
     let text = std::fs::read_to_string(env.credentials()).unwrap();
-    assert!(text.starts_with("# test accounts\nhans falcon*solo\n"), "other lines kept: {text}");
-    let line = text.lines().find(|l| l.starts_with("rey ")).expect("rey added");
+    assert!(
+        text.starts_with("# test accounts\nhans falcon*solo\n"),
+        "other lines kept: {text}"
+    );
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("rey "))
+        .expect("rey added");
     assert!(line.starts_with("rey $argon2id$"), "{line}");
     assert!(!text.contains("jakku"));
 
     client.logout().await;
     let mut client = Client::connect(server.addr).await;
-    assert!(matches!(client.try_login("rey", "jakku sands").await, ServerFrame::Welcome { .. }));
+    assert!(matches!(
+        client.try_login("rey", "jakku sands").await,
+        ServerFrame::Welcome { .. }
+    ));
 }
 
 fn passwd(env: &Env, user: &str, stdin: &str) -> std::process::Output {
@@ -154,7 +199,11 @@ fn passwd(env: &Env, user: &str, stdin: &str) -> std::process::Output {
         .spawn()
         .expect("run passwd");
     // passwd may refuse (and exit) before reading: a broken pipe is fine.
-    let _ = child.stdin.take().expect("stdin").write_all(stdin.as_bytes());
+    let _ = child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes());
     // Hashing takes well under a second; the guard below bounds it anyway.
     let deadline = std::time::Instant::now() + DEADLINE;
     loop {
@@ -176,9 +225,15 @@ async fn passwd_changes_a_password_that_the_running_server_picks_up() {
     let server = env.start(&[]);
     let output = passwd(&env, "hans", "new falcon\n");
     assert!(output.status.success(), "{output:?}");
-    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "Changed the password of hans");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "Changed the password of hans"
+    );
     let text = std::fs::read_to_string(env.credentials()).unwrap();
-    assert!(text.starts_with("# test accounts\nhans $argon2id$"), "{text}");
+    assert!(
+        text.starts_with("# test accounts\nhans $argon2id$"),
+        "{text}"
+    );
     assert!(text.contains("yoda wise@!man"));
 
     // The server notices the change without a restart. (Polling with logins
@@ -188,14 +243,23 @@ async fn passwd_changes_a_password_that_the_running_server_picks_up() {
     })
     .await;
     let mut client = Client::connect(server.addr).await;
-    assert_eq!(error_of(&client.try_login("hans", "falcon*solo").await).0, ErrorCode::InvalidPassword);
-    assert!(matches!(client.try_login("hans", "new falcon").await, ServerFrame::Welcome { .. }));
+    assert_eq!(
+        error_of(&client.try_login("hans", "falcon*solo").await).0,
+        ErrorCode::InvalidPassword
+    );
+    assert!(matches!(
+        client.try_login("hans", "new falcon").await,
+        ServerFrame::Welcome { .. }
+    ));
 
     let output = passwd(&env, "finn", "fn2187\n");
     assert!(output.status.success());
     eventually("the new account to exist", async || {
         let mut client = Client::connect(server.addr).await;
-        matches!(client.try_login("finn", "fn2187").await, ServerFrame::Welcome { .. })
+        matches!(
+            client.try_login("finn", "fn2187").await,
+            ServerFrame::Welcome { .. }
+        )
     })
     .await;
 }
@@ -248,7 +312,10 @@ async fn sighup_reloads_the_credentials() {
     let env = Env::new();
     let server = env.start(&[]);
     server.signal("HUP");
-    eventually("the SIGHUP reload", async || server.log().contains("SIGHUP: credentials reloaded")).await;
+    eventually("the SIGHUP reload", async || {
+        server.log().contains("SIGHUP: credentials reloaded")
+    })
+    .await;
     // Still serving after the reload.
     Client::login(server.addr, "yoda").await;
 }

@@ -25,16 +25,33 @@ async fn online_delivery_is_acknowledged_to_the_sender_after_the_recipient_acks(
     luke.auto_ack = false;
 
     let id = hans
-        .submit(|id| ClientFrame::Send { id, to: "luke".into(), text: "  I am your friend  ".into() })
+        .submit(|id| ClientFrame::Send {
+            id,
+            to: "luke".into(),
+            text: "  I am your friend  ".into(),
+        })
         .await;
     let message = luke.next_message().await;
-    assert_eq!(text_of(&message), ("hans", "I am your friend"), "text is trimmed");
-    let ServerFrame::Message { msg_id, .. } = message else { unreachable!() };
+    assert_eq!(
+        text_of(&message),
+        ("hans", "I am your friend"),
+        "text is trimmed"
+    );
+    let ServerFrame::Message { msg_id, .. } = message else {
+        unreachable!()
+    };
     // No reply before the recipient's ack: prove it with a round trip first.
     hans.who().await;
     assert!(!hans.has_reply(id));
     luke.ack(msg_id).await;
-    assert_eq!(hans.reply(id).await, ServerFrame::Sent { id, msg_id, queued: false });
+    assert_eq!(
+        hans.reply(id).await,
+        ServerFrame::Sent {
+            id,
+            msg_id,
+            queued: false
+        }
+    );
 }
 
 #[tokio::test]
@@ -44,7 +61,10 @@ async fn offline_messages_arrive_in_order_exactly_once_at_the_next_login() {
     let mut hans = Client::login(server.addr, "hans").await;
     for i in 1..=5 {
         let reply = hans.message("luke", &format!("offline {i}")).await;
-        assert!(matches!(reply, ServerFrame::Sent { queued: true, .. }), "{reply:?}");
+        assert!(
+            matches!(reply, ServerFrame::Sent { queued: true, .. }),
+            "{reply:?}"
+        );
     }
     let mut yoda = Client::login(server.addr, "yoda").await;
     yoda.message("luke", "from yoda").await;
@@ -54,7 +74,17 @@ async fn offline_messages_arrive_in_order_exactly_once_at_the_next_login() {
     for _ in 0..6 {
         texts.push(text_of(&luke.next_message().await).1.to_owned());
     }
-    assert_eq!(texts, ["offline 1", "offline 2", "offline 3", "offline 4", "offline 5", "from yoda"]);
+    assert_eq!(
+        texts,
+        [
+            "offline 1",
+            "offline 2",
+            "offline 3",
+            "offline 4",
+            "offline 5",
+            "from yoda"
+        ]
+    );
     // The queue comes before luke's own presence notice reaches the others.
     hans.event_matching(is_presence("luke", true)).await;
     luke.logout().await;
@@ -73,8 +103,14 @@ async fn queued_messages_stay_until_acknowledged() {
 
     let mut luke = Client::connect(server.addr).await;
     luke.auto_ack = false;
-    assert!(matches!(luke.try_login("luke", "jedi*knight").await, ServerFrame::Welcome { .. }));
-    let ServerFrame::Message { msg_id: first_id, .. } = luke.next_message().await else {
+    assert!(matches!(
+        luke.try_login("luke", "jedi*knight").await,
+        ServerFrame::Welcome { .. }
+    ));
+    let ServerFrame::Message {
+        msg_id: first_id, ..
+    } = luke.next_message().await
+    else {
         panic!("expected the queued message")
     };
     drop(luke); // gone without acking
@@ -83,13 +119,21 @@ async fn queued_messages_stay_until_acknowledged() {
     luke.auto_ack = false;
     // The server may still be ending the previous session.
     eventually("the old session to end", async || {
-        matches!(luke.try_login("luke", "jedi*knight").await, ServerFrame::Welcome { .. })
+        matches!(
+            luke.try_login("luke", "jedi*knight").await,
+            ServerFrame::Welcome { .. }
+        )
     })
     .await;
     let again = luke.next_message().await;
     assert_eq!(text_of(&again), ("hans", "keep me"));
-    let ServerFrame::Message { msg_id, .. } = again else { unreachable!() };
-    assert_eq!(msg_id, first_id, "a redelivery keeps its id, so clients can de-duplicate");
+    let ServerFrame::Message { msg_id, .. } = again else {
+        unreachable!()
+    };
+    assert_eq!(
+        msg_id, first_id,
+        "a redelivery keeps its id, so clients can de-duplicate"
+    );
 }
 
 #[tokio::test]
@@ -128,11 +172,24 @@ async fn acknowledged_queue_survives_sigkill_and_is_delivered_once() {
     // New ids never collide with ids from before the restart.
     let mut hans = Client::login(server.addr, "hans").await;
     luke.auto_ack = true;
-    let id = hans.submit(|id| ClientFrame::Send { id, to: "luke".into(), text: "new".into() }).await;
-    let frame = luke.event_matching(|f| matches!(f, ServerFrame::Message { .. })).await;
-    let ServerFrame::Message { msg_id, .. } = frame else { unreachable!() };
+    let id = hans
+        .submit(|id| ClientFrame::Send {
+            id,
+            to: "luke".into(),
+            text: "new".into(),
+        })
+        .await;
+    let frame = luke
+        .event_matching(|f| matches!(f, ServerFrame::Message { .. }))
+        .await;
+    let ServerFrame::Message { msg_id, .. } = frame else {
+        unreachable!()
+    };
     assert!(!ids.contains(&msg_id));
-    assert!(matches!(hans.reply(id).await, ServerFrame::Sent { queued: false, .. }));
+    assert!(matches!(
+        hans.reply(id).await,
+        ServerFrame::Sent { queued: false, .. }
+    ));
 }
 
 #[tokio::test]
@@ -142,10 +199,30 @@ async fn message_errors_use_the_spec_texts() {
     let mut hans = Client::login(server.addr, "hans").await;
     let mut luke = Client::login(server.addr, "luke").await;
     let cases = [
-        ("hans", "hi".to_owned(), ErrorCode::CannotMessageSelf, "Error. Cannot message yourself"),
-        ("palpatine", "hi".to_owned(), ErrorCode::InvalidUser, "Error. Invalid user"),
-        ("luke", "   ".to_owned(), ErrorCode::EmptyMessage, "Error. Message is empty"),
-        ("luke", "x".repeat(4001), ErrorCode::MessageTooLong, "Error. Message too long"),
+        (
+            "hans",
+            "hi".to_owned(),
+            ErrorCode::CannotMessageSelf,
+            "Error. Cannot message yourself",
+        ),
+        (
+            "palpatine",
+            "hi".to_owned(),
+            ErrorCode::InvalidUser,
+            "Error. Invalid user",
+        ),
+        (
+            "luke",
+            "   ".to_owned(),
+            ErrorCode::EmptyMessage,
+            "Error. Message is empty",
+        ),
+        (
+            "luke",
+            "x".repeat(4001),
+            ErrorCode::MessageTooLong,
+            "Error. Message too long",
+        ),
     ];
     for (to, text, code, message) in cases {
         let reply = hans.message(to, &text).await;
@@ -153,9 +230,17 @@ async fn message_errors_use_the_spec_texts() {
     }
     // Online delivery is acknowledged only once luke reads: submit, read, reply.
     let id = hans
-        .submit(|id| ClientFrame::Send { id, to: "luke".into(), text: "x".repeat(4000) })
+        .submit(|id| ClientFrame::Send {
+            id,
+            to: "luke".into(),
+            text: "x".repeat(4000),
+        })
         .await;
-    assert_eq!(text_of(&luke.next_message().await).1.len(), 4000, "4000 characters are fine");
+    assert_eq!(
+        text_of(&luke.next_message().await).1.len(),
+        4000,
+        "4000 characters are fine"
+    );
     assert!(matches!(hans.reply(id).await, ServerFrame::Sent { .. }));
 
     assert_eq!(ok_text(&luke.block("hans").await), Some("hans is blocked"));
@@ -169,11 +254,18 @@ async fn message_errors_use_the_spec_texts() {
     );
     luke.unblock("hans").await;
     let id = hans
-        .submit(|id| ClientFrame::Send { id, to: "luke".into(), text: "thanks".into() })
+        .submit(|id| ClientFrame::Send {
+            id,
+            to: "luke".into(),
+            text: "thanks".into(),
+        })
         .await;
     // Nothing from the blocked period was stored: the next message is this one.
     assert_eq!(text_of(&luke.next_message().await).1, "thanks");
-    assert!(matches!(hans.reply(id).await, ServerFrame::Sent { queued: false, .. }));
+    assert!(matches!(
+        hans.reply(id).await,
+        ServerFrame::Sent { queued: false, .. }
+    ));
 }
 
 #[tokio::test]
@@ -188,25 +280,47 @@ async fn broadcast_skips_blockers_and_offline_users_and_tells_the_sender() {
     let reply = hans.broadcast("hello everyone").await;
     assert_eq!(ok_text(&reply), None, "nobody skipped");
     for client in [&mut luke, &mut yoda, &mut vader] {
-        let frame = client.event_matching(|f| matches!(f, ServerFrame::Broadcast { .. })).await;
-        assert!(matches!(frame, ServerFrame::Broadcast { ref from, ref text, .. } if from == "hans" && text == "hello everyone"));
+        let frame = client
+            .event_matching(|f| matches!(f, ServerFrame::Broadcast { .. }))
+            .await;
+        assert!(
+            matches!(frame, ServerFrame::Broadcast { ref from, ref text, .. } if from == "hans" && text == "hello everyone")
+        );
     }
 
     vader.block("hans").await;
     let reply = hans.broadcast("second").await;
-    assert_eq!(ok_text(&reply), Some("Your message could not be delivered to some recipients"));
+    assert_eq!(
+        ok_text(&reply),
+        Some("Your message could not be delivered to some recipients")
+    );
     for client in [&mut luke, &mut yoda] {
-        client.event_matching(|f| matches!(f, ServerFrame::Broadcast { text, .. } if text == "second")).await;
+        client
+            .event_matching(
+                |f| matches!(f, ServerFrame::Broadcast { text, .. } if text == "second"),
+            )
+            .await;
     }
     vader.who().await;
-    assert!(vader.pending_event(|f| matches!(f, ServerFrame::Broadcast { .. })).is_none());
+    assert!(
+        vader
+            .pending_event(|f| matches!(f, ServerFrame::Broadcast { .. }))
+            .is_none()
+    );
     vader.assert_no_event(Duration::from_millis(200)).await;
 
     // Offline users never get broadcasts, now or later.
     let mut r2d2 = Client::login(server.addr, "r2d2").await;
     r2d2.who().await;
-    assert!(r2d2.pending_event(|f| matches!(f, ServerFrame::Broadcast { .. })).is_none());
-    assert!(hans.pending_event(|f| matches!(f, ServerFrame::Broadcast { .. })).is_none(), "not to self");
+    assert!(
+        r2d2.pending_event(|f| matches!(f, ServerFrame::Broadcast { .. }))
+            .is_none()
+    );
+    assert!(
+        hans.pending_event(|f| matches!(f, ServerFrame::Broadcast { .. }))
+            .is_none(),
+        "not to self"
+    );
 }
 
 #[tokio::test]
@@ -222,12 +336,23 @@ async fn a_reader_that_stalls_is_disconnected_and_its_messages_stay_queued() {
     // sender is told they are queued.
     let mut ids = Vec::new();
     for n in 0..50 {
-        ids.push(hans.submit(|id| ClientFrame::Send { id, to: "luke".into(), text: format!("m{n}") }).await);
+        ids.push(
+            hans.submit(|id| ClientFrame::Send {
+                id,
+                to: "luke".into(),
+                text: format!("m{n}"),
+            })
+            .await,
+        );
     }
     let mut msg_ids = HashSet::new();
     for id in ids {
         match hans.reply(id).await {
-            ServerFrame::Sent { msg_id, queued: true, .. } => msg_ids.insert(msg_id),
+            ServerFrame::Sent {
+                msg_id,
+                queued: true,
+                ..
+            } => msg_ids.insert(msg_id),
             other => panic!("expected queued, got {other:?}"),
         };
     }
@@ -237,7 +362,10 @@ async fn a_reader_that_stalls_is_disconnected_and_its_messages_stay_queued() {
     let big = "b".repeat(4000);
     let started = std::time::Instant::now();
     while hans.pending_event(is_presence("luke", false)).is_none() {
-        assert!(started.elapsed() < Duration::from_secs(60), "luke was never disconnected");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "luke was never disconnected"
+        );
         for _ in 0..50 {
             let reply = yoda.broadcast(&big).await;
             assert_eq!(ok_text(&reply), None);
@@ -256,7 +384,10 @@ async fn a_reader_that_stalls_is_disconnected_and_its_messages_stay_queued() {
     }
     assert_eq!(seen, msg_ids);
     luke.who().await;
-    assert!(luke.pending_event(|f| matches!(f, ServerFrame::Message { .. })).is_none());
+    assert!(
+        luke.pending_event(|f| matches!(f, ServerFrame::Message { .. }))
+            .is_none()
+    );
 }
 
 #[tokio::test]
@@ -272,7 +403,9 @@ async fn two_hundred_concurrent_sessions_lose_nothing() {
     for i in 0..USERS {
         tasks.push(tokio::spawn(async move {
             let mut client = Client::connect(addr).await;
-            let reply = client.try_login(&format!("user{i}"), &format!("pw{i}")).await;
+            let reply = client
+                .try_login(&format!("user{i}"), &format!("pw{i}"))
+                .await;
             assert!(matches!(reply, ServerFrame::Welcome { .. }), "{reply:?}");
             client
         }));
@@ -310,7 +443,10 @@ async fn two_hundred_concurrent_sessions_lose_nothing() {
         let received = task.await.expect("session task");
         let from = (i + USERS - 1) % USERS;
         let expected: Vec<String> = (0..PER_USER).map(|n| format!("{from}:{n}")).collect();
-        assert_eq!(received, expected, "user{i} got its partner's messages in order");
+        assert_eq!(
+            received, expected,
+            "user{i} got its partner's messages in order"
+        );
         total += received.len();
     }
     assert_eq!(total, USERS * PER_USER);

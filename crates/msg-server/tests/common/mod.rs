@@ -129,9 +129,9 @@ impl Server {
             addr: "0.0.0.0:0".parse().expect("addr"),
             stderr_log,
         };
-        let line = rx.recv_timeout(DEADLINE).unwrap_or_else(|_| {
-            panic!("msg-server did not start; log:\n{}", server.log())
-        });
+        let line = rx
+            .recv_timeout(DEADLINE)
+            .unwrap_or_else(|_| panic!("msg-server did not start; log:\n{}", server.log()));
         let addr = line
             .strip_prefix("msg-server listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
@@ -215,7 +215,10 @@ impl Client {
     pub async fn connect(addr: SocketAddr) -> Self {
         let mut client = Self::connect_raw(addr).await;
         client
-            .send(ClientFrame::Hello { version: PROTOCOL_VERSION, agent: Some("tests".into()) })
+            .send(ClientFrame::Hello {
+                version: PROTOCOL_VERSION,
+                agent: Some("tests".into()),
+            })
             .await;
         match client.next_frame().await {
             ServerFrame::Hello { version, .. } => assert_eq!(version, PROTOCOL_VERSION),
@@ -234,10 +237,19 @@ impl Client {
     pub async fn login_with_small_buffer(addr: SocketAddr, user: &str) -> Self {
         let mut client = Self::connect_raw_with_buffer(addr, Some(4096)).await;
         client
-            .send(ClientFrame::Hello { version: PROTOCOL_VERSION, agent: None })
+            .send(ClientFrame::Hello {
+                version: PROTOCOL_VERSION,
+                agent: None,
+            })
             .await;
-        assert!(matches!(client.next_frame().await, ServerFrame::Hello { .. }));
-        assert!(matches!(client.try_login(user, password_of(user)).await, ServerFrame::Welcome { .. }));
+        assert!(matches!(
+            client.next_frame().await,
+            ServerFrame::Hello { .. }
+        ));
+        assert!(matches!(
+            client.try_login(user, password_of(user)).await,
+            ServerFrame::Welcome { .. }
+        ));
         client
     }
 
@@ -347,7 +359,8 @@ impl Client {
 
     /// The next direct message, skipping other events.
     pub async fn next_message(&mut self) -> ServerFrame {
-        self.event_matching(|f| matches!(f, ServerFrame::Message { .. })).await
+        self.event_matching(|f| matches!(f, ServerFrame::Message { .. }))
+            .await
     }
 
     /// Whether the reply to request `id` has already arrived.
@@ -422,8 +435,12 @@ impl Client {
     /// Sends a message and waits for the `sent` reply (the recipient, if
     /// online, must be acknowledging).
     pub async fn message(&mut self, to: &str, text: &str) -> ServerFrame {
-        self.request(|id| ClientFrame::Send { id, to: to.into(), text: text.into() })
-            .await
+        self.request(|id| ClientFrame::Send {
+            id,
+            to: to.into(),
+            text: text.into(),
+        })
+        .await
     }
 
     pub async fn who(&mut self) -> Vec<String> {
@@ -441,15 +458,27 @@ impl Client {
     }
 
     pub async fn block(&mut self, user: &str) -> ServerFrame {
-        self.request(|id| ClientFrame::Block { id, user: user.into() }).await
+        self.request(|id| ClientFrame::Block {
+            id,
+            user: user.into(),
+        })
+        .await
     }
 
     pub async fn unblock(&mut self, user: &str) -> ServerFrame {
-        self.request(|id| ClientFrame::Unblock { id, user: user.into() }).await
+        self.request(|id| ClientFrame::Unblock {
+            id,
+            user: user.into(),
+        })
+        .await
     }
 
     pub async fn broadcast(&mut self, text: &str) -> ServerFrame {
-        self.request(|id| ClientFrame::Broadcast { id, text: text.into() }).await
+        self.request(|id| ClientFrame::Broadcast {
+            id,
+            text: text.into(),
+        })
+        .await
     }
 
     pub async fn logout(mut self) {
