@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use interprocess::local_socket::tokio::{Listener, Stream, prelude::*};
-use msg_proto::control::{CONTROL_VERSION, ItemKind, Reply, Request, Status, codes};
+use msg_proto::control::{CONTROL_VERSION, InboxItem, ItemKind, Reply, Request, Status, codes};
 use msg_proto::server::ServerFrame;
 use msg_proto::validate::{self, TextError};
 use msg_proto::{ErrorCode, JsonLines};
@@ -380,7 +380,7 @@ async fn watch(mut conn: Conn, shared: &Shared) -> std::io::Result<()> {
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     tracing::warn!("a watcher fell behind by {n} items");
                     let text = format!("({n} items skipped; see `msg inbox --all`)");
-                    let note = msg_proto::control::InboxItem { id: 0, kind: ItemKind::System, from: None, text, at: 0 };
+                    let note = InboxItem { id: 0, kind: ItemKind::System, from: None, text, at: 0 };
                     conn.send(Reply::Item(note)).await?;
                 }
                 Err(broadcast::error::RecvError::Closed) => return Ok(()),

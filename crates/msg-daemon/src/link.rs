@@ -406,7 +406,8 @@ impl Link {
                             return None;
                         }
                         Some(Command::Login { reply, .. }) => {
-                            let _ = reply.send(Err(LinkError::new(codes::SERVER_UNREACHABLE, "Reconnecting to the server; try again shortly")));
+                            let busy = "Reconnecting to the server; try again shortly";
+                            let _ = reply.send(Err(LinkError::new(codes::SERVER_UNREACHABLE, busy)));
                         }
                         Some(Command::Request { reply, .. }) => {
                             let _ = reply.send(Err(LinkError::unreachable(&session.server)));
@@ -473,7 +474,8 @@ impl Link {
                             let answer = if user == session.user {
                                 Ok(format!("Already logged in as {user}"))
                             } else {
-                                Err(LinkError::new(codes::LOGGED_IN_AS_OTHER, format!("Already logged in as {}. Run `msg logout` first", session.user)))
+                                let text = format!("Already logged in as {}. Run `msg logout` first", session.user);
+                                Err(LinkError::new(codes::LOGGED_IN_AS_OTHER, text))
                             };
                             let _ = reply.send(answer);
                             continue;
