@@ -6,11 +6,13 @@
 //! implemented in any language from it alone.
 //!
 //! - [`server`]: what a client (normally `msgd`) and `msg-server` exchange.
+//! - [`control`]: what the `msg` CLI and its user's `msgd` exchange.
 //! - [`codec`]: the NDJSON codec with a frame-size limit, for tokio-util.
 //! - [`validate`]: the rules for usernames, passwords and message texts, so that
 //!   clients can refuse bad input before it reaches the wire.
 
 pub mod codec;
+pub mod control;
 pub mod error;
 pub mod server;
 pub mod validate;

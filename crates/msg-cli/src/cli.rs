@@ -1,0 +1,138 @@
+//! The command tree (SPEC §3–4). Completions are generated from it.
+
+use clap::{Args, Parser, Subcommand};
+use clap_complete::Shell;
+
+/// msg: send and receive messages through your msgd.
+#[derive(Debug, Parser)]
+#[command(name = "msg", version, propagate_version = true)]
+pub struct Cli {
+    /// One JSON object per reply on stdout (NDJSON for `watch` and `inbox`).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More diagnostics on stderr (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+    /// Print errors only.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    pub user: String,
+    /// HOST:PORT of msg-server [default: MSG_SERVER, else `server` in config.toml, else 127.0.0.1:4747].
+    #[arg(long, env = "MSG_SERVER", value_name = "HOST:PORT")]
+    pub server: Option<String>,
+    /// Read the password from the first line of stdin instead of the terminal.
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Log in (starting msgd if it is not running).
+    Login(LoginArgs),
+    /// Create an account (when the server allows it) and log in.
+    Register(LoginArgs),
+    /// End the session; msgd stays up, logged out.
+    Logout,
+    /// Show msgd, connection and inbox state.
+    Status,
+    /// Send a message to USER.
+    Send {
+        user: String,
+        #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
+        text: Vec<String>,
+    },
+    /// Send a message to every online user.
+    Broadcast {
+        #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
+        text: Vec<String>,
+    },
+    /// List the other online users.
+    Who {
+        /// Users online at any moment in the last SECS seconds.
+        #[arg(long, value_name = "SECS")]
+        since: Option<u64>,
+    },
+    /// Stop USER's messages, broadcasts and private requests reaching you.
+    Block { user: String },
+    /// Undo `block`.
+    Unblock { user: String },
+    /// Print unread items, oldest first, and mark them read.
+    Inbox {
+        /// Include items already read.
+        #[arg(long)]
+        all: bool,
+        /// Do not mark anything read.
+        #[arg(long)]
+        peek: bool,
+    },
+    /// Print each item as it arrives, until interrupted.
+    Watch,
+    /// Private (peer-to-peer) sessions.
+    #[command(subcommand)]
+    Private(PrivateCommand),
+    /// Control msgd itself.
+    #[command(subcommand)]
+    Daemon(DaemonCommand),
+    /// Print the completion script for SHELL.
+    Completions { shell: Shell },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PrivateCommand {
+    /// Ask USER for a private session and wait for the answer.
+    Start { user: String },
+    /// Accept USER's request.
+    Accept { user: String },
+    /// Decline USER's request.
+    Decline { user: String },
+    /// Send a private message to USER.
+    Send {
+        user: String,
+        #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
+        text: Vec<String>,
+    },
+    /// End the private session with USER.
+    Stop { user: String },
+    /// Open sessions and pending requests.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DaemonCommand {
+    /// Start msgd in the background if it is not running.
+    Start,
+    /// Log out and stop msgd.
+    Stop,
+    /// Whether msgd is running.
+    Status,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_tree_is_valid() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn texts_are_joined_and_may_start_with_a_dash() {
+        let cli = Cli::try_parse_from(["msg", "send", "luke", "-1", "is", "odd"]).unwrap();
+        match cli.command {
+            Command::Send { user, text } => {
+                assert_eq!(user, "luke");
+                assert_eq!(text.join(" "), "-1 is odd");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(Cli::try_parse_from(["msg", "who", "--since", "-5"]).is_err());
+    }
+}

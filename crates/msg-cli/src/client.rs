@@ -1,0 +1,220 @@
+//! Talking to msgd: connect (or start it), handshake, request and replies.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use interprocess::local_socket::tokio::Stream;
+use msg_daemon::paths::{Paths, create_private_dir};
+use msg_proto::JsonLines;
+use msg_proto::control::{CONTROL_VERSION, Reply, Request, codes};
+use tokio_util::codec::Framed;
+
+use crate::output::Failure;
+
+/// How long `msg` waits for a freshly started msgd to listen.
+const START_DEADLINE: Duration = Duration::from_secs(10);
+/// How long `msg daemon stop` waits for msgd to be gone.
+const STOP_DEADLINE: Duration = Duration::from_secs(10);
+const POLL: Duration = Duration::from_millis(25);
+/// Ordinary requests; the daemon bounds its own server round trips well below.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub struct Client {
+    conn: Framed<Stream, JsonLines<Reply, Request>>,
+}
+
+fn not_running() -> Failure {
+    Failure::new(
+        codes::DAEMON_UNREACHABLE,
+        "msgd is not running — run `msg login USER`",
+    )
+}
+
+fn lost() -> Failure {
+    Failure::new(codes::DAEMON_UNREACHABLE, "The connection to msgd was lost")
+}
+
+impl Client {
+    /// Connects to the running msgd; `None` when none is running.
+    pub async fn connect(paths: &Paths) -> Result<Option<Self>, Failure> {
+        let stream = match msg_daemon::socket::connect(paths).await {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::debug!("no msgd: {e}");
+                if e.kind() == std::io::ErrorKind::PermissionDenied {
+                    return Err(Failure::new(
+                        codes::DAEMON_UNREACHABLE,
+                        "Permission denied: the msgd socket belongs to another user",
+                    ));
+                }
+                return Ok(None);
+            }
+        };
+        let mut client = Self {
+            conn: Framed::new(stream, JsonLines::new()),
+        };
+        match client
+            .call(Request::Hello {
+                version: CONTROL_VERSION,
+            })
+            .await?
+        {
+            Reply::Hello { .. } => Ok(Some(client)),
+            Reply::Error { code, message } => Err(Failure::new(code, message)),
+            _ => Err(Failure::new(
+                codes::VERSION_MISMATCH,
+                "msgd answered the handshake oddly; restart it with `msg daemon stop`",
+            )),
+        }
+    }
+
+    /// Connects to msgd, failing with the "not running" hint.
+    pub async fn require(paths: &Paths) -> Result<Self, Failure> {
+        Self::connect(paths).await?.ok_or_else(not_running)
+    }
+
+    /// Connects, starting msgd first when it is not running. The flag says
+    /// whether it was started.
+    pub async fn connect_or_start(paths: &Paths) -> Result<(Self, bool), Failure> {
+        if let Some(client) = Self::connect(paths).await? {
+            return Ok((client, false));
+        }
+        let mut child = spawn_daemon(paths)?;
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            if let Some(client) = Self::connect(paths).await? {
+                return Ok((client, true));
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(Failure::new(
+                    codes::DAEMON_UNREACHABLE,
+                    format!(
+                        "msgd exited at start ({status}); see msgd.log in the msg data directory"
+                    ),
+                ));
+            }
+            if Instant::now() >= deadline {
+                return Err(Failure::new(
+                    codes::DAEMON_UNREACHABLE,
+                    "msgd did not start in time; see msgd.log in the msg data directory",
+                ));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    pub async fn send(&mut self, request: Request) -> Result<(), Failure> {
+        self.conn.send(request).await.map_err(|_| lost())
+    }
+
+    /// The next reply; `None` when msgd closed the connection.
+    pub async fn next(&mut self) -> Result<Option<Reply>, Failure> {
+        match self.conn.next().await {
+            Some(Ok(Ok(reply))) => Ok(Some(reply)),
+            Some(Ok(Err(e))) => {
+                tracing::warn!("bad frame from msgd: {e}");
+                Err(Failure::new(
+                    codes::INVALID_COMMAND,
+                    "msgd sent a malformed reply",
+                ))
+            }
+            Some(Err(_)) => Err(lost()),
+            None => Ok(None),
+        }
+    }
+
+    /// One request, one reply, within `limit`.
+    pub async fn call_within(
+        &mut self,
+        request: Request,
+        limit: Duration,
+    ) -> Result<Reply, Failure> {
+        self.send(request).await?;
+        match tokio::time::timeout(limit, self.next()).await {
+            Ok(Ok(Some(reply))) => Ok(reply),
+            Ok(Ok(None)) => Err(lost()),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(Failure::new(
+                codes::DAEMON_UNREACHABLE,
+                "msgd did not answer in time",
+            )),
+        }
+    }
+
+    pub async fn call(&mut self, request: Request) -> Result<Reply, Failure> {
+        self.call_within(request, REPLY_TIMEOUT).await
+    }
+}
+
+/// Waits until no msgd answers on the socket any more.
+pub async fn wait_until_stopped(paths: &Paths) -> Result<(), Failure> {
+    let deadline = Instant::now() + STOP_DEADLINE;
+    while msg_daemon::socket::connect(paths).await.is_ok() {
+        if Instant::now() >= deadline {
+            return Err(Failure::new(
+                codes::DAEMON_UNREACHABLE,
+                "msgd did not stop in time",
+            ));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    Ok(())
+}
+
+/// The msgd binary: next to this `msg`, else from PATH.
+fn daemon_binary() -> PathBuf {
+    let name = format!("msgd{}", std::env::consts::EXE_SUFFIX);
+    std::env::current_exe()
+        .ok()
+        .map(|exe| exe.with_file_name(&name))
+        .filter(|path| path.is_file())
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+/// Starts msgd detached: its own session, no terminal, stdio away from ours
+/// (its log goes to msgd.log in the data dir).
+fn spawn_daemon(paths: &Paths) -> Result<std::process::Child, Failure> {
+    let failed = |what: &str, e: std::io::Error| {
+        Failure::new(
+            codes::DAEMON_UNREACHABLE,
+            format!("cannot start msgd: {what}: {e}"),
+        )
+    };
+    create_private_dir(&paths.data_dir).map_err(|e| failed("data directory", e))?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(paths.log_path())
+        .map_err(|e| failed("log file", e))?;
+    let mut command = Command::new(daemon_binary());
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    // std opens every descriptor close-on-exec, so only stdio is inherited.
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: setsid is async-signal-safe; it detaches msgd from our
+        // terminal and process group so that Ctrl-C and hangups spare it.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::setsid() == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    #[cfg(windows)]
+    {
+        use std::os::windows::process::CommandExt;
+        const DETACHED_PROCESS: u32 = 0x0000_0008;
+        const CREATE_NEW_PROCESS_GROUP: u32 = 0x0000_0200;
+        command.creation_flags(DETACHED_PROCESS | CREATE_NEW_PROCESS_GROUP);
+    }
+    tracing::debug!("starting msgd");
+    command.spawn().map_err(|e| failed("spawn", e))
+}

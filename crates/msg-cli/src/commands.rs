@@ -1,0 +1,393 @@
+//! One function per subcommand: build the request, call msgd, print the reply.
+
+use std::io::{BufRead, IsTerminal};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::CommandFactory;
+use msg_daemon::config::{Config, DEFAULT_SERVER};
+use msg_daemon::paths::Paths;
+use msg_proto::control::{Reply, Request, codes};
+use msg_proto::server::Secret;
+use msg_proto::{ErrorCode, validate};
+use serde_json::json;
+
+use crate::cli::{Cli, Command, DaemonCommand, LoginArgs, PrivateCommand};
+use crate::client::{self, Client};
+use crate::output::{Failure, Output};
+
+/// `msg private start` waits for the other user (up to the server's 60 s).
+const PRIVATE_START_TIMEOUT: Duration = Duration::from_secs(90);
+
+const NEW_USER_PROMPT: &str = "This is a new user. Enter a password: ";
+
+pub async fn run(cli: Cli, out: Output) -> ExitCode {
+    match dispatch(cli.command, out).await {
+        Ok(code) => code,
+        Err(failure) => out.fail(&failure),
+    }
+}
+
+fn paths() -> Result<Paths, Failure> {
+    Paths::from_env().map_err(|e| Failure::new(codes::INTERNAL, e.to_string()))
+}
+
+fn unexpected(reply: Reply) -> Failure {
+    match reply {
+        Reply::Error { code, message } => Failure::new(code, message),
+        other => {
+            tracing::warn!("unexpected reply: {other:?}");
+            Failure::new(codes::INTERNAL, "msgd sent an unexpected reply")
+        }
+    }
+}
+
+/// Sends a request whose success is `done` and prints it.
+async fn simple(out: Output, request: Request) -> Result<ExitCode, Failure> {
+    let mut client = Client::require(&paths()?).await?;
+    match client.call(request).await? {
+        Reply::Done { message } => {
+            out.done(message.as_deref(), json!({}));
+            Ok(ExitCode::SUCCESS)
+        }
+        other => Err(unexpected(other)),
+    }
+}
+
+async fn dispatch(command: Command, out: Output) -> Result<ExitCode, Failure> {
+    match command {
+        Command::Login(args) => login(out, args, false).await,
+        Command::Register(args) => login(out, args, true).await,
+        Command::Logout => simple(out, Request::Logout).await.inspect(|_| {
+            if !out.json {
+                out.line("Logged out");
+            }
+        }),
+        Command::Status => status(out).await,
+        Command::Send { user, text } => send(out, user, text.join(" ")).await,
+        Command::Broadcast { text } => {
+            simple(
+                out,
+                Request::Broadcast {
+                    text: text.join(" "),
+                },
+            )
+            .await
+        }
+        Command::Who { since } => who(out, since).await,
+        Command::Block { user } => simple(out, Request::Block { user }).await,
+        Command::Unblock { user } => simple(out, Request::Unblock { user }).await,
+        Command::Inbox { all, peek } => inbox(out, all, peek).await,
+        Command::Watch => watch(out).await,
+        Command::Private(command) => private(out, command).await,
+        Command::Daemon(command) => daemon(out, command).await,
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "msg", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The server: `--server`/`MSG_SERVER` (clap), else config.toml, else the default.
+fn server_address(args: &LoginArgs, paths: &Paths) -> Result<String, Failure> {
+    if let Some(server) = &args.server {
+        return Ok(server.clone());
+    }
+    let config =
+        Config::load(&paths.config_file).map_err(|e| Failure::new("usage", e.to_string()))?;
+    Ok(config.server.unwrap_or_else(|| DEFAULT_SERVER.to_owned()))
+}
+
+fn read_password(prompt: &str, from_stdin: bool) -> Result<Secret, Failure> {
+    let password = if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).map_err(|e| {
+            Failure::new("usage", format!("cannot read the password from stdin: {e}"))
+        })?;
+        line.trim_end_matches(['\n', '\r']).to_owned()
+    } else {
+        rpassword::prompt_password(prompt).map_err(|e| {
+            Failure::new(
+                "usage",
+                format!("cannot read the password from the terminal ({e}); use --password-stdin"),
+            )
+        })?
+    };
+    if !validate::is_valid_password(&password) {
+        return Err(Failure::new(
+            ErrorCode::InvalidPasswordFormat.as_str(),
+            "Error. The password must not be empty",
+        ));
+    }
+    Ok(Secret(password))
+}
+
+/// Asks twice for a new account's password.
+fn new_password(from_stdin: bool) -> Result<Secret, Failure> {
+    let password = read_password(NEW_USER_PROMPT, from_stdin)?;
+    if !from_stdin {
+        let again = read_password("Enter the password again: ", false)?;
+        if again != password {
+            return Err(Failure::new(
+                "password_mismatch",
+                "The passwords do not match",
+            ));
+        }
+    }
+    Ok(password)
+}
+
+async fn login(out: Output, args: LoginArgs, register: bool) -> Result<ExitCode, Failure> {
+    let paths = paths()?;
+    let server = server_address(&args, &paths)?;
+    let (mut client, _) = Client::connect_or_start(&paths).await?;
+    // Answer "already logged in" before asking for a password.
+    if let Reply::Status(status) = client.call(Request::Status).await?
+        && let Some(current) = status.user
+    {
+        if current == args.user {
+            out.done(
+                Some(&format!("Already logged in as {current}")),
+                json!({"user": current}),
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        return Err(Failure::new(
+            codes::LOGGED_IN_AS_OTHER,
+            format!("Already logged in as {current}. Run `msg logout` first"),
+        ));
+    }
+    let password = if register {
+        new_password(args.password_stdin)?
+    } else {
+        read_password("Password: ", args.password_stdin)?
+    };
+    let request = |password: Secret, register: bool| Request::Login {
+        user: args.user.clone(),
+        password,
+        server: server.clone(),
+        register,
+    };
+    let mut reply = client.call(request(password, register)).await?;
+    // SPEC §1: logging in with an unknown name offers to create the account.
+    let offer = !register && !args.password_stdin && std::io::stdin().is_terminal();
+    if let (true, Reply::Error { code, .. }) = (offer, &reply)
+        && code == ErrorCode::InvalidUser.as_str()
+    {
+        let password = new_password(false)?;
+        reply = client.call(request(password, true)).await?;
+        if let Reply::Error { code, .. } = &reply
+            && code == ErrorCode::RegistrationDisabled.as_str()
+        {
+            return Err(Failure::new(
+                ErrorCode::InvalidUser.as_str(),
+                "Error. Invalid user",
+            ));
+        }
+    }
+    match reply {
+        Reply::Done { message } => {
+            out.done(message.as_deref(), json!({"user": args.user}));
+            Ok(ExitCode::SUCCESS)
+        }
+        other => Err(unexpected(other)),
+    }
+}
+
+async fn status(out: Output) -> Result<ExitCode, Failure> {
+    let Some(mut client) = Client::connect(&paths()?).await? else {
+        if out.json {
+            out.json(&json!({"running": false}));
+        } else {
+            out.line("msgd is not running — run `msg login USER`");
+        }
+        return Ok(ExitCode::from(crate::output::exit::UNREACHABLE));
+    };
+    match client.call(Request::Status).await? {
+        Reply::Status(s) => {
+            if out.json {
+                out.json(&json!({
+                    "running": true, "pid": s.pid, "server": s.server, "user": s.user,
+                    "state": s.state, "unread": s.unread,
+                    "watchers": s.watchers, "private": s.private,
+                }));
+            } else {
+                out.line(&format!("msgd: running (pid {})", s.pid));
+                out.line(&format!("server: {}", s.server.as_deref().unwrap_or("-")));
+                out.line(&format!("user: {}", s.user.as_deref().unwrap_or("-")));
+                out.line(&format!("connection: {}", s.state.as_str()));
+                out.line(&format!("unread: {}", s.unread));
+                let private = if s.private.is_empty() {
+                    "-".to_owned()
+                } else {
+                    s.private.join(", ")
+                };
+                out.line(&format!("private sessions: {private}"));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        other => Err(unexpected(other)),
+    }
+}
+
+async fn send(out: Output, to: String, text: String) -> Result<ExitCode, Failure> {
+    let mut client = Client::require(&paths()?).await?;
+    match client
+        .call(Request::Send {
+            to: to.clone(),
+            text,
+        })
+        .await?
+    {
+        Reply::Sent { msg_id, queued } => {
+            // Delivered: quiet, like the classic client. Queued: say so.
+            let message = queued
+                .then(|| format!("{to} is offline; the message is queued for their next login"));
+            out.done(
+                message.as_deref(),
+                json!({"msg_id": msg_id, "queued": queued}),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        other => Err(unexpected(other)),
+    }
+}
+
+async fn who(out: Output, since: Option<u64>) -> Result<ExitCode, Failure> {
+    let mut client = Client::require(&paths()?).await?;
+    match client.call(Request::Who { since }).await? {
+        Reply::Users { users } => {
+            if out.json {
+                out.json(&json!({"users": users}));
+            } else {
+                for user in &users {
+                    out.line(user);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        other => Err(unexpected(other)),
+    }
+}
+
+async fn inbox(out: Output, all: bool, peek: bool) -> Result<ExitCode, Failure> {
+    let mut client = Client::require(&paths()?).await?;
+    client.send(Request::Inbox { all, peek }).await?;
+    loop {
+        match client.next().await? {
+            Some(Reply::Item(item)) => out.item(&item, true),
+            Some(Reply::End) => return Ok(ExitCode::SUCCESS),
+            Some(other) => return Err(unexpected(other)),
+            None => {
+                return Err(Failure::new(
+                    codes::DAEMON_UNREACHABLE,
+                    "The connection to msgd was lost",
+                ));
+            }
+        }
+    }
+}
+
+async fn watch(out: Output) -> Result<ExitCode, Failure> {
+    let mut client = Client::require(&paths()?).await?;
+    client.send(Request::Watch).await?;
+    loop {
+        match client.next().await? {
+            Some(Reply::Item(item)) => out.item(&item, false),
+            Some(other) => return Err(unexpected(other)),
+            // msgd stopped.
+            None => return Ok(ExitCode::SUCCESS),
+        }
+    }
+}
+
+async fn private(out: Output, command: PrivateCommand) -> Result<ExitCode, Failure> {
+    match command {
+        PrivateCommand::Start { user } => {
+            let mut client = Client::require(&paths()?).await?;
+            match client
+                .call_within(Request::PrivateStart { user }, PRIVATE_START_TIMEOUT)
+                .await?
+            {
+                Reply::Done { message } => {
+                    out.done(message.as_deref(), json!({}));
+                    Ok(ExitCode::SUCCESS)
+                }
+                other => Err(unexpected(other)),
+            }
+        }
+        PrivateCommand::Accept { user } => simple(out, Request::PrivateAccept { user }).await,
+        PrivateCommand::Decline { user } => simple(out, Request::PrivateDecline { user }).await,
+        PrivateCommand::Send { user, text } => {
+            simple(
+                out,
+                Request::PrivateSend {
+                    user,
+                    text: text.join(" "),
+                },
+            )
+            .await
+        }
+        PrivateCommand::Stop { user } => simple(out, Request::PrivateStop { user }).await,
+        PrivateCommand::List => {
+            let mut client = Client::require(&paths()?).await?;
+            match client.call(Request::PrivateList).await? {
+                Reply::Private(list) => {
+                    if out.json {
+                        out.json(&json!({"sessions": list.sessions, "incoming": list.incoming, "outgoing": list.outgoing}));
+                    } else {
+                        if list.sessions.is_empty()
+                            && list.incoming.is_empty()
+                            && list.outgoing.is_empty()
+                        {
+                            out.line("No private sessions or requests");
+                        }
+                        for user in &list.sessions {
+                            out.line(&format!("{user}: private session open"));
+                        }
+                        for user in &list.incoming {
+                            out.line(&format!("{user}: asks you (msg private accept {user})"));
+                        }
+                        for user in &list.outgoing {
+                            out.line(&format!("{user}: waiting for an answer"));
+                        }
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                other => Err(unexpected(other)),
+            }
+        }
+    }
+}
+
+async fn daemon(out: Output, command: DaemonCommand) -> Result<ExitCode, Failure> {
+    let paths = paths()?;
+    match command {
+        DaemonCommand::Start => {
+            let (_, started) = Client::connect_or_start(&paths).await?;
+            let message = if started {
+                "msgd started"
+            } else {
+                "msgd is already running"
+            };
+            out.done(Some(message), json!({"started": started}));
+            Ok(ExitCode::SUCCESS)
+        }
+        DaemonCommand::Stop => {
+            let Some(mut client) = Client::connect(&paths).await? else {
+                out.done(Some("msgd is not running"), json!({"stopped": false}));
+                return Ok(ExitCode::SUCCESS);
+            };
+            match client.call(Request::Shutdown).await? {
+                Reply::Done { message } => {
+                    client::wait_until_stopped(&paths).await?;
+                    out.done(message.as_deref(), json!({"stopped": true}));
+                    Ok(ExitCode::SUCCESS)
+                }
+                other => Err(unexpected(other)),
+            }
+        }
+        DaemonCommand::Status => status(out).await,
+    }
+}

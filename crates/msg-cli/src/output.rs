@@ -1,0 +1,145 @@
+//! What the user sees: SPEC texts for humans, SPEC shapes with `--json`, and
+//! exit codes (SPEC §4).
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::{Duration, UNIX_EPOCH};
+
+use msg_proto::control::{InboxItem, codes};
+use msg_proto::server::Timestamp;
+use serde_json::{Value, json};
+
+/// Exit codes of SPEC §4.
+pub mod exit {
+    pub const REFUSED: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const NOT_LOGGED_IN: u8 = 3;
+    pub const UNREACHABLE: u8 = 4;
+}
+
+/// A refusal or failure: a stable code and the text to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub code: String,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        match self.code.as_str() {
+            codes::NOT_LOGGED_IN | codes::TIMEOUT => exit::NOT_LOGGED_IN,
+            codes::SERVER_UNREACHABLE | codes::DAEMON_UNREACHABLE | codes::VERSION_MISMATCH => {
+                exit::UNREACHABLE
+            }
+            "usage" => exit::USAGE,
+            _ => exit::REFUSED,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Output {
+    pub json: bool,
+    pub quiet: bool,
+}
+
+/// RFC 3339 (UTC, seconds) of a server timestamp in milliseconds.
+pub fn rfc3339(at: Timestamp) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(at)).to_string()
+}
+
+pub fn item_json(item: &InboxItem) -> Value {
+    json!({
+        "id": item.id,
+        "kind": item.kind.as_str(),
+        "from": item.from,
+        "text": item.text,
+        "at": rfc3339(item.at),
+    })
+}
+
+fn println(line: &str) {
+    let mut out = std::io::stdout().lock();
+    // A closed pipe (`msg inbox | head`) is not an error worth a panic.
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+impl Output {
+    /// A human line (suppressed by `-q`).
+    pub fn line(&self, text: &str) {
+        if !self.quiet {
+            println(text);
+        }
+    }
+
+    pub fn json(&self, value: &Value) {
+        println(&value.to_string());
+    }
+
+    /// A success: the text for humans, `{"ok": true, ...}` for scripts.
+    pub fn done(&self, message: Option<&str>, mut extra: Value) {
+        if self.json {
+            if let Value::Object(map) = &mut extra {
+                map.insert("ok".into(), Value::Bool(true));
+                if let Some(message) = message {
+                    map.insert("message".into(), Value::String(message.into()));
+                }
+            }
+            self.json(&extra);
+        } else if let Some(message) = message {
+            self.line(message);
+        }
+    }
+
+    /// An inbox or watch item; `stamped` adds the server's time (inbox).
+    pub fn item(&self, item: &InboxItem, stamped: bool) {
+        if self.json {
+            self.json(&item_json(item));
+        } else if stamped && item.at > 0 {
+            println(&format!("[{}] {}", rfc3339(item.at), item.line()));
+        } else {
+            println(&item.line());
+        }
+    }
+
+    /// Prints a failure and returns its exit code.
+    pub fn fail(&self, failure: &Failure) -> ExitCode {
+        if self.json {
+            self.json(&json!({"error": {"code": failure.code, "message": failure.message}}));
+        } else {
+            eprintln!("{}", failure.message);
+        }
+        ExitCode::from(failure.exit_code())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_follow_the_spec() {
+        assert_eq!(
+            Failure::new("invalid_user", "Error. Invalid user").exit_code(),
+            1
+        );
+        assert_eq!(Failure::new(codes::NOT_LOGGED_IN, "x").exit_code(), 3);
+        assert_eq!(Failure::new(codes::TIMEOUT, "x").exit_code(), 3);
+        assert_eq!(Failure::new(codes::SERVER_UNREACHABLE, "x").exit_code(), 4);
+        assert_eq!(Failure::new(codes::DAEMON_UNREACHABLE, "x").exit_code(), 4);
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000_123), "2023-11-14T22:13:20Z");
+    }
+}

@@ -1,0 +1,78 @@
+//! `config.toml` in the user's config dir: defaults for both `msg` and `msgd`.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// Used when neither `--server`, `MSG_SERVER` nor the config names a server.
+pub const DEFAULT_SERVER: &str = "127.0.0.1:4747";
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `HOST:PORT` of msg-server.
+    pub server: Option<String>,
+    /// Raise desktop notifications.
+    pub notify: bool,
+    /// Accept every private-session request at once.
+    pub auto_accept_private: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: None,
+            notify: true,
+            auto_accept_private: false,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file: {0}")]
+    Read(std::io::Error),
+    #[error("invalid config file: {0}")]
+    Parse(#[from] toml::de::Error),
+}
+
+impl Config {
+    /// Reads the config; a missing file means the defaults.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(&text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(e) => Err(ConfigError::Read(e)),
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        Ok(toml::from_str(text)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_overrides() {
+        assert_eq!(Config::parse("").unwrap(), Config::default());
+        let c =
+            Config::parse("server = \"chat:4747\"\nnotify = false\nauto_accept_private = true\n")
+                .unwrap();
+        assert_eq!(c.server.as_deref(), Some("chat:4747"));
+        assert!(!c.notify);
+        assert!(c.auto_accept_private);
+        assert!(Config::parse("colour = 1").is_err());
+    }
+
+    #[test]
+    fn missing_file_is_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            Config::load(&dir.path().join("none.toml")).unwrap(),
+            Config::default()
+        );
+    }
+}

@@ -1,0 +1,98 @@
+//! Startup and shutdown: paths, lock and socket, inbox, link, control server,
+//! signals.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{Config, ConfigError};
+use crate::inbox::{Inbox, InboxError};
+use crate::notifier::Notifier;
+use crate::paths::{Paths, PathsError};
+use crate::socket::{self, BindError};
+use crate::state::Shared;
+use crate::{control, link, peer};
+
+/// How long the final logout may take before the daemon exits anyway.
+const LOGOUT_ON_EXIT_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// `--no-notify`: overrides the config.
+    pub no_notify: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Paths(#[from] PathsError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    #[error("cannot create the data directory: {0}")]
+    DataDir(std::io::Error),
+    #[error(transparent)]
+    Inbox(#[from] InboxError),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// Runs the daemon until SIGTERM, Ctrl-C or `msg daemon stop`.
+pub async fn run(options: Options) -> Result<(), DaemonError> {
+    let paths = Paths::from_env()?;
+    let config = Config::load(&paths.config_file)?;
+    let bound = socket::bind(&paths).await?;
+    crate::paths::create_private_dir(&paths.data_dir).map_err(DaemonError::DataDir)?;
+    let inbox = Inbox::open(&paths.inbox_path())?;
+    let notifier = Notifier::new(config.notify && !options.no_notify);
+    let shared = Arc::new(Shared::new(inbox, notifier, config));
+    let peer_listener = peer::bind().await;
+    let peer_port = peer_listener
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
+        .map(|a| a.port());
+    if let Some(listener) = peer_listener {
+        tokio::spawn(peer::serve(listener, Arc::clone(&shared)));
+    }
+    let link = link::spawn(Arc::clone(&shared), peer_port);
+    tracing::info!(
+        notifications = shared.notifier.enabled(),
+        "msgd {} ready",
+        env!("CARGO_PKG_VERSION")
+    );
+
+    let server = tokio::spawn(control::serve(
+        bound.listener,
+        Arc::clone(&shared),
+        link.clone(),
+    ));
+    wait_for_stop(&shared).await?;
+    shared.shutdown.cancel();
+    // Leave the server cleanly so that the others see us go.
+    let _ = tokio::time::timeout(LOGOUT_ON_EXIT_TIMEOUT, link.logout()).await;
+    let _ = server.await;
+    tracing::info!("msgd stopped");
+    // `bound._lock` is released when the process exits; the socket file was
+    // removed when the listener dropped.
+    Ok(())
+}
+
+async fn wait_for_stop(shared: &Shared) -> Result<(), DaemonError> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
+        let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+            () = shared.shutdown.cancelled() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.map_err(DaemonError::Signals)?,
+        () = shared.shutdown.cancelled() => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,17 @@
+//! `msgd`, the per-user daemon of msg.
+//!
+//! It holds one account's server connection ([`link`]), serves the `msg` CLI
+//! on a local socket ([`control`], [`socket`]), keeps the inbox ([`inbox`])
+//! and raises desktop notifications ([`notifier`]). [`daemon::run`] wires
+//! them together.
+
+pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod inbox;
+pub mod link;
+pub mod notifier;
+pub mod paths;
+pub mod peer;
+pub mod socket;
+pub mod state;

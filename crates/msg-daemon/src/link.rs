@@ -1,0 +1,916 @@
+//! The server link: one task that owns the TCP connection to msg-server.
+//!
+//! Control connections talk to it through [`LinkHandle`]. It logs in, relays
+//! requests and their replies, stores what the server pushes (in the inbox,
+//! *then* acks), pings every 15 s, and when the connection drops it
+//! reconnects with backoff and logs in again with the credentials it holds in
+//! memory, unless the server ended the session (logout, timeout, lockout).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::{SinkExt, StreamExt};
+use msg_proto::control::{ItemKind, LinkState, codes};
+use msg_proto::server::{ClientFrame, LogoutReason, RequestId, Secret, ServerFrame, Timestamp};
+use msg_proto::{ErrorCode, JsonLines, PROTOCOL_VERSION};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, interval_at, sleep, timeout};
+use tokio_util::codec::Framed;
+
+use crate::inbox::NewItem;
+use crate::state::{PrivateOutcome, Shared};
+
+type Conn = Framed<TcpStream, JsonLines<ServerFrame, ClientFrame>>;
+
+/// Keepalive period (SPEC §2: the server drops connections silent for 45 s).
+pub const PING_EVERY: Duration = Duration::from_secs(15);
+/// A server that has not answered three pings is gone (a vanished host
+/// sends no FIN): reconnect rather than wait for TCP to notice.
+const SILENCE_LIMIT: Duration = Duration::from_secs(45);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// A refusal to show to the user: a stable code and the text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkError {
+    pub code: String,
+    pub message: String,
+}
+
+impl LinkError {
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
+    fn unreachable(server: &str) -> Self {
+        Self::new(
+            codes::SERVER_UNREACHABLE,
+            format!("Cannot reach the server at {server}"),
+        )
+    }
+
+    fn lost() -> Self {
+        Self::new(
+            codes::SERVER_UNREACHABLE,
+            "The connection to the server was lost",
+        )
+    }
+
+    fn from_server(code: ErrorCode, message: String) -> Self {
+        Self::new(code.as_str(), message)
+    }
+}
+
+/// A request relayed to the server; the id is added by the link.
+#[derive(Debug, Clone)]
+pub enum ServerRequest {
+    Send { to: String, text: String },
+    Broadcast { text: String },
+    Who,
+    WhoSince { secs: u64 },
+    Block { user: String },
+    Unblock { user: String },
+    PrivateRequest { user: String },
+    PrivateAccept { user: String },
+    PrivateDecline { user: String },
+    PrivateEnd { user: String },
+}
+
+impl ServerRequest {
+    fn frame(self, id: RequestId) -> ClientFrame {
+        match self {
+            Self::Send { to, text } => ClientFrame::Send { id, to, text },
+            Self::Broadcast { text } => ClientFrame::Broadcast { id, text },
+            Self::Who => ClientFrame::Who { id },
+            Self::WhoSince { secs } => ClientFrame::WhoSince { id, secs },
+            Self::Block { user } => ClientFrame::Block { id, user },
+            Self::Unblock { user } => ClientFrame::Unblock { id, user },
+            Self::PrivateRequest { user } => ClientFrame::PrivateRequest { id, user },
+            Self::PrivateAccept { user } => ClientFrame::PrivateAccept { id, user },
+            Self::PrivateDecline { user } => ClientFrame::PrivateDecline { id, user },
+            Self::PrivateEnd { user } => ClientFrame::PrivateEnd { id, user },
+        }
+    }
+}
+
+type Reply<T> = oneshot::Sender<Result<T, LinkError>>;
+
+enum Command {
+    Login {
+        server: String,
+        user: String,
+        password: Secret,
+        register: bool,
+        reply: Reply<String>,
+    },
+    Request {
+        request: ServerRequest,
+        reply: Reply<ServerFrame>,
+    },
+    Logout {
+        reply: Reply<()>,
+    },
+}
+
+/// The control side's handle on the link task.
+#[derive(Clone)]
+pub struct LinkHandle {
+    commands: mpsc::Sender<Command>,
+}
+
+impl LinkHandle {
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, LinkError> {
+        let (tx, rx) = oneshot::channel();
+        let gone = || LinkError::new(codes::INTERNAL, "msgd is shutting down");
+        self.commands.send(make(tx)).await.map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+
+    /// Logs in; the welcome text on success.
+    pub async fn login(
+        &self,
+        server: String,
+        user: String,
+        password: Secret,
+        register: bool,
+    ) -> Result<String, LinkError> {
+        self.call(|reply| Command::Login {
+            server,
+            user,
+            password,
+            register,
+            reply,
+        })
+        .await
+    }
+
+    /// Relays a request; the server's reply (never an `error` frame: those
+    /// become [`LinkError`]s).
+    pub async fn request(&self, request: ServerRequest) -> Result<ServerFrame, LinkError> {
+        self.call(|reply| Command::Request { request, reply }).await
+    }
+
+    pub async fn logout(&self) -> Result<(), LinkError> {
+        self.call(|reply| Command::Logout { reply }).await
+    }
+}
+
+/// Starts the link task; `peer_port` is advertised to the server at login.
+pub fn spawn(shared: Arc<Shared>, peer_port: Option<u16>) -> LinkHandle {
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(
+        Link {
+            shared,
+            commands: rx,
+            next_id: 1,
+            peer_port,
+        }
+        .run(),
+    );
+    LinkHandle { commands: tx }
+}
+
+/// Credentials held in memory only, for logging in again after a drop.
+struct Session {
+    server: String,
+    user: String,
+    password: Secret,
+}
+
+/// Why an online session loop returned.
+enum End {
+    /// Over for good: logged out by the user or the server.
+    Over,
+    /// The connection dropped (or the server restarts): log in again.
+    Lost,
+    /// The daemon is stopping.
+    Stop,
+}
+
+enum Pending {
+    Request(Reply<ServerFrame>),
+    Logout(Reply<()>),
+    /// A request the daemon made itself (auto-accept); the reply is only logged.
+    Internal,
+}
+
+struct Link {
+    shared: Arc<Shared>,
+    commands: mpsc::Receiver<Command>,
+    next_id: RequestId,
+    peer_port: Option<u16>,
+}
+
+fn now_ms() -> Timestamp {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Timestamp)
+}
+
+fn not_logged_in(shared: &Shared) -> LinkError {
+    match &shared.status().ended {
+        Some((code, message)) => LinkError::new(code.clone(), message.clone()),
+        None => LinkError::new(codes::NOT_LOGGED_IN, "Not logged in. Run `msg login USER`"),
+    }
+}
+
+impl Link {
+    fn id(&mut self) -> RequestId {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    async fn run(mut self) {
+        while let Some(command) = self.commands.recv().await {
+            match command {
+                Command::Login {
+                    server,
+                    user,
+                    password,
+                    register,
+                    reply,
+                } => {
+                    match self
+                        .connect_and_login(&server, &user, &password, register)
+                        .await
+                    {
+                        Ok((conn, welcome)) => {
+                            let _ = reply.send(Ok(welcome));
+                            let session = Session {
+                                server,
+                                user,
+                                password,
+                            };
+                            if self.session(conn, session).await {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            let _ = reply.send(Err(e));
+                        }
+                    }
+                }
+                Command::Request { reply, .. } => {
+                    let _ = reply.send(Err(not_logged_in(&self.shared)));
+                }
+                Command::Logout { reply } => {
+                    let _ = reply.send(Err(not_logged_in(&self.shared)));
+                }
+            }
+        }
+    }
+
+    /// Connects, says hello and logs in. On success the link is online.
+    async fn connect_and_login(
+        &mut self,
+        server: &str,
+        user: &str,
+        password: &Secret,
+        register: bool,
+    ) -> Result<(Conn, String), LinkError> {
+        let stream = match timeout(CONNECT_TIMEOUT, TcpStream::connect(server)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                tracing::info!("cannot connect to the server: {e}");
+                return Err(LinkError::unreachable(server));
+            }
+            Err(_) => return Err(LinkError::unreachable(server)),
+        };
+        let _ = stream.set_nodelay(true);
+        let mut conn = Framed::new(stream, JsonLines::new());
+        let id = self.id();
+        let login = if register {
+            ClientFrame::Register {
+                id,
+                user: user.into(),
+                password: password.clone(),
+                peer_port: self.peer_port,
+            }
+        } else {
+            ClientFrame::Login {
+                id,
+                user: user.into(),
+                password: password.clone(),
+                peer_port: self.peer_port,
+            }
+        };
+        let hello = ClientFrame::Hello {
+            version: PROTOCOL_VERSION,
+            agent: Some(format!("msgd {}", env!("CARGO_PKG_VERSION"))),
+        };
+        let exchange = async {
+            conn.send(hello).await.map_err(|_| LinkError::lost())?;
+            match next_frame(&mut conn).await? {
+                ServerFrame::Hello { .. } => {}
+                ServerFrame::Error { code, message, .. } => {
+                    return Err(LinkError::from_server(code, message));
+                }
+                other => {
+                    tracing::warn!("unexpected answer to hello: {other:?}");
+                    return Err(LinkError::new(
+                        codes::INVALID_COMMAND,
+                        "The server does not speak the msg protocol",
+                    ));
+                }
+            }
+            conn.send(login).await.map_err(|_| LinkError::lost())?;
+            loop {
+                match next_frame(&mut conn).await? {
+                    ServerFrame::Welcome {
+                        user: name,
+                        message,
+                        ..
+                    } => {
+                        return Ok(message).inspect(|_| tracing::info!("logged in as {name}"));
+                    }
+                    ServerFrame::Error { code, message, .. } => {
+                        return Err(LinkError::from_server(code, message));
+                    }
+                    ServerFrame::Pong => {}
+                    other => tracing::debug!("ignoring {other:?} before welcome"),
+                }
+            }
+        };
+        let welcome = timeout(REPLY_TIMEOUT, exchange)
+            .await
+            .map_err(|_| LinkError::unreachable(server))??;
+        {
+            let mut status = self.shared.status();
+            status.server = Some(server.to_owned());
+            status.user = Some(user.to_owned());
+            status.state = LinkState::Online;
+            status.ended = None;
+        }
+        if let Err(e) = self.shared.inbox().set_last_account(user) {
+            tracing::warn!("{e}");
+        }
+        Ok((conn, welcome))
+    }
+
+    /// Runs a logged-in session across reconnections. True when the daemon
+    /// is stopping.
+    async fn session(&mut self, mut conn: Conn, session: Session) -> bool {
+        loop {
+            match self.online(&mut conn, &session).await {
+                End::Over => {
+                    self.logged_out();
+                    return false;
+                }
+                End::Stop => return true,
+                End::Lost => {
+                    self.shared.status().state = LinkState::Reconnecting;
+                    tracing::info!("connection to the server lost; reconnecting");
+                    match self.reconnect(&session).await {
+                        Some(new_conn) => conn = new_conn,
+                        None => {
+                            self.logged_out();
+                            return self.commands.is_closed();
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn logged_out(&self) {
+        {
+            let mut status = self.shared.status();
+            status.state = LinkState::LoggedOut;
+            status.user = None;
+        }
+        self.shared.private().clear();
+    }
+
+    /// Tries to log in again until it works, the session is refused for good,
+    /// or the user logs out or stops the daemon.
+    async fn reconnect(&mut self, session: &Session) -> Option<Conn> {
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let wait = sleep(backoff);
+            tokio::pin!(wait);
+            // Answer commands while waiting.
+            loop {
+                tokio::select! {
+                    () = &mut wait => break,
+                    command = self.commands.recv() => match command {
+                        None => return None,
+                        Some(Command::Logout { reply }) => {
+                            let _ = reply.send(Ok(()));
+                            return None;
+                        }
+                        Some(Command::Login { reply, .. }) => {
+                            let busy = "Reconnecting to the server; try again shortly";
+                            let _ = reply.send(Err(LinkError::new(codes::SERVER_UNREACHABLE, busy)));
+                        }
+                        Some(Command::Request { reply, .. }) => {
+                            let _ = reply.send(Err(LinkError::unreachable(&session.server)));
+                        }
+                    }
+                }
+            }
+            match self
+                .connect_and_login(&session.server, &session.user, &session.password, false)
+                .await
+            {
+                Ok((conn, _)) => {
+                    tracing::info!("logged in again after reconnecting");
+                    return Some(conn);
+                }
+                Err(e)
+                    if e.code == codes::SERVER_UNREACHABLE
+                        || e.code == ErrorCode::AlreadyLoggedIn.as_str()
+                        || e.code == ErrorCode::Internal.as_str() =>
+                {
+                    // The server may still hold our dead connection's session.
+                    tracing::debug!("reconnect failed: {}", e.message);
+                }
+                Err(e) => {
+                    tracing::warn!("logging in again was refused: {}", e.message);
+                    self.shared.status().ended = Some((e.code.clone(), e.message.clone()));
+                    self.system_item(&session.user, None, &e.message);
+                    return None;
+                }
+            }
+            self.shared.status().state = LinkState::Reconnecting;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    async fn online(&mut self, conn: &mut Conn, session: &Session) -> End {
+        let mut pending: HashMap<RequestId, Pending> = HashMap::new();
+        let mut ping = interval_at(Instant::now() + PING_EVERY, PING_EVERY);
+        let mut last_heard = Instant::now();
+        let end = loop {
+            tokio::select! {
+                frame = conn.next() => match frame {
+                    None | Some(Err(_)) => break End::Lost,
+                    Some(Ok(Err(e))) => tracing::warn!("bad frame from the server: {e}"),
+                    Some(Ok(Ok(frame))) => {
+                        last_heard = Instant::now();
+                        if let Some(end) = self.on_frame(frame, conn, session, &mut pending).await {
+                            break end;
+                        }
+                    }
+                },
+                command = self.commands.recv() => {
+                    let Some(command) = command else { break End::Stop };
+                    let (frame, waiting) = match command {
+                        Command::Request { request, reply } => {
+                            let id = self.id();
+                            (request.frame(id), (id, Pending::Request(reply)))
+                        }
+                        Command::Logout { reply } => {
+                            let id = self.id();
+                            (ClientFrame::Logout { id }, (id, Pending::Logout(reply)))
+                        }
+                        Command::Login { user, reply, .. } => {
+                            let answer = if user == session.user {
+                                Ok(format!("Already logged in as {user}"))
+                            } else {
+                                let text = format!("Already logged in as {}. Run `msg logout` first", session.user);
+                                Err(LinkError::new(codes::LOGGED_IN_AS_OTHER, text))
+                            };
+                            let _ = reply.send(answer);
+                            continue;
+                        }
+                    };
+                    pending.insert(waiting.0, waiting.1);
+                    if conn.send(frame).await.is_err() {
+                        break End::Lost;
+                    }
+                }
+                _ = ping.tick() => {
+                    if last_heard.elapsed() > SILENCE_LIMIT {
+                        tracing::warn!("the server stopped answering");
+                        break End::Lost;
+                    }
+                    if conn.send(ClientFrame::Ping).await.is_err() {
+                        break End::Lost;
+                    }
+                }
+            }
+        };
+        // Whatever still waits for a reply will not get one on this connection.
+        let mut end = end;
+        for (_, waiting) in pending {
+            match waiting {
+                Pending::Request(reply) => {
+                    let _ = reply.send(Err(LinkError::lost()));
+                }
+                Pending::Logout(reply) => {
+                    // The user asked to log out; the session is gone either way.
+                    let _ = reply.send(Ok(()));
+                    end = End::Over;
+                }
+                Pending::Internal => {}
+            }
+        }
+        end
+    }
+
+    /// Handles one frame from the server; `Some` when the session loop ends.
+    async fn on_frame(
+        &mut self,
+        frame: ServerFrame,
+        conn: &mut Conn,
+        session: &Session,
+        pending: &mut HashMap<RequestId, Pending>,
+    ) -> Option<End> {
+        let user = session.user.as_str();
+        if let Some(id) = frame.request_id() {
+            match pending.remove(&id) {
+                Some(Pending::Request(reply)) => {
+                    let result = match frame {
+                        ServerFrame::Error { code, message, .. } => {
+                            Err(LinkError::from_server(code, message))
+                        }
+                        frame => Ok(frame),
+                    };
+                    let _ = reply.send(result);
+                }
+                Some(Pending::Logout(reply)) => {
+                    let _ = reply.send(Ok(()));
+                    return Some(End::Over);
+                }
+                Some(Pending::Internal) => {
+                    tracing::debug!("reply to an internal request: {frame:?}")
+                }
+                None => tracing::debug!("reply to no request: {frame:?}"),
+            }
+            return None;
+        }
+        match frame {
+            ServerFrame::Message {
+                msg_id,
+                from,
+                text,
+                at,
+            } => {
+                let item = NewItem {
+                    msg_id: Some(msg_id),
+                    kind: ItemKind::Message,
+                    from: Some(&from),
+                    text: &text,
+                    at,
+                };
+                match self.shared.record(user, &item) {
+                    Ok(stored) => {
+                        // Only now, with the message on disk, may the server forget it.
+                        if conn.send(ClientFrame::Ack { msg_id }).await.is_err() {
+                            return Some(End::Lost);
+                        }
+                        if stored.is_some() {
+                            self.shared.notifier.notify(&from, &text);
+                        }
+                    }
+                    // Unacked, the server keeps it and delivers it again later.
+                    Err(e) => tracing::error!("{e}; message left unacknowledged"),
+                }
+            }
+            ServerFrame::Broadcast { from, text, at } => {
+                let item = NewItem {
+                    msg_id: None,
+                    kind: ItemKind::Broadcast,
+                    from: Some(&from),
+                    text: &text,
+                    at,
+                };
+                if self.store(user, &item) {
+                    self.shared.notifier.notify(&from, &text);
+                }
+            }
+            ServerFrame::Presence {
+                user: who,
+                online,
+                at,
+            } => {
+                let text = format!("{who} logged {}", if online { "in" } else { "out" });
+                self.store(
+                    user,
+                    &NewItem {
+                        msg_id: None,
+                        kind: ItemKind::Presence,
+                        from: Some(&who),
+                        text: &text,
+                        at,
+                    },
+                );
+            }
+            ServerFrame::LoggedOut { reason, message } => {
+                self.system_item(user, None, &message);
+                return Some(match reason {
+                    // A restarting or overloaded server did not end the session on purpose.
+                    LogoutReason::Shutdown | LogoutReason::SlowConsumer => End::Lost,
+                    LogoutReason::Timeout => {
+                        self.shared.notifier.notify("msg", &message);
+                        self.shared.status().ended = Some((codes::TIMEOUT.into(), message));
+                        End::Over
+                    }
+                    LogoutReason::Requested | LogoutReason::Unknown => {
+                        self.shared.status().ended = Some((codes::NOT_LOGGED_IN.into(), message));
+                        End::Over
+                    }
+                });
+            }
+            ServerFrame::PrivateRequest { from, at } => {
+                let text = format!("{from} would like to private message");
+                self.store(
+                    user,
+                    &NewItem {
+                        msg_id: None,
+                        kind: ItemKind::System,
+                        from: Some(&from),
+                        text: &text,
+                        at,
+                    },
+                );
+                self.shared.notifier.notify(&from, &text);
+                if self.shared.config.auto_accept_private {
+                    let id = self.id();
+                    pending.insert(id, Pending::Internal);
+                    if conn
+                        .send(ClientFrame::PrivateAccept { id, user: from })
+                        .await
+                        .is_err()
+                    {
+                        return Some(End::Lost);
+                    }
+                } else {
+                    self.shared.private().incoming.insert(from);
+                }
+            }
+            ServerFrame::PrivateReady { peer, .. } => {
+                self.private_event(
+                    user,
+                    &peer,
+                    PrivateOutcome::Ready,
+                    format!("Start private messaging with {peer}"),
+                );
+            }
+            ServerFrame::PrivateDeclined { peer } => {
+                self.private_event(
+                    user,
+                    &peer,
+                    PrivateOutcome::Declined,
+                    format!("{peer} declined private messaging"),
+                );
+            }
+            ServerFrame::PrivateExpired { peer } => {
+                let asked_by_us = self.shared.private().outgoing.contains(&peer);
+                let text = if asked_by_us {
+                    format!("Error. {peer} did not answer")
+                } else {
+                    format!("The private messaging request from {peer} expired")
+                };
+                self.private_event(user, &peer, PrivateOutcome::Expired, text);
+            }
+            ServerFrame::PrivateEnded { peer, .. } => {
+                self.shared.private().sessions.remove(&peer);
+                self.system_item(
+                    user,
+                    Some(&peer),
+                    &format!("Private messaging with {peer} stopped"),
+                );
+            }
+            ServerFrame::Pong | ServerFrame::Hello { .. } => {}
+            ServerFrame::Error { code, message, .. } => {
+                tracing::warn!("server error without request: {code}: {message}")
+            }
+            other => tracing::debug!("ignoring {other:?}"),
+        }
+        None
+    }
+
+    fn private_event(&self, user: &str, peer: &str, outcome: PrivateOutcome, text: String) {
+        {
+            let mut private = self.shared.private();
+            private.incoming.remove(peer);
+            private.outgoing.remove(peer);
+            if outcome == PrivateOutcome::Ready {
+                private.sessions.insert(peer.to_owned());
+            }
+            if let Some(waiter) = private.waiters.remove(peer) {
+                let _ = waiter.send(outcome);
+            }
+        }
+        self.system_item(user, Some(peer), &text);
+    }
+
+    /// Stores an item; false (logged) when it could not be stored or was a duplicate.
+    fn store(&self, user: &str, item: &NewItem<'_>) -> bool {
+        match self.shared.record(user, item) {
+            Ok(stored) => stored.is_some(),
+            Err(e) => {
+                tracing::error!("{e}");
+                false
+            }
+        }
+    }
+
+    fn system_item(&self, user: &str, from: Option<&str>, text: &str) {
+        self.store(
+            user,
+            &NewItem {
+                msg_id: None,
+                kind: ItemKind::System,
+                from,
+                text,
+                at: now_ms(),
+            },
+        );
+    }
+}
+
+async fn next_frame(conn: &mut Conn) -> Result<ServerFrame, LinkError> {
+    loop {
+        match conn.next().await {
+            Some(Ok(Ok(frame))) => return Ok(frame),
+            Some(Ok(Err(e))) => tracing::warn!("bad frame from the server: {e}"),
+            None | Some(Err(_)) => return Err(LinkError::lost()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::inbox::Inbox;
+    use crate::notifier::Notifier;
+    use tokio::net::TcpListener;
+
+    type ServerSide = Framed<TcpStream, JsonLines<ClientFrame, ServerFrame>>;
+
+    async fn recv(conn: &mut ServerSide) -> ClientFrame {
+        loop {
+            match timeout(Duration::from_secs(10), conn.next()).await {
+                Ok(Some(Ok(Ok(ClientFrame::Ping)))) => {}
+                Ok(Some(Ok(Ok(frame)))) => return frame,
+                other => panic!("expected a frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// Accepts a connection and answers hello; returns the login frame.
+    async fn greet(listener: &TcpListener) -> (ServerSide, ClientFrame) {
+        let (stream, _) = timeout(Duration::from_secs(10), listener.accept())
+            .await
+            .unwrap()
+            .unwrap();
+        let mut conn = Framed::new(stream, JsonLines::new());
+        assert!(matches!(
+            recv(&mut conn).await,
+            ClientFrame::Hello {
+                version: PROTOCOL_VERSION,
+                ..
+            }
+        ));
+        conn.send(ServerFrame::Hello {
+            version: PROTOCOL_VERSION,
+            server: "fake".into(),
+        })
+        .await
+        .unwrap();
+        let login = recv(&mut conn).await;
+        (conn, login)
+    }
+
+    async fn welcome(conn: &mut ServerSide, login: &ClientFrame) {
+        let ClientFrame::Login {
+            id,
+            user,
+            password,
+            peer_port,
+        } = login
+        else {
+            panic!("{login:?}")
+        };
+        assert_eq!(
+            password.expose(),
+            "falcon*solo",
+            "the password held in memory"
+        );
+        assert_eq!(*peer_port, Some(4242));
+        let welcome = ServerFrame::Welcome {
+            id: *id,
+            user: user.clone(),
+            message: "Welcome".into(),
+        };
+        conn.send(welcome).await.unwrap();
+    }
+
+    async fn wait_for(shared: &Shared, what: impl Fn(&Shared) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !what(shared) {
+            assert!(Instant::now() < deadline, "condition never held");
+            sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn stores_before_acking_dedupes_reconnects_and_stops_at_a_refusal() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let inbox = Inbox::open_in_memory().unwrap();
+        let shared = Arc::new(Shared::new(inbox, Notifier::new(false), Config::default()));
+        let link = spawn(Arc::clone(&shared), Some(4242));
+
+        let login = tokio::spawn({
+            let (link, addr) = (link.clone(), addr.clone());
+            async move {
+                link.login(addr, "hans".into(), "falcon*solo".into(), false)
+                    .await
+            }
+        });
+        let (mut conn, frame) = greet(&listener).await;
+        welcome(&mut conn, &frame).await;
+        assert_eq!(login.await.unwrap().unwrap(), "Welcome");
+
+        // A message is acked only once it is in the inbox; a redelivery is
+        // acked again but stored once.
+        for _ in 0..2 {
+            let message = ServerFrame::Message {
+                msg_id: 7,
+                from: "luke".into(),
+                text: "hi".into(),
+                at: 1,
+            };
+            conn.send(message).await.unwrap();
+            assert_eq!(recv(&mut conn).await, ClientFrame::Ack { msg_id: 7 });
+            let stored = shared.inbox().list("hans", true).unwrap();
+            assert_eq!(stored.len(), 1);
+            assert_eq!(stored[0].line(), "luke: hi");
+        }
+
+        // The connection drops: the link logs in again by itself.
+        drop(conn);
+        let (mut conn, frame) = greet(&listener).await;
+        welcome(&mut conn, &frame).await;
+        wait_for(&shared, |s| s.status().state == LinkState::Online).await;
+        assert_eq!(shared.status().user.as_deref(), Some("hans"));
+
+        // Dropped again, and this time the server refuses (lockout): over.
+        drop(conn);
+        let (mut conn, frame) = greet(&listener).await;
+        let ClientFrame::Login { id, .. } = frame else {
+            panic!("{frame:?}")
+        };
+        let refusal =
+            ServerFrame::error(Some(id), ErrorCode::LoginBlocked, "Your account is blocked");
+        conn.send(refusal).await.unwrap();
+        wait_for(&shared, |s| s.status().state == LinkState::LoggedOut).await;
+        let err = link.request(ServerRequest::Who).await.unwrap_err();
+        assert_eq!(
+            err,
+            LinkError::new("login_blocked", "Your account is blocked")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_timeout_logout_ends_the_session_for_good() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let shared = Arc::new(Shared::new(
+            Inbox::open_in_memory().unwrap(),
+            Notifier::new(false),
+            Config::default(),
+        ));
+        let link = spawn(Arc::clone(&shared), Some(4242));
+        let login = tokio::spawn({
+            let link = link.clone();
+            async move {
+                link.login(addr, "hans".into(), "falcon*solo".into(), false)
+                    .await
+            }
+        });
+        let (mut conn, frame) = greet(&listener).await;
+        welcome(&mut conn, &frame).await;
+        login.await.unwrap().unwrap();
+        let message = "You have been logged out due to inactivity".to_owned();
+        conn.send(ServerFrame::LoggedOut {
+            reason: LogoutReason::Timeout,
+            message: message.clone(),
+        })
+        .await
+        .unwrap();
+        drop(conn);
+        wait_for(&shared, |s| s.status().state == LinkState::LoggedOut).await;
+        let err = link.request(ServerRequest::Who).await.unwrap_err();
+        assert_eq!(err, LinkError::new(codes::TIMEOUT, message.clone()));
+        // No reconnection attempt follows.
+        assert!(
+            timeout(Duration::from_millis(600), listener.accept())
+                .await
+                .is_err()
+        );
+        let items = shared.inbox().list("hans", true).unwrap();
+        assert_eq!(items.last().unwrap().text, message);
+    }
+}
