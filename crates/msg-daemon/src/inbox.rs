@@ -4,7 +4,9 @@
 //! Items are kept per account, so logging in as someone else in the same
 //! environment does not show the previous user's mail. Direct messages carry
 //! the server's `msg_id`, which is unique: a message delivered twice (an ack
-//! lost in a crash) is stored once.
+//! lost in a crash) is stored once. A message the sender sent twice (a retry
+//! after a lost reply) carries the same `client_id` both times and is also
+//! stored once.
 
 use std::path::Path;
 
@@ -20,6 +22,8 @@ pub struct InboxError(#[from] rusqlite::Error);
 #[derive(Debug, Clone)]
 pub struct NewItem<'a> {
     pub msg_id: Option<MsgId>,
+    /// The sender's idempotency key for direct messages.
+    pub client_id: Option<&'a str>,
     pub kind: ItemKind,
     pub from: Option<&'a str>,
     pub text: &'a str,
@@ -59,6 +63,20 @@ impl Inbox {
             CREATE INDEX IF NOT EXISTS items_unread ON items(account, read, id);
             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
         )?;
+        // Inboxes created before client ids existed lack the column.
+        let has_client_id: bool = db.query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('items') WHERE name = 'client_id'",
+            [],
+            |r| r.get(0),
+        )?;
+        if !has_client_id {
+            db.execute_batch("ALTER TABLE items ADD COLUMN client_id TEXT")?;
+        }
+        // NULLs are distinct in a unique index: items without a client id
+        // are unconstrained.
+        db.execute_batch(
+            "CREATE UNIQUE INDEX IF NOT EXISTS items_client_id ON items(account, sender, client_id);",
+        )?;
         Ok(Self { db })
     }
 
@@ -66,15 +84,16 @@ impl Inbox {
     pub fn add(&self, account: &str, item: &NewItem<'_>) -> Result<Option<InboxItem>, InboxError> {
         let msg_id = item.msg_id.map(|id| id as i64);
         let inserted = self.db.execute(
-            "INSERT OR IGNORE INTO items (account, msg_id, kind, sender, text, at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT OR IGNORE INTO items (account, msg_id, kind, sender, text, at, client_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 account,
                 msg_id,
                 item.kind.as_str(),
                 item.from,
                 item.text,
-                item.at as i64
+                item.at as i64,
+                item.client_id
             ],
         )?;
         if inserted == 0 {
@@ -156,11 +175,68 @@ mod tests {
     fn msg<'a>(msg_id: u64, text: &'a str) -> NewItem<'a> {
         NewItem {
             msg_id: Some(msg_id),
+            client_id: None,
             kind: ItemKind::Message,
             from: Some("hans"),
             text,
             at: 1,
         }
+    }
+
+    #[test]
+    fn a_retried_send_is_stored_once_by_client_id() {
+        let inbox = Inbox::open_in_memory().unwrap();
+        let with_key = |msg_id, from, key| NewItem {
+            client_id: Some(key),
+            from: Some(from),
+            ..msg(msg_id, "hi")
+        };
+        assert!(
+            inbox
+                .add("luke", &with_key(1, "hans", "k1"))
+                .unwrap()
+                .is_some()
+        );
+        // Same sender and key, new server id: the sender retried.
+        assert!(
+            inbox
+                .add("luke", &with_key(2, "hans", "k1"))
+                .unwrap()
+                .is_none()
+        );
+        // Another sender may use the same key.
+        assert!(
+            inbox
+                .add("luke", &with_key(3, "yoda", "k1"))
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(inbox.list("luke", true).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn an_inbox_from_before_client_ids_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("inbox.db");
+        {
+            let db = Connection::open(&path).unwrap();
+            db.execute_batch(
+                "CREATE TABLE items (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT, account TEXT NOT NULL, msg_id INTEGER,
+                    kind TEXT NOT NULL, sender TEXT, text TEXT NOT NULL, at INTEGER NOT NULL,
+                    read INTEGER NOT NULL DEFAULT 0);
+                 INSERT INTO items (account, msg_id, kind, sender, text, at)
+                    VALUES ('luke', 1, 'message', 'hans', 'old', 1);",
+            )
+            .unwrap();
+        }
+        let inbox = Inbox::open(&path).unwrap();
+        assert_eq!(inbox.list("luke", true).unwrap().len(), 1);
+        let item = NewItem {
+            client_id: Some("k"),
+            ..msg(2, "new")
+        };
+        assert!(inbox.add("luke", &item).unwrap().is_some());
     }
 
     #[test]
@@ -173,6 +249,7 @@ mod tests {
                 "luke",
                 &NewItem {
                     msg_id: None,
+                    client_id: None,
                     kind: ItemKind::Presence,
                     from: Some("yoda"),
                     text: "yoda logged in",

@@ -86,7 +86,12 @@ pub enum ServerRequest {
 impl ServerRequest {
     fn frame(self, id: RequestId) -> ClientFrame {
         match self {
-            Self::Send { to, text } => ClientFrame::Send { id, to, text },
+            Self::Send { to, text } => ClientFrame::Send {
+                id,
+                to,
+                text,
+                client_id: Some(new_client_id()),
+            },
             Self::Broadcast { text } => ClientFrame::Broadcast { id, text },
             Self::Who => ClientFrame::Who { id },
             Self::WhoSince { secs } => ClientFrame::WhoSince { id, secs },
@@ -98,6 +103,14 @@ impl ServerRequest {
             Self::PrivateEnd { user } => ClientFrame::PrivateEnd { id, user },
         }
     }
+}
+
+/// 128 random bits, hex: the idempotency key of one outgoing message.
+fn new_client_id() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 type Reply<T> = oneshot::Sender<Result<T, LinkError>>;
@@ -552,9 +565,11 @@ impl Link {
                 from,
                 text,
                 at,
+                client_id,
             } => {
                 let item = NewItem {
                     msg_id: Some(msg_id),
+                    client_id: client_id.as_deref(),
                     kind: ItemKind::Message,
                     from: Some(&from),
                     text: &text,
@@ -577,6 +592,7 @@ impl Link {
             ServerFrame::Broadcast { from, text, at } => {
                 let item = NewItem {
                     msg_id: None,
+                    client_id: None,
                     kind: ItemKind::Broadcast,
                     from: Some(&from),
                     text: &text,
@@ -596,6 +612,7 @@ impl Link {
                     user,
                     &NewItem {
                         msg_id: None,
+                        client_id: None,
                         kind: ItemKind::Presence,
                         from: Some(&who),
                         text: &text,
@@ -625,6 +642,7 @@ impl Link {
                     user,
                     &NewItem {
                         msg_id: None,
+                        client_id: None,
                         kind: ItemKind::System,
                         from: Some(&from),
                         text: &text,
@@ -719,6 +737,7 @@ impl Link {
             user,
             &NewItem {
                 msg_id: None,
+                client_id: None,
                 kind: ItemKind::System,
                 from,
                 text,
@@ -841,6 +860,7 @@ mod tests {
                 from: "luke".into(),
                 text: "hi".into(),
                 at: 1,
+                client_id: None,
             };
             conn.send(message).await.unwrap();
             assert_eq!(recv(&mut conn).await, ClientFrame::Ack { msg_id: 7 });

@@ -152,10 +152,10 @@ impl ServeArgs {
         if let Some(dir) = &self.state_dir {
             return Ok(dir.clone());
         }
-        if let Some(dirs) = std::env::var_os("STATE_DIRECTORY") {
-            if let Some(first) = std::env::split_paths(&dirs).next() {
-                return Ok(first);
-            }
+        if let Some(dirs) = std::env::var_os("STATE_DIRECTORY")
+            && let Some(first) = std::env::split_paths(&dirs).next()
+        {
+            return Ok(first);
         }
         directories::ProjectDirs::from("", "", "msg-server")
             .map(|dirs| dirs.data_dir().to_owned())

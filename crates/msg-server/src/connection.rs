@@ -428,10 +428,10 @@ impl<R: AsyncRead + Unpin> Connection<R> {
             Some(true) => Ok(()),
             Some(false) => {
                 let (refusal, durable) = self.hub.login_failed(user);
-                if let Some(durable) = durable {
-                    if let Ok(Err(e)) = durable.await {
-                        tracing::error!(error = %e, "the login block is only in memory");
-                    }
+                if let Some(durable) = durable
+                    && let Ok(Err(e)) = durable.await
+                {
+                    tracing::error!(error = %e, "the login block is only in memory");
                 }
                 Err(refusal)
             }

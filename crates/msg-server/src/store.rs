@@ -274,7 +274,17 @@ fn migrate(conn: &Connection) -> rusqlite::Result<()> {
              login_at INTEGER,
              logout_at INTEGER) WITHOUT ROWID;
          CREATE TABLE IF NOT EXISTS lockouts (user TEXT PRIMARY KEY, until INTEGER NOT NULL) WITHOUT ROWID;",
-    )
+    )?;
+    // Databases created before client ids existed lack the column.
+    let has_client_id: bool = conn.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('queue') WHERE name = 'client_id'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_client_id {
+        conn.execute_batch("ALTER TABLE queue ADD COLUMN client_id TEXT")?;
+    }
+    Ok(())
 }
 
 fn load_snapshot(conn: &mut Connection, now: Timestamp) -> rusqlite::Result<Snapshot> {
@@ -554,6 +564,32 @@ mod tests {
         assert_eq!(page.len(), 1);
         store.delete("luke", 1);
         assert_eq!(rt.block_on(store.queue_len()).unwrap().unwrap(), 2);
+    }
+
+    #[test]
+    fn a_database_from_before_client_ids_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = Connection::open(dir.path().join("msg.db")).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE queue (id INTEGER PRIMARY KEY, recipient TEXT NOT NULL,
+                     sender TEXT NOT NULL, text TEXT NOT NULL, at INTEGER NOT NULL);
+                 INSERT INTO queue VALUES (1, 'luke', 'hans', 'old', 5);",
+            )
+            .unwrap();
+        }
+        let (store, _) = Store::open(dir.path(), 0).unwrap();
+        enqueue_sync(&store, vec![message(2, "luke", "new")]);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let pending = rt
+            .block_on(store.pending_after("luke", 0, 10))
+            .unwrap()
+            .unwrap();
+        assert_eq!(pending.len(), 2);
+        assert_eq!(pending[0].client_id, None);
+        assert_eq!(pending[1].client_id.as_deref(), Some("c2"));
     }
 
     #[test]
