@@ -404,11 +404,11 @@ impl Client {
             Ok(Err(e)) => panic!("server sent a bad frame: {e}"),
             Err(_) => return None,
         };
-        if self.auto_ack {
-            if let ServerFrame::Message { msg_id, .. } = &frame {
-                let ack = ClientFrame::Ack { msg_id: *msg_id };
-                let _ = self.conn.send(ack).await;
-            }
+        if self.auto_ack
+            && let ServerFrame::Message { msg_id, .. } = &frame
+        {
+            let ack = ClientFrame::Ack { msg_id: *msg_id };
+            let _ = self.conn.send(ack).await;
         }
         Some(frame)
     }
