@@ -905,22 +905,13 @@ mod tests {
         conn.send(welcome).await.unwrap();
     }
 
-    async fn wait_for(shared: &Shared, what: impl Fn(&Shared) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !what(shared) {
-            assert!(Instant::now() < deadline, "condition never held");
-            sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    #[tokio::test]
-    async fn stores_before_acking_dedupes_reconnects_and_stops_at_a_refusal() {
+    /// A link to a fake server, logged in as hans.
+    async fn logged_in() -> (TcpListener, Arc<Shared>, LinkHandle, ServerSide) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let inbox = Inbox::open_in_memory().unwrap();
         let shared = Arc::new(Shared::new(inbox, Notifier::new(false), Config::default()));
         let link = spawn(Arc::clone(&shared), Some(4242));
-
         let login = tokio::spawn({
             let (link, addr) = (link.clone(), addr.clone());
             async move {
@@ -931,6 +922,20 @@ mod tests {
         let (mut conn, frame) = greet(&listener).await;
         welcome(&mut conn, &frame).await;
         assert_eq!(login.await.unwrap().unwrap(), "Welcome");
+        (listener, shared, link, conn)
+    }
+
+    async fn wait_for(shared: &Shared, what: impl Fn(&Shared) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !what(shared) {
+            assert!(Instant::now() < deadline, "condition never held");
+            sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn stores_before_acking_dedupes_reconnects_and_stops_at_a_refusal() {
+        let (listener, shared, link, mut conn) = logged_in().await;
 
         // A message is acked only once it is in the inbox; a redelivery is
         // acked again but stored once.
@@ -975,21 +980,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_send_cut_off_by_a_dropped_connection_is_retried_with_its_client_id() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let inbox = Inbox::open_in_memory().unwrap();
-        let shared = Arc::new(Shared::new(inbox, Notifier::new(false), Config::default()));
-        let link = spawn(Arc::clone(&shared), Some(4242));
-        let login = tokio::spawn({
-            let (link, addr) = (link.clone(), addr.clone());
-            async move {
-                link.login(addr, "hans".into(), "falcon*solo".into(), false)
-                    .await
-            }
-        });
-        let (mut conn, frame) = greet(&listener).await;
-        welcome(&mut conn, &frame).await;
-        login.await.unwrap().unwrap();
+        let (listener, _shared, link, mut conn) = logged_in().await;
 
         let send = tokio::spawn({
             let link = link.clone();
