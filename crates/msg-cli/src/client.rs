@@ -148,10 +148,13 @@ impl Client {
     }
 }
 
-/// Waits until no msgd answers on the socket any more.
+/// Waits until msgd has gone: no answer on the socket and its lock released
+/// (so `msg daemon start` right after cannot find the old one still exiting).
 pub async fn wait_until_stopped(paths: &Paths) -> Result<(), Failure> {
     let deadline = Instant::now() + STOP_DEADLINE;
-    while msg_daemon::socket::connect(paths).await.is_ok() {
+    while msg_daemon::socket::connect(paths).await.is_ok()
+        || msg_daemon::socket::lock_is_held(paths)
+    {
         if Instant::now() >= deadline {
             return Err(Failure::new(
                 codes::DAEMON_UNREACHABLE,

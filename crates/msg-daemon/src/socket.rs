@@ -112,6 +112,17 @@ fn take_lock(paths: &Paths) -> Result<File, BindError> {
     }
 }
 
+/// Whether a msgd holds the lock for these paths. A stopping msgd removes
+/// its socket before it exits; the lock is released only at exit, so this
+/// is what tells that a new one can start.
+pub fn lock_is_held(paths: &Paths) -> bool {
+    match OpenOptions::new().write(true).open(paths.lock_path()) {
+        // Probing takes the lock for an instant; dropping the file frees it.
+        Ok(file) => matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock)),
+        Err(_) => false,
+    }
+}
+
 /// Whether the process at the other end of `stream` runs as `uid`.
 #[cfg(unix)]
 pub fn peer_is_uid(stream: &Stream, uid: u32) -> io::Result<bool> {
@@ -142,7 +153,9 @@ mod tests {
     async fn second_bind_refuses_and_stale_socket_is_replaced() {
         let tmp = tempfile::tempdir().unwrap();
         let paths = paths(tmp.path());
+        assert!(!lock_is_held(&paths));
         let first = bind(&paths).await.unwrap();
+        assert!(lock_is_held(&paths));
         assert!(matches!(bind(&paths).await, Err(BindError::AlreadyRunning)));
         {
             use std::os::unix::fs::PermissionsExt;
@@ -152,6 +165,8 @@ mod tests {
             assert_eq!(mode(&paths.socket_path()), 0o600);
         }
         drop(first);
+        assert!(!lock_is_held(&paths), "probing does not keep the lock");
+        assert!(!lock_is_held(&paths));
         // A dead daemon's socket file: bound, then the listener leaks it.
         let stale = std::os::unix::net::UnixListener::bind(paths.socket_path()).unwrap();
         drop(stale);
