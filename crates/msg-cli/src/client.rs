@@ -81,13 +81,25 @@ impl Client {
         if let Some(client) = Self::connect(paths).await? {
             return Ok((client, false));
         }
-        let mut child = spawn_daemon(paths)?;
         let deadline = Instant::now() + START_DEADLINE;
+        // A msgd that holds the lock but does not answer yet is starting or
+        // exiting: wait for it to settle rather than start a second one.
+        while msg_daemon::socket::lock_is_held(paths) && Instant::now() < deadline {
+            tokio::time::sleep(POLL).await;
+            if let Some(client) = Self::connect(paths).await? {
+                return Ok((client, false));
+            }
+        }
+        let mut child = spawn_daemon(paths)?;
         loop {
             if let Some(client) = Self::connect(paths).await? {
                 return Ok((client, true));
             }
             if let Ok(Some(status)) = child.try_wait() {
+                // Another `msg` may have started one at the same moment.
+                if let Some(client) = Self::connect(paths).await? {
+                    return Ok((client, false));
+                }
                 return Err(Failure::new(
                     codes::DAEMON_UNREACHABLE,
                     format!(
