@@ -347,6 +347,58 @@ async fn connect(
 mod tests {
     use super::*;
 
+    use crate::config::Config;
+    use crate::inbox::Inbox;
+    use crate::notifier::Notifier;
+    use crate::state::Expected;
+
+    fn shared() -> Shared {
+        Shared::new(
+            Inbox::open_in_memory().unwrap(),
+            Notifier::new(false),
+            Config::default(),
+        )
+    }
+
+    fn expect(shared: &Shared, peer: &str, token: &str, valid_for: Duration) -> u64 {
+        let expected = Expected {
+            token: token.into(),
+            until: Instant::now() + valid_for,
+        };
+        shared.private().open(peer, Some(expected))
+    }
+
+    #[tokio::test]
+    async fn a_token_is_taken_once_by_its_caller_before_it_expires() {
+        let shared = shared();
+        let id = expect(&shared, "hans", "t0k3n", Duration::from_secs(60));
+        // Wrong token, or right token from someone else: refused, and the
+        // right one is not burnt.
+        assert_eq!(admit(&shared, "hans", &"nope!".into()).await, None);
+        assert_eq!(admit(&shared, "hans", &"t0k3".into()).await, None);
+        assert_eq!(admit(&shared, "hans", &"t0k3n".into()).await, Some(id));
+        // Reused.
+        assert_eq!(admit(&shared, "hans", &"t0k3n".into()).await, None);
+        // Expired.
+        expect(&shared, "leia", "other", Duration::ZERO);
+        assert_eq!(admit(&shared, "leia", &"other".into()).await, None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_caller_faster_than_the_servers_announcement_is_let_in() {
+        let shared = Arc::new(shared());
+        let caller = tokio::spawn({
+            let shared = Arc::clone(&shared);
+            async move { admit(&shared, "hans", &"t0k3n".into()).await }
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let id = expect(&shared, "hans", "t0k3n", Duration::from_secs(60));
+        shared.private_agreed.notify_waiters();
+        assert_eq!(caller.await.unwrap(), Some(id));
+        // Nobody announced: refused after the grace period.
+        assert_eq!(admit(&shared, "yoda", &"t0k3n".into()).await, None);
+    }
+
     #[test]
     fn token_comparison() {
         assert!(same_token("abc", "abc"));
