@@ -153,6 +153,43 @@ fn stop_from_either_side_a_block_and_a_vanished_peer() {
     hans_sees.until(|l| l.starts_with("Private messaging with luke stopped"));
     not_enabled(&hans, "luke");
     assert_eq!(hans.status()["private"], json!([]));
+
+    // A daemon that stops cleanly ends its sessions too.
+    luke.login().ok();
+    let (_w3, luke_sees) = luke.watch(false);
+    start(&hans, &luke, &hans_sees, &luke_sees, false);
+    hans.msg(&["daemon", "stop"]).ok();
+    luke_sees.until(|l| l == "Private messaging with hans stopped");
+    not_enabled(&luke, "hans");
+}
+
+#[test]
+fn an_unreachable_peer_is_reported_and_the_session_closed() {
+    let server = Server::start();
+    let hans = User::new("hans", &server);
+    hans.login().ok();
+    // luke, by hand, advertises a port nobody listens on.
+    let mut luke = Raw::connect(&server.addr);
+    luke.send(json!({"type": "hello", "version": 1}));
+    luke.until("hello");
+    let login = json!({"type": "login", "id": 1, "user": "luke", "password": password("luke"), "peer_port": free_port()});
+    luke.send(login);
+    luke.until("welcome");
+    let started = hans.background(&["private", "start", "luke"]);
+    luke.until("private_request");
+    luke.send(json!({"type": "private_accept", "id": 2, "user": "hans"}));
+    let failed = started.join();
+    assert_eq!(
+        (failed.code, failed.err()),
+        (1, "Error. Cannot connect to luke for private messaging")
+    );
+    // hans's daemon told the server, which tells luke.
+    assert_eq!(
+        luke.until("private_ended"),
+        json!({"type": "private_ended", "peer": "hans", "reason": "stopped"})
+    );
+    not_enabled(&hans, "luke");
+    assert_eq!(hans.status()["private"], json!([]));
 }
 
 #[test]
