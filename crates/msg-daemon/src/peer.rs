@@ -16,6 +16,7 @@ use futures::{SinkExt, StreamExt};
 use msg_proto::peer::{PEER_VERSION, PeerFrame, RefusedCode};
 use msg_proto::server::Secret;
 use msg_proto::{FrameError, JsonLines};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, timeout, timeout_at};
@@ -32,6 +33,9 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// us before our own `private_ready` does. Wait this long for it.
 const READY_GRACE: Duration = Duration::from_secs(3);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long and how much a refused caller's remaining input is drained.
+const DRAIN_TIME: Duration = Duration::from_secs(1);
+const DRAIN_LIMIT: usize = 256 * 1024;
 /// Handshakes in progress at once; more callers wait in the accept queue.
 const MAX_HANDSHAKES: usize = 16;
 
@@ -158,7 +162,7 @@ async fn handshake(
                 _ => RefusedCode::InvalidCommand,
             };
             tracing::warn!(%ip, "peer connection refused: {e}");
-            refuse(&mut conn, code, "Error. Invalid command").await;
+            refuse(conn, code, "Error. Invalid command").await;
             return None;
         }
         Ok(Some(Ok(Ok(PeerFrame::Hello {
@@ -171,7 +175,7 @@ async fn handshake(
                 let text = format!(
                     "Error. Peer protocol version {version} is not supported (this daemon speaks {PEER_VERSION})"
                 );
-                refuse(&mut conn, RefusedCode::VersionMismatch, &text).await;
+                refuse(conn, RefusedCode::VersionMismatch, &text).await;
                 return None;
             }
             (from, token)
@@ -179,7 +183,7 @@ async fn handshake(
         Ok(Some(Ok(Ok(_)))) => {
             tracing::warn!(%ip, "peer connection refused: no hello");
             let text = "Error. The first frame must be hello";
-            refuse(&mut conn, RefusedCode::HelloRequired, text).await;
+            refuse(conn, RefusedCode::HelloRequired, text).await;
             return None;
         }
     };
@@ -188,7 +192,7 @@ async fn handshake(
         // someone else's session.
         tracing::warn!(%ip, caller = %from, "peer connection refused: wrong, used or expired token");
         let text = "Error. No private session agreed with this token";
-        refuse(&mut conn, RefusedCode::BadToken, text).await;
+        refuse(conn, RefusedCode::BadToken, text).await;
         return None;
     };
     Some((from, id, conn))
@@ -233,12 +237,30 @@ fn same_token(a: &str, b: &str) -> bool {
             == 0
 }
 
-async fn refuse(conn: &mut PeerConn, code: RefusedCode, message: &str) {
+async fn refuse(mut conn: PeerConn, code: RefusedCode, message: &str) {
     let refused = PeerFrame::Refused {
         code,
         message: message.to_owned(),
     };
-    let _ = timeout(HELLO_TIMEOUT, conn.send(refused)).await;
+    if timeout(HELLO_TIMEOUT, conn.send(refused)).await.is_err() {
+        return;
+    }
+    // Closing with unread input would reset the connection, and the caller
+    // might lose the refusal: half-close, then discard what it still sends,
+    // within bounds.
+    let mut stream = conn.into_inner();
+    let drain = async {
+        let _ = stream.shutdown().await;
+        let mut buf = [0u8; 8192];
+        let mut left = DRAIN_LIMIT;
+        while left > 0 {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = timeout(DRAIN_TIME, drain).await;
 }
 
 /// Welcomes an admitted caller and starts the session.
