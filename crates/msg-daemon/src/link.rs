@@ -34,6 +34,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// How long a `send` whose connection dropped is retried on the next
+/// connections before the user is told it may not have gone through (well
+/// inside the CLI's own reply timeout).
+const RETRY_WINDOW: Duration = Duration::from_secs(30);
 
 /// A refusal to show to the user: a stable code and the text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -246,9 +250,33 @@ enum End {
 
 enum Pending {
     Request(Reply<ServerFrame>),
+    Send(UnansweredSend),
     Logout(Reply<()>),
     /// A request the daemon made itself (auto-accept); the reply is only logged.
     Internal,
+}
+
+/// A reply as the control side sees it: server errors become errors.
+fn server_result(frame: ServerFrame) -> Result<ServerFrame, LinkError> {
+    match frame {
+        ServerFrame::Error { code, message, .. } => Err(LinkError::from_server(code, message)),
+        frame => Ok(frame),
+    }
+}
+
+/// A `send` awaiting its reply, kept whole: if the connection drops first it
+/// is sent again after logging back in, with the same `client_id`, so the
+/// recipient's daemon stores it once even if the first copy got through.
+struct UnansweredSend {
+    frame: ClientFrame,
+    reply: Reply<ServerFrame>,
+    first_sent: Instant,
+}
+
+impl UnansweredSend {
+    fn give_up(self) {
+        let _ = self.reply.send(Err(LinkError::lost()));
+    }
 }
 
 struct Link {
@@ -408,8 +436,9 @@ impl Link {
     /// Runs a logged-in session across reconnections. True when the daemon
     /// is stopping.
     async fn session(&mut self, mut conn: Conn, session: Session) -> bool {
+        let mut unanswered = Vec::new();
         loop {
-            match self.online(&mut conn, &session).await {
+            match self.online(&mut conn, &session, &mut unanswered).await {
                 End::Over => {
                     self.logged_out(&session.user);
                     return false;
@@ -420,9 +449,10 @@ impl Link {
                     self.end_private_sessions(&session.user);
                     self.shared.status().state = LinkState::Reconnecting;
                     tracing::info!("connection to the server lost; reconnecting");
-                    match self.reconnect(&session).await {
+                    match self.reconnect(&session, &mut unanswered).await {
                         Some(new_conn) => conn = new_conn,
                         None => {
+                            unanswered.drain(..).for_each(UnansweredSend::give_up);
                             self.logged_out(&session.user);
                             return self.commands.is_closed();
                         }
@@ -454,9 +484,18 @@ impl Link {
 
     /// Tries to log in again until it works, the session is refused for good,
     /// or the user logs out or stops the daemon.
-    async fn reconnect(&mut self, session: &Session) -> Option<Conn> {
+    async fn reconnect(
+        &mut self,
+        session: &Session,
+        unanswered: &mut Vec<UnansweredSend>,
+    ) -> Option<Conn> {
         let mut backoff = FIRST_BACKOFF;
         loop {
+            let (keep, expired): (Vec<_>, Vec<_>) = unanswered
+                .drain(..)
+                .partition(|s| s.first_sent.elapsed() < RETRY_WINDOW);
+            *unanswered = keep;
+            expired.into_iter().for_each(UnansweredSend::give_up);
             let wait = sleep(backoff);
             tokio::pin!(wait);
             // Answer commands while waiting.
@@ -508,8 +547,26 @@ impl Link {
         }
     }
 
-    async fn online(&mut self, conn: &mut Conn, session: &Session) -> End {
+    async fn online(
+        &mut self,
+        conn: &mut Conn,
+        session: &Session,
+        unanswered: &mut Vec<UnansweredSend>,
+    ) -> End {
         let mut pending: HashMap<RequestId, Pending> = HashMap::new();
+        // Sends the last connection took down with it go out again first.
+        let mut connected = true;
+        for mut send in std::mem::take(unanswered) {
+            let id = self.id();
+            if let ClientFrame::Send { id: frame_id, .. } = &mut send.frame {
+                *frame_id = id;
+            }
+            connected = connected && conn.send(send.frame.clone()).await.is_ok();
+            pending.insert(id, Pending::Send(send));
+        }
+        if !connected {
+            return self.close_online(End::Lost, pending, unanswered);
+        }
         let mut ping = interval_at(Instant::now() + PING_EVERY, PING_EVERY);
         let mut last_heard = Instant::now();
         let end = loop {
@@ -529,7 +586,16 @@ impl Link {
                     let (frame, waiting) = match command {
                         Command::Request { request, reply } => {
                             let id = self.id();
-                            (request.frame(id), (id, Pending::Request(reply)))
+                            let frame = request.frame(id);
+                            let waiting = match &frame {
+                                ClientFrame::Send { .. } => Pending::Send(UnansweredSend {
+                                    frame: frame.clone(),
+                                    reply,
+                                    first_sent: Instant::now(),
+                                }),
+                                _ => Pending::Request(reply),
+                            };
+                            (frame, (id, waiting))
                         }
                         Command::Logout { reply } => {
                             let id = self.id();
@@ -572,12 +638,29 @@ impl Link {
                 }
             }
         };
-        // Whatever still waits for a reply will not get one on this connection.
+        self.close_online(end, pending, unanswered)
+    }
+
+    /// Settles what still waits for a reply on a connection that is gone:
+    /// sends are kept for a retry if the session goes on, the rest fail.
+    fn close_online(
+        &self,
+        end: End,
+        pending: HashMap<RequestId, Pending>,
+        unanswered: &mut Vec<UnansweredSend>,
+    ) -> End {
         let mut end = end;
         for (_, waiting) in pending {
             match waiting {
                 Pending::Request(reply) => {
                     let _ = reply.send(Err(LinkError::lost()));
+                }
+                Pending::Send(send) => {
+                    if matches!(end, End::Lost) {
+                        unanswered.push(send);
+                    } else {
+                        send.give_up();
+                    }
                 }
                 Pending::Logout(reply) => {
                     // The user asked to log out; the session is gone either way.
@@ -602,13 +685,10 @@ impl Link {
         if let Some(id) = frame.request_id() {
             match pending.remove(&id) {
                 Some(Pending::Request(reply)) => {
-                    let result = match frame {
-                        ServerFrame::Error { code, message, .. } => {
-                            Err(LinkError::from_server(code, message))
-                        }
-                        frame => Ok(frame),
-                    };
-                    let _ = reply.send(result);
+                    let _ = reply.send(server_result(frame));
+                }
+                Some(Pending::Send(send)) => {
+                    let _ = send.reply.send(server_result(frame));
                 }
                 Some(Pending::Logout(reply)) => {
                     let _ = reply.send(Ok(()));
@@ -906,23 +986,14 @@ mod tests {
         conn.send(welcome).await.unwrap();
     }
 
-    async fn wait_for(shared: &Shared, what: impl Fn(&Shared) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !what(shared) {
-            assert!(Instant::now() < deadline, "condition never held");
-            sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    #[tokio::test]
-    async fn stores_before_acking_dedupes_reconnects_and_stops_at_a_refusal() {
+    /// A link to a fake server, logged in as hans.
+    async fn logged_in() -> (TcpListener, Arc<Shared>, LinkHandle, ServerSide) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let inbox = Inbox::open_in_memory().unwrap();
         let shared = Arc::new(Shared::new(inbox, Notifier::new(false), Config::default()));
         let peers = PeerListener::new(Arc::clone(&shared), None);
         let link = spawn(Arc::clone(&shared), Some(peers));
-
         let login = tokio::spawn({
             let (link, addr) = (link.clone(), addr.clone());
             async move {
@@ -933,6 +1004,20 @@ mod tests {
         let (mut conn, frame) = greet(&listener).await;
         welcome(&mut conn, &frame).await;
         assert_eq!(login.await.unwrap().unwrap(), "Welcome");
+        (listener, shared, link, conn)
+    }
+
+    async fn wait_for(shared: &Shared, what: impl Fn(&Shared) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !what(shared) {
+            assert!(Instant::now() < deadline, "condition never held");
+            sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn stores_before_acking_dedupes_reconnects_and_stops_at_a_refusal() {
+        let (listener, shared, link, mut conn) = logged_in().await;
 
         // A message is acked only once it is in the inbox; a redelivery is
         // acked again but stored once.
@@ -972,6 +1057,62 @@ mod tests {
         assert_eq!(
             err,
             LinkError::new("login_blocked", "Your account is blocked")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_send_cut_off_by_a_dropped_connection_is_retried_with_its_client_id() {
+        let (listener, _shared, link, mut conn) = logged_in().await;
+
+        let send = tokio::spawn({
+            let link = link.clone();
+            async move {
+                let request = ServerRequest::Send {
+                    to: "luke".into(),
+                    text: "are you there".into(),
+                };
+                link.request(request).await
+            }
+        });
+        let ClientFrame::Send {
+            id: first_id,
+            client_id: first_key,
+            ..
+        } = recv(&mut conn).await
+        else {
+            panic!("expected the send")
+        };
+        assert!(first_key.as_ref().is_some_and(|k| k.len() == 32));
+        // The server read it, then the connection died before the reply.
+        drop(conn);
+
+        let (mut conn, frame) = greet(&listener).await;
+        welcome(&mut conn, &frame).await;
+        let ClientFrame::Send {
+            id,
+            to,
+            text,
+            client_id,
+        } = recv(&mut conn).await
+        else {
+            panic!("expected the send again")
+        };
+        assert_ne!(id, first_id, "a new request id on the new connection");
+        assert_eq!((to.as_str(), text.as_str()), ("luke", "are you there"));
+        assert_eq!(
+            client_id, first_key,
+            "the same client id, so luke stores it once"
+        );
+        let sent = ServerFrame::Sent {
+            id,
+            msg_id: 9,
+            queued: false,
+        };
+        conn.send(sent.clone()).await.unwrap();
+        assert_eq!(
+            send.await.unwrap().unwrap(),
+            sent,
+            "the user sees one success"
         );
     }
 
