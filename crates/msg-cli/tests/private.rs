@@ -316,9 +316,45 @@ fn forged_peer_connections_are_refused_and_harmless() {
     assert_eq!(message["text"], "got it");
     direct.send(json!({"type": "ack", "id": message["id"]}));
     reply.join().ok();
-    direct.send(json!({"type": "bye"}));
-    luke.wait_status(|s| s["private"] == json!([]));
+
+    // The caller vanishes without a bye while its server session stays up:
+    // luke's daemon notices on its own, tells luke and the server.
+    let (_watch, luke_sees) = luke.watch(false);
+    drop(direct);
+    luke_sees.until(|l| l == "Private messaging with hans stopped (connection lost)");
+    assert_eq!(
+        hans.until("private_ended"),
+        json!({"type": "private_ended", "peer": "luke", "reason": "stopped"})
+    );
+    not_enabled(&luke, "hans");
     assert_eq!(luke.status()["state"], "online");
+}
+
+#[test]
+fn private_messages_count_as_activity() {
+    let server = Server::with(ServerOptions {
+        timeout: 2,
+        ..ServerOptions::default()
+    });
+    let luke = User::new("luke", &server);
+    luke.config("auto_accept_private = true\nnotify = false\n");
+    luke.login().ok();
+    let hans = User::new("hans", &server);
+    hans.login().ok();
+    let (_w1, hans_sees) = hans.watch(false);
+    let (_w2, luke_sees) = luke.watch(false);
+    start(&hans, &luke, &hans_sees, &luke_sees, false);
+    // Well past the timeout, only private messages keep both sessions up.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(4);
+    while std::time::Instant::now() < until {
+        hans.msg(&["private", "send", "luke", "ping"]).ok();
+        luke.msg(&["private", "send", "hans", "pong"]).ok();
+    }
+    assert_eq!(hans.status()["private"], json!(["luke"]));
+    assert_eq!(luke.status()["state"], "online");
+    // Then silence: the timeout applies, and ends the session for both.
+    hans_sees.until(|l| l == "You have been logged out due to inactivity");
+    luke_sees.until(|l| l == "Private messaging with hans stopped");
 }
 
 #[test]
