@@ -190,7 +190,7 @@ async fn handshake(
     let Some(id) = admit(shared, &from, &token).await else {
         // Never the token itself: it could still be the valid one for
         // someone else's session.
-        tracing::warn!(%ip, caller = %from, "peer connection refused: wrong, used or expired token");
+        tracing::warn!(%ip, caller = ?from, "peer connection refused: wrong, used or expired token");
         let text = "Error. No private session agreed with this token";
         refuse(conn, RefusedCode::BadToken, text).await;
         return None;
