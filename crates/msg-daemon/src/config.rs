@@ -16,6 +16,8 @@ pub struct Config {
     pub notify: bool,
     /// Accept every private-session request at once.
     pub auto_accept_private: bool,
+    /// TCP port for private sessions; ephemeral when unset.
+    pub peer_port: Option<u16>,
 }
 
 impl Default for Config {
@@ -24,6 +26,7 @@ impl Default for Config {
             server: None,
             notify: true,
             auto_accept_private: false,
+            peer_port: None,
         }
     }
 }
@@ -59,11 +62,14 @@ mod tests {
     fn defaults_and_overrides() {
         assert_eq!(Config::parse("").unwrap(), Config::default());
         let c =
-            Config::parse("server = \"chat:4747\"\nnotify = false\nauto_accept_private = true\n")
+            Config::parse(
+                "server = \"chat:4747\"\nnotify = false\nauto_accept_private = true\npeer_port = 4848\n",
+            )
                 .unwrap();
         assert_eq!(c.server.as_deref(), Some("chat:4747"));
         assert!(!c.notify);
         assert!(c.auto_accept_private);
+        assert_eq!(c.peer_port, Some(4848));
         assert!(Config::parse("colour = 1").is_err());
     }
 

@@ -13,14 +13,16 @@ use msg_proto::{ErrorCode, JsonLines};
 use tokio::sync::{broadcast, oneshot};
 use tokio_util::codec::Framed;
 
-use crate::link::{LinkError, LinkHandle, ServerRequest};
-use crate::state::{PrivateOutcome, Shared};
+use crate::link::{LinkError, LinkHandle, Note, ServerRequest};
+use crate::state::{PeerCommand, PrivateOutcome, Shared};
 
 type Conn = Framed<Stream, JsonLines<Request, Reply>>;
 
 /// How long `msg private start` waits for the other user (the server's own
 /// request timeout is 60 s).
 const PRIVATE_ANSWER_TIMEOUT: Duration = Duration::from_secs(75);
+/// How long `msg private send` waits for the peer's daemon to store it.
+const PRIVATE_ACK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Accepts control connections until shutdown.
 pub async fn serve(listener: Listener, shared: Arc<Shared>, link: LinkHandle) {
@@ -242,27 +244,27 @@ async fn answer(request: Request, shared: &Shared, link: &LinkHandle) -> Reply {
             }
             reply
         }
-        Request::PrivateSend { user, .. } => {
-            // The peer-to-peer data path comes with the next issue.
-            Reply::error(
-                codes::PRIVATE_NOT_ENABLED,
-                format!("Error. Private messaging to {user} not enabled"),
-            )
-        }
+        Request::PrivateSend { user, text } => private_send(shared, link, user, &text).await,
         Request::PrivateStop { user } => {
-            if !shared.private().sessions.contains(&user) {
+            // Ending it locally drops the connection's channel: it says bye.
+            if !shared.private().end(&user, None) {
                 return Reply::error(
                     codes::NO_PRIVATE_SESSION,
                     format!("Error. No private session with {user}"),
                 );
             }
-            match simple(link, ServerRequest::PrivateEnd { user: user.clone() }).await {
-                Reply::Done { .. } => {
-                    shared.private().sessions.remove(&user);
-                    Reply::done(format!("Private messaging with {user} stopped"))
-                }
-                other => other,
+            // The peer also learns it from the bye; the server must be told
+            // either way, so that it stops pairing us.
+            if let Err(e) = link
+                .request(ServerRequest::PrivateEnd { user: user.clone() })
+                .await
+            {
+                tracing::info!(
+                    "the server was not told that the private session ended: {}",
+                    e.message
+                );
             }
+            Reply::done(format!("Private messaging with {user} stopped"))
         }
         Request::PrivateList => Reply::Private(shared.private().list()),
         // Handled by the connection loop.
@@ -272,11 +274,47 @@ async fn answer(request: Request, shared: &Shared, link: &LinkHandle) -> Reply {
     }
 }
 
+/// Sends over the direct connection only; answers once the peer stored it.
+async fn private_send(shared: &Shared, link: &LinkHandle, user: String, text: &str) -> Reply {
+    let not_enabled = || {
+        Reply::error(
+            codes::PRIVATE_NOT_ENABLED,
+            format!("Error. Private messaging to {user} not enabled"),
+        )
+    };
+    let text = match validate::message_text(text) {
+        Ok(text) => text.to_owned(),
+        Err(e) => return text_error(e),
+    };
+    let Some(peer) = shared.private().link(&user) else {
+        return not_enabled();
+    };
+    let (reply, stored) = oneshot::channel();
+    if peer.send(PeerCommand::Send { text, reply }).await.is_err() {
+        return not_enabled();
+    }
+    // Counts as activity whether or not the ack comes: the user did act.
+    link.note(Note::Activity);
+    match tokio::time::timeout(PRIVATE_ACK_TIMEOUT, stored).await {
+        Ok(Ok(())) => Reply::Done { message: None },
+        // The session ended before the peer stored it.
+        Ok(Err(_)) => not_enabled(),
+        Err(_) => Reply::error(
+            codes::INTERNAL,
+            format!("Error. {user} did not confirm the private message"),
+        ),
+    }
+}
+
 async fn private_start(shared: &Shared, link: &LinkHandle, user: String) -> Reply {
     let (tx, rx) = oneshot::channel();
     {
         let mut private = shared.private();
-        if private.sessions.contains(&user) {
+        if private
+            .sessions
+            .get(&user)
+            .is_some_and(|s| s.link.is_some())
+        {
             return Reply::done(format!("Start private messaging with {user}"));
         }
         // Registered before asking, so that a fast answer is not missed.
@@ -317,6 +355,10 @@ async fn private_start(shared: &Shared, link: &LinkHandle, user: String) -> Repl
                 format!("Error. {user} did not answer"),
             )
         }
+        Ok(Ok(PrivateOutcome::Unreachable)) => Reply::error(
+            codes::PRIVATE_UNREACHABLE,
+            format!("Error. Cannot connect to {user} for private messaging"),
+        ),
         Ok(Ok(PrivateOutcome::Gone)) | Ok(Err(_)) => {
             Reply::error(codes::NOT_LOGGED_IN, "Not logged in. Run `msg login USER`")
         }
@@ -335,7 +377,7 @@ fn status(shared: &Shared) -> Reply {
         user: link.user,
         state: link.state,
         unread,
-        private: shared.private().sessions.iter().cloned().collect(),
+        private: shared.private().sessions.keys().cloned().collect(),
         watchers: shared.events.receiver_count() as u64,
     })
 }

@@ -8,9 +8,10 @@ use crate::config::{Config, ConfigError};
 use crate::inbox::{Inbox, InboxError};
 use crate::notifier::Notifier;
 use crate::paths::{Paths, PathsError};
+use crate::peer::PeerListener;
 use crate::socket::{self, BindError};
 use crate::state::Shared;
-use crate::{control, link, peer};
+use crate::{control, link};
 
 /// How long the final logout may take before the daemon exits anyway.
 const LOGOUT_ON_EXIT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -19,6 +20,8 @@ const LOGOUT_ON_EXIT_TIMEOUT: Duration = Duration::from_secs(3);
 pub struct Options {
     /// `--no-notify`: overrides the config.
     pub no_notify: bool,
+    /// `--peer-port`: overrides the config.
+    pub peer_port: Option<u16>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,16 +48,10 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     crate::paths::create_private_dir(&paths.data_dir).map_err(DaemonError::DataDir)?;
     let inbox = Inbox::open(&paths.inbox_path())?;
     let notifier = Notifier::new(config.notify && !options.no_notify);
+    let peer_port = options.peer_port.or(config.peer_port);
     let shared = Arc::new(Shared::new(inbox, notifier, config));
-    let peer_listener = peer::bind().await;
-    let peer_port = peer_listener
-        .as_ref()
-        .and_then(|l| l.local_addr().ok())
-        .map(|a| a.port());
-    if let Some(listener) = peer_listener {
-        tokio::spawn(peer::serve(listener, Arc::clone(&shared)));
-    }
-    let link = link::spawn(Arc::clone(&shared), peer_port);
+    let peers = PeerListener::new(Arc::clone(&shared), peer_port);
+    let link = link::spawn(Arc::clone(&shared), Some(peers));
     tracing::info!(
         notifications = shared.notifier.enabled(),
         "msgd {} ready",

@@ -1,9 +1,10 @@
 //! `msgd`, the per-user daemon of msg.
 //!
 //! It holds one account's server connection ([`link`]), serves the `msg` CLI
-//! on a local socket ([`control`], [`socket`]), keeps the inbox ([`inbox`])
-//! and raises desktop notifications ([`notifier`]). [`daemon::run`] wires
-//! them together.
+//! on a local socket ([`control`], [`socket`]), keeps the inbox ([`inbox`]),
+//! raises desktop notifications ([`notifier`]) and runs private sessions
+//! with other users' daemons ([`peer`]: listener and handshake, [`private`]:
+//! the sessions). [`daemon::run`] wires them together.
 
 pub mod config;
 pub mod control;
@@ -13,5 +14,6 @@ pub mod link;
 pub mod notifier;
 pub mod paths;
 pub mod peer;
+pub mod private;
 pub mod socket;
 pub mod state;

@@ -8,11 +8,11 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use msg_proto::control::{ItemKind, LinkState, codes};
-use msg_proto::server::{ClientFrame, LogoutReason, RequestId, Secret, ServerFrame, Timestamp};
+use msg_proto::server::{ClientFrame, LogoutReason, RequestId, Secret, ServerFrame};
 use msg_proto::{ErrorCode, JsonLines, PROTOCOL_VERSION};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
@@ -20,7 +20,8 @@ use tokio::time::{Instant, interval_at, sleep, timeout};
 use tokio_util::codec::Framed;
 
 use crate::inbox::NewItem;
-use crate::state::{PrivateOutcome, Shared};
+use crate::peer::{self, PeerListener};
+use crate::state::{Expected, PrivateOutcome, Shared, now_ms};
 
 type Conn = Framed<TcpStream, JsonLines<ServerFrame, ClientFrame>>;
 
@@ -119,6 +120,16 @@ fn new_client_id() -> String {
 
 type Reply<T> = oneshot::Sender<Result<T, LinkError>>;
 
+/// Something to tell the server without waiting for an answer; dropped
+/// when offline (the server's session, and its private pairs, are gone then).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Note {
+    /// The user sent a private message (no content).
+    Activity,
+    /// The private session with this user ended on our side.
+    PrivateEnd(String),
+}
+
 enum Command {
     Login {
         server: String,
@@ -134,6 +145,7 @@ enum Command {
     Logout {
         reply: Reply<()>,
     },
+    Note(Note),
 }
 
 /// The control side's handle on the link task.
@@ -177,21 +189,46 @@ impl LinkHandle {
     pub async fn logout(&self) -> Result<(), LinkError> {
         self.call(|reply| Command::Logout { reply }).await
     }
+
+    pub fn note(&self, note: Note) {
+        if self.commands.try_send(Command::Note(note)).is_err() {
+            tracing::debug!("link busy or gone; a note to the server was dropped");
+        }
+    }
+
+    pub fn downgrade(&self) -> WeakLink {
+        WeakLink(self.commands.downgrade())
+    }
 }
 
-/// Starts the link task; `peer_port` is advertised to the server at login.
-pub fn spawn(shared: Arc<Shared>, peer_port: Option<u16>) -> LinkHandle {
+/// A handle that does not keep the link task alive (held by [`Shared`]).
+#[derive(Clone)]
+pub struct WeakLink(mpsc::WeakSender<Command>);
+
+impl WeakLink {
+    pub fn note(&self, note: Note) {
+        if let Some(commands) = self.0.upgrade() {
+            LinkHandle { commands }.note(note);
+        }
+    }
+}
+
+/// Starts the link task; the port of `peers` is advertised to the server at
+/// login.
+pub fn spawn(shared: Arc<Shared>, peers: Option<Arc<PeerListener>>) -> LinkHandle {
     let (tx, rx) = mpsc::channel(64);
+    let handle = LinkHandle { commands: tx };
+    shared.set_link(handle.downgrade());
     tokio::spawn(
         Link {
             shared,
             commands: rx,
             next_id: 1,
-            peer_port,
+            peers,
         }
         .run(),
     );
-    LinkHandle { commands: tx }
+    handle
 }
 
 /// Credentials held in memory only, for logging in again after a drop.
@@ -246,13 +283,7 @@ struct Link {
     shared: Arc<Shared>,
     commands: mpsc::Receiver<Command>,
     next_id: RequestId,
-    peer_port: Option<u16>,
-}
-
-fn now_ms() -> Timestamp {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as Timestamp)
+    peers: Option<Arc<PeerListener>>,
 }
 
 fn not_logged_in(shared: &Shared) -> LinkError {
@@ -304,6 +335,7 @@ impl Link {
                 Command::Logout { reply } => {
                     let _ = reply.send(Err(not_logged_in(&self.shared)));
                 }
+                Command::Note(_) => {}
             }
         }
     }
@@ -325,6 +357,12 @@ impl Link {
             Err(_) => return Err(LinkError::unreachable(server)),
         };
         let _ = stream.set_nodelay(true);
+        // The peer listener follows the family we reach the server with:
+        // the server hands out the address it sees for this connection.
+        let peer_port = match (&self.peers, stream.local_addr()) {
+            (Some(peers), Ok(local)) => peers.port_for(local.ip()).await,
+            _ => None,
+        };
         let mut conn = Framed::new(stream, JsonLines::new());
         let id = self.id();
         let login = if register {
@@ -332,14 +370,14 @@ impl Link {
                 id,
                 user: user.into(),
                 password: password.clone(),
-                peer_port: self.peer_port,
+                peer_port,
             }
         } else {
             ClientFrame::Login {
                 id,
                 user: user.into(),
                 password: password.clone(),
-                peer_port: self.peer_port,
+                peer_port,
             }
         };
         let hello = ClientFrame::Hello {
@@ -402,18 +440,20 @@ impl Link {
         loop {
             match self.online(&mut conn, &session, &mut unanswered).await {
                 End::Over => {
-                    self.logged_out();
+                    self.logged_out(&session.user);
                     return false;
                 }
                 End::Stop => return true,
                 End::Lost => {
+                    // The server ends a dropped session's private sessions.
+                    self.end_private_sessions(&session.user);
                     self.shared.status().state = LinkState::Reconnecting;
                     tracing::info!("connection to the server lost; reconnecting");
                     match self.reconnect(&session, &mut unanswered).await {
                         Some(new_conn) => conn = new_conn,
                         None => {
                             unanswered.drain(..).for_each(UnansweredSend::give_up);
-                            self.logged_out();
+                            self.logged_out(&session.user);
                             return self.commands.is_closed();
                         }
                     }
@@ -422,13 +462,24 @@ impl Link {
         }
     }
 
-    fn logged_out(&self) {
-        {
-            let mut status = self.shared.status();
-            status.state = LinkState::LoggedOut;
-            status.user = None;
+    fn logged_out(&self, user: &str) {
+        self.end_private_sessions(user);
+        let mut status = self.shared.status();
+        status.state = LinkState::LoggedOut;
+        status.user = None;
+    }
+
+    /// Ends every private session (their connections say bye) and tells the
+    /// user about each.
+    fn end_private_sessions(&self, user: &str) {
+        let peers = self.shared.private().clear();
+        for peer in peers {
+            self.system_item(
+                user,
+                Some(&peer),
+                &format!("Private messaging with {peer} stopped"),
+            );
         }
-        self.shared.private().clear();
     }
 
     /// Tries to log in again until it works, the session is refused for good,
@@ -464,6 +515,7 @@ impl Link {
                         Some(Command::Request { reply, .. }) => {
                             let _ = reply.send(Err(LinkError::unreachable(&session.server)));
                         }
+                        Some(Command::Note(_)) => {}
                     }
                 }
             }
@@ -548,6 +600,16 @@ impl Link {
                         Command::Logout { reply } => {
                             let id = self.id();
                             (ClientFrame::Logout { id }, (id, Pending::Logout(reply)))
+                        }
+                        Command::Note(Note::Activity) => {
+                            if conn.send(ClientFrame::Activity).await.is_err() {
+                                break End::Lost;
+                            }
+                            continue;
+                        }
+                        Command::Note(Note::PrivateEnd(user)) => {
+                            let id = self.id();
+                            (ClientFrame::PrivateEnd { id, user }, (id, Pending::Internal))
                         }
                         Command::Login { user, reply, .. } => {
                             let answer = if user == session.user {
@@ -744,14 +806,12 @@ impl Link {
                     self.shared.private().incoming.insert(from);
                 }
             }
-            ServerFrame::PrivateReady { peer, .. } => {
-                self.private_event(
-                    user,
-                    &peer,
-                    PrivateOutcome::Ready,
-                    format!("Start private messaging with {peer}"),
-                );
-            }
+            ServerFrame::PrivateReady {
+                peer,
+                token,
+                addr,
+                expires_in,
+            } => self.private_ready(peer, token, addr, expires_in),
             ServerFrame::PrivateDeclined { peer } => {
                 self.private_event(
                     user,
@@ -770,12 +830,14 @@ impl Link {
                 self.private_event(user, &peer, PrivateOutcome::Expired, text);
             }
             ServerFrame::PrivateEnded { peer, .. } => {
-                self.shared.private().sessions.remove(&peer);
-                self.system_item(
-                    user,
-                    Some(&peer),
-                    &format!("Private messaging with {peer} stopped"),
-                );
+                // Already over when our side ended it or the connection said bye.
+                if self.shared.private().end(&peer, None) {
+                    self.system_item(
+                        user,
+                        Some(&peer),
+                        &format!("Private messaging with {peer} stopped"),
+                    );
+                }
             }
             ServerFrame::Pong | ServerFrame::Hello { .. } => {}
             ServerFrame::Error { code, message, .. } => {
@@ -786,14 +848,33 @@ impl Link {
         None
     }
 
+    /// A session with `peer` is agreed. As the asker (with `addr`) we dial;
+    /// as the callee we wait for the caller with `token`. Either way the
+    /// user is told once the connection is up.
+    fn private_ready(&self, peer: String, token: Secret, addr: Option<String>, expires_in: u64) {
+        let mut private = self.shared.private();
+        private.incoming.remove(&peer);
+        private.outgoing.remove(&peer);
+        match addr {
+            Some(addr) => {
+                let id = private.open(&peer, None);
+                drop(private);
+                tokio::spawn(peer::dial(Arc::clone(&self.shared), peer, id, addr, token));
+            }
+            None => {
+                let until = Instant::now() + Duration::from_secs(expires_in);
+                private.open(&peer, Some(Expected { token, until }));
+                drop(private);
+                self.shared.private_agreed.notify_waiters();
+            }
+        }
+    }
+
     fn private_event(&self, user: &str, peer: &str, outcome: PrivateOutcome, text: String) {
         {
             let mut private = self.shared.private();
             private.incoming.remove(peer);
             private.outgoing.remove(peer);
-            if outcome == PrivateOutcome::Ready {
-                private.sessions.insert(peer.to_owned());
-            }
             if let Some(waiter) = private.waiters.remove(peer) {
                 let _ = waiter.send(outcome);
             }
@@ -896,7 +977,7 @@ mod tests {
             "falcon*solo",
             "the password held in memory"
         );
-        assert_eq!(*peer_port, Some(4242));
+        assert!(peer_port.is_some(), "the peer listener is advertised");
         let welcome = ServerFrame::Welcome {
             id: *id,
             user: user.clone(),
@@ -911,7 +992,8 @@ mod tests {
         let addr = listener.local_addr().unwrap().to_string();
         let inbox = Inbox::open_in_memory().unwrap();
         let shared = Arc::new(Shared::new(inbox, Notifier::new(false), Config::default()));
-        let link = spawn(Arc::clone(&shared), Some(4242));
+        let peers = PeerListener::new(Arc::clone(&shared), None);
+        let link = spawn(Arc::clone(&shared), Some(peers));
         let login = tokio::spawn({
             let (link, addr) = (link.clone(), addr.clone());
             async move {
@@ -1043,7 +1125,8 @@ mod tests {
             Notifier::new(false),
             Config::default(),
         ));
-        let link = spawn(Arc::clone(&shared), Some(4242));
+        let peers = PeerListener::new(Arc::clone(&shared), None);
+        let link = spawn(Arc::clone(&shared), Some(peers));
         let login = tokio::spawn({
             let link = link.clone();
             async move {

@@ -14,6 +14,10 @@ struct Args {
     /// Do not raise desktop notifications (overrides `notify` in config.toml).
     #[arg(long)]
     no_notify: bool,
+    /// TCP port to listen on for private sessions (overrides `peer_port` in
+    /// config.toml; default: any free port).
+    #[arg(long, value_name = "PORT")]
+    peer_port: Option<u16>,
     /// More log output (-v: debug, -vv: trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -44,6 +48,7 @@ fn main() -> ExitCode {
     };
     let options = msg_daemon::daemon::Options {
         no_notify: args.no_notify,
+        peer_port: args.peer_port,
     };
     match runtime.block_on(msg_daemon::daemon::run(options)) {
         Ok(()) => ExitCode::SUCCESS,

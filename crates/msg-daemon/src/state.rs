@@ -1,50 +1,124 @@
 //! State shared by the server link and the control connections.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use msg_proto::control::{InboxItem, LinkState, PrivateList};
-use tokio::sync::{broadcast, oneshot};
+use msg_proto::control::{InboxItem, ItemKind, LinkState, PrivateList};
+use msg_proto::server::{Secret, Timestamp};
+use tokio::sync::{Notify, broadcast, mpsc, oneshot};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::inbox::{Inbox, InboxError, NewItem};
+use crate::link::{Note, WeakLink};
 use crate::notifier::Notifier;
 
 /// How a private-session request we made ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PrivateOutcome {
+    /// The direct connection is up.
     Ready,
     Declined,
     Expired,
+    /// Agreed, but the peer's daemon could not be reached or refused us.
+    Unreachable,
     /// The session ended (we logged out) before an answer came.
     Gone,
 }
 
+/// What a running peer connection is asked to do.
+#[derive(Debug)]
+pub enum PeerCommand {
+    /// Send a private message; answered once the peer has stored it.
+    Send {
+        text: String,
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// The token the server gave us (the callee) for one caller.
+#[derive(Debug)]
+pub struct Expected {
+    pub token: Secret,
+    pub until: Instant,
+}
+
+/// One agreed private session.
+#[derive(Debug)]
+pub struct PrivateSession {
+    /// Tells this session from an earlier or later one with the same peer,
+    /// so a closing connection cannot end its successor.
+    pub id: u64,
+    /// Callee side, until the caller has presented the token.
+    pub expected: Option<Expected>,
+    /// The open peer connection; `None` while dialing or being dialed.
+    /// Dropping it makes the connection say `bye` and close.
+    pub link: Option<mpsc::Sender<PeerCommand>>,
+}
+
 #[derive(Debug, Default)]
 pub struct PrivateState {
-    pub sessions: BTreeSet<String>,
+    pub sessions: BTreeMap<String, PrivateSession>,
     pub incoming: BTreeSet<String>,
     pub outgoing: BTreeSet<String>,
     /// `msg private start` calls waiting for the answer, by peer.
     pub waiters: HashMap<String, oneshot::Sender<PrivateOutcome>>,
+    next_id: u64,
 }
 
 impl PrivateState {
     pub fn list(&self) -> PrivateList {
         PrivateList {
-            sessions: self.sessions.iter().cloned().collect(),
+            sessions: self.sessions.keys().cloned().collect(),
             incoming: self.incoming.iter().cloned().collect(),
             outgoing: self.outgoing.iter().cloned().collect(),
         }
     }
 
-    /// Forgets everything: the server session is over.
-    pub fn clear(&mut self) {
+    /// Records an agreed session with `peer` (replacing any older one) and
+    /// returns its id.
+    pub fn open(&mut self, peer: &str, expected: Option<Expected>) -> u64 {
+        self.next_id += 1;
+        let session = PrivateSession {
+            id: self.next_id,
+            expected,
+            link: None,
+        };
+        self.sessions.insert(peer.to_owned(), session);
+        self.next_id
+    }
+
+    /// Ends the session with `peer` if it is session `id` (any, for `None`).
+    /// True when it was open, i.e. when the caller should tell the user.
+    pub fn end(&mut self, peer: &str, id: Option<u64>) -> bool {
+        match self.sessions.get(peer) {
+            Some(session) if id.is_none_or(|id| id == session.id) => {
+                self.sessions.remove(peer);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The connection of the open session with `peer`, if any.
+    pub fn link(&self, peer: &str) -> Option<mpsc::Sender<PeerCommand>> {
+        self.sessions.get(peer)?.link.clone()
+    }
+
+    /// Forgets everything: the server session is over. Returns the peers
+    /// whose sessions were open.
+    pub fn clear(&mut self) -> Vec<String> {
         for (_, waiter) in self.waiters.drain() {
             let _ = waiter.send(PrivateOutcome::Gone);
         }
-        *self = Self::default();
+        let peers = self.sessions.keys().cloned().collect();
+        *self = Self {
+            next_id: self.next_id,
+            ..Self::default()
+        };
+        peers
     }
 }
 
@@ -65,7 +139,19 @@ pub struct Shared {
     pub config: Config,
     status: Mutex<LinkStatus>,
     private: Mutex<PrivateState>,
+    /// Woken when a session is agreed, so that a caller whose `hello` beat
+    /// the server's `private_ready` to us can be let in.
+    pub private_agreed: Notify,
+    /// The server link, for peer tasks to tell the server things; weak so
+    /// that the link task still ends when the control side is gone.
+    link: OnceLock<WeakLink>,
     pub shutdown: CancellationToken,
+}
+
+pub fn now_ms() -> Timestamp {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Timestamp)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -88,6 +174,8 @@ impl Shared {
                 ended: None,
             }),
             private: Mutex::new(PrivateState::default()),
+            private_agreed: Notify::new(),
+            link: OnceLock::new(),
             shutdown: CancellationToken::new(),
         }
     }
@@ -125,5 +213,34 @@ impl Shared {
             let _ = self.events.send(stored.clone());
         }
         Ok(stored)
+    }
+
+    /// Stores a system item (session events) for the logged-in account.
+    pub fn tell(&self, from: Option<&str>, text: &str) {
+        let Some(account) = self.status().user.clone() else {
+            return;
+        };
+        let item = NewItem {
+            msg_id: None,
+            client_id: None,
+            kind: ItemKind::System,
+            from,
+            text,
+            at: now_ms(),
+        };
+        if let Err(e) = self.record(&account, &item) {
+            tracing::error!("{e}");
+        }
+    }
+
+    pub fn set_link(&self, link: WeakLink) {
+        let _ = self.link.set(link);
+    }
+
+    /// Tells the server something without waiting (dropped when offline).
+    pub fn note(&self, note: Note) {
+        if let Some(link) = self.link.get() {
+            link.note(note);
+        }
     }
 }

@@ -33,11 +33,14 @@ pub mod codes {
     pub const INVALID_COMMAND: &str = "invalid_command";
     /// The daemon failed internally (e.g. its inbox could not be written).
     pub const INTERNAL: &str = "internal";
-    /// A private session is not open (peer-to-peer comes with the next issue).
+    /// No open private session with that user (`msg private send`).
     pub const PRIVATE_NOT_ENABLED: &str = "private_not_enabled";
     pub const NO_PRIVATE_SESSION: &str = "no_private_session";
     pub const PRIVATE_DECLINED: &str = "private_declined";
     pub const PRIVATE_EXPIRED: &str = "private_expired";
+    /// The session was agreed but the peer's daemon could not be reached
+    /// or refused the connection.
+    pub const PRIVATE_UNREACHABLE: &str = "private_unreachable";
 }
 
 /// Requests from `msg` to `msgd`.

@@ -7,6 +7,7 @@
 //!
 //! - [`server`]: what a client (normally `msgd`) and `msg-server` exchange.
 //! - [`control`]: what the `msg` CLI and its user's `msgd` exchange.
+//! - [`peer`]: what two users' daemons exchange in a private session.
 //! - [`codec`]: the NDJSON codec with a frame-size limit, for tokio-util.
 //! - [`validate`]: the rules for usernames, passwords and message texts, so that
 //!   clients can refuse bad input before it reaches the wire.
@@ -14,6 +15,7 @@
 pub mod codec;
 pub mod control;
 pub mod error;
+pub mod peer;
 pub mod server;
 pub mod validate;
 

@@ -276,7 +276,8 @@ pub enum ServerFrame {
     /// token without `addr`, to check the caller. Tokens are single-use.
     PrivateReady {
         peer: String,
-        token: String,
+        /// Redacted in `Debug` output, so logging a frame cannot leak it.
+        token: Secret,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         addr: Option<String>,
         /// Seconds the token stays valid.

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use msg_proto::ErrorCode;
-use msg_proto::server::{MsgId, PrivateEndReason, RequestId, ServerFrame, Timestamp};
+use msg_proto::server::{MsgId, PrivateEndReason, RequestId, Secret, ServerFrame, Timestamp};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
@@ -778,7 +778,7 @@ impl Hub {
             ));
         };
         state.private_requests.remove(&key);
-        let token = one_time_token();
+        let token = Secret(one_time_token());
         let expires_in = self.config.private_timeout.as_secs();
         state.push_to(
             asker,

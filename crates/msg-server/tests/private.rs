@@ -62,7 +62,7 @@ async fn accepted_requests_hand_both_sides_the_same_one_time_token() {
     // The address the server saw for luke, with the port luke's client advertised.
     assert_eq!(addr.as_deref(), Some("127.0.0.1:40000"));
     assert_eq!(expires_in, 60);
-    assert_eq!(token.len(), 32);
+    assert_eq!(token.expose().len(), 32);
     let ServerFrame::PrivateReady {
         peer,
         token: luke_token,

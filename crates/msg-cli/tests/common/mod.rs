@@ -120,6 +120,8 @@ pub struct ServerOptions {
     pub timeout: u64,
     pub block_duration: u64,
     pub allow_register: bool,
+    /// The server's hidden `--private-timeout-ms` (unanswered requests).
+    pub private_timeout_ms: Option<u64>,
 }
 
 impl Default for ServerOptions {
@@ -128,6 +130,7 @@ impl Default for ServerOptions {
             timeout: 600,
             block_duration: 60,
             allow_register: false,
+            private_timeout_ms: None,
         }
     }
 }
@@ -189,6 +192,9 @@ impl Server {
             .stderr(Stdio::null());
         if self.options.allow_register {
             cmd.arg("--allow-register");
+        }
+        if let Some(ms) = self.options.private_timeout_ms {
+            cmd.arg("--private-timeout-ms").arg(ms.to_string());
         }
         let mut child = cmd.spawn().expect("start msg-server");
         let lines = Lines::new(child.stdout.take().unwrap());
@@ -262,11 +268,16 @@ pub struct User {
 
 impl User {
     pub fn new(name: &str, server: &Server) -> Self {
+        Self::with_server_addr(name, &server.addr)
+    }
+
+    /// A user whose daemon reaches the server at `addr` (e.g. a relay).
+    pub fn with_server_addr(name: &str, addr: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         Self {
             name: name.into(),
             dir,
-            server: server.addr.clone(),
+            server: addr.into(),
             daemons: Default::default(),
         }
     }
@@ -502,6 +513,121 @@ impl User {
                 "inbox never matched {expected:?}: {got:?}"
             );
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// A TCP relay in front of the server that records every byte, both ways,
+/// of every connection through it. Its threads end when their sockets close.
+pub struct Relay {
+    pub addr: String,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl Relay {
+    pub fn start(target: &str) -> Self {
+        use std::net::{TcpListener, TcpStream};
+        use std::sync::{Arc, Mutex};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let target = target.to_owned();
+        let log = Arc::clone(&seen);
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { break };
+                let Ok(server) = TcpStream::connect(&target) else {
+                    continue;
+                };
+                let pipe = |mut from: TcpStream, mut to: TcpStream, log: Arc<Mutex<Vec<u8>>>| {
+                    std::thread::spawn(move || {
+                        use std::io::{Read, Write};
+                        let mut buf = [0u8; 16 * 1024];
+                        while let Ok(n) = from.read(&mut buf) {
+                            if n == 0 {
+                                break;
+                            }
+                            log.lock().unwrap().extend_from_slice(&buf[..n]);
+                            if to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                        let _ = from.shutdown(std::net::Shutdown::Both);
+                    });
+                };
+                pipe(
+                    client.try_clone().unwrap(),
+                    server.try_clone().unwrap(),
+                    Arc::clone(&log),
+                );
+                pipe(server, client, Arc::clone(&log));
+            }
+        });
+        Self { addr, seen }
+    }
+
+    /// Everything that crossed the relay so far.
+    pub fn seen(&self) -> String {
+        String::from_utf8_lossy(&self.seen.lock().unwrap()).into_owned()
+    }
+}
+
+/// A port that was free a moment ago (for pinning a peer port).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A raw NDJSON connection, for speaking a protocol by hand.
+pub struct Raw {
+    reader: BufReader<std::net::TcpStream>,
+    writer: std::net::TcpStream,
+}
+
+impl Raw {
+    pub fn connect(addr: &str) -> Self {
+        let stream = std::net::TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        Self {
+            reader: BufReader::new(stream.try_clone().unwrap()),
+            writer: stream,
+        }
+    }
+
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        self.writer.write_all(bytes).unwrap();
+    }
+
+    pub fn send(&mut self, frame: Value) {
+        self.send_bytes(format!("{frame}\n").as_bytes());
+    }
+
+    /// The next frame; `None` once the other side closed.
+    pub fn recv(&mut self) -> Option<Value> {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) => None,
+            Ok(_) => Some(serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"))),
+            // A reset after the refusal counts as closed.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => None,
+            Err(e) => panic!("no frame within the deadline: {e}"),
+        }
+    }
+
+    /// Frames until one has `"type": kind`.
+    pub fn until(&mut self, kind: &str) -> Value {
+        loop {
+            let frame = self
+                .recv()
+                .unwrap_or_else(|| panic!("closed before {kind}"));
+            if frame["type"] == kind {
+                return frame;
+            }
         }
     }
 }
