@@ -30,6 +30,20 @@ pub struct NewItem<'a> {
     pub at: Timestamp,
 }
 
+impl<'a> NewItem<'a> {
+    /// A session event (private sessions, logouts) shown in the inbox.
+    pub fn system(from: Option<&'a str>, text: &'a str, at: Timestamp) -> Self {
+        Self {
+            msg_id: None,
+            client_id: None,
+            kind: ItemKind::System,
+            from,
+            text,
+            at,
+        }
+    }
+}
+
 pub struct Inbox {
     db: Connection,
 }

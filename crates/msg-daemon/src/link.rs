@@ -894,17 +894,7 @@ impl Link {
     }
 
     fn system_item(&self, user: &str, from: Option<&str>, text: &str) {
-        self.store(
-            user,
-            &NewItem {
-                msg_id: None,
-                client_id: None,
-                kind: ItemKind::System,
-                from,
-                text,
-                at: now_ms(),
-            },
-        );
+        self.store(user, &NewItem::system(from, text, now_ms()));
     }
 }
 

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use msg_proto::control::{InboxItem, ItemKind, LinkState, PrivateList};
+use msg_proto::control::{InboxItem, LinkState, PrivateList};
 use msg_proto::server::{Secret, Timestamp};
 use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 use tokio::time::Instant;
@@ -220,14 +220,7 @@ impl Shared {
         let Some(account) = self.status().user.clone() else {
             return;
         };
-        let item = NewItem {
-            msg_id: None,
-            client_id: None,
-            kind: ItemKind::System,
-            from,
-            text,
-            at: now_ms(),
-        };
+        let item = NewItem::system(from, text, now_ms());
         if let Err(e) = self.record(&account, &item) {
             tracing::error!("{e}");
         }
