@@ -215,37 +215,21 @@ fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
             }
         };
         let local = listener.local_addr().context("listener has no address")?;
+        let hub = Arc::new(Hub::new(config, accounts, store, snapshot));
+        let shutdown = CancellationToken::new();
+        server::Signals::install()
+            .context("cannot install signal handlers")?
+            .spawn(hub.clone(), shutdown.clone());
+
         tracing::info!(accounts = report.accounts, %local, "listening");
         // Tests and scripts read this line to learn an ephemeral port.
         let mut stdout = std::io::stdout();
         let _ = writeln!(stdout, "msg-server listening on {local}");
         let _ = stdout.flush();
-        notify_systemd_ready();
-
-        let hub = Arc::new(Hub::new(config, accounts, store, snapshot));
-        let shutdown = CancellationToken::new();
-        #[cfg(unix)]
-        tokio::spawn(server::reload_on_sighup(hub.clone(), shutdown.clone()));
-        let stopper = shutdown.clone();
-        tokio::spawn(async move {
-            server::termination().await;
-            notify_systemd_stopping();
-            stopper.cancel();
-        });
+        server::notify_ready();
         server::run(hub, listener, shutdown).await;
         Ok(ExitCode::SUCCESS)
     })
-}
-
-/// `READY=1` for `Type=notify` units; a no-op outside systemd.
-fn notify_systemd_ready() {
-    #[cfg(unix)]
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-}
-
-fn notify_systemd_stopping() {
-    #[cfg(unix)]
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
 }
 
 fn config_checked(args: &ServeArgs) -> anyhow::Result<Config> {

@@ -93,48 +93,98 @@ async fn watch_credentials(hub: Arc<Hub>, shutdown: CancellationToken) {
     }
 }
 
-/// Reloads the credentials on SIGHUP (the unit's `ExecReload`).
-#[cfg(unix)]
-pub async fn reload_on_sighup(hub: Arc<Hub>, shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else {
-        return;
-    };
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            received = hup.recv() => if received.is_none() { return },
+/// The server's signal handlers.
+///
+/// Installed before readiness is announced: until a handler exists a signal
+/// has its default effect, which for SIGHUP and SIGTERM is to kill the
+/// process, so a `systemctl reload` right after start would be fatal.
+pub struct Signals {
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    hangup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    pub fn install() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                terminate: signal(SignalKind::terminate())?,
+                interrupt: signal(SignalKind::interrupt())?,
+                hangup: signal(SignalKind::hangup())?,
+            })
         }
-        let checker = hub.clone();
-        match tokio::task::spawn_blocking(move || checker.accounts.reload()).await {
-            Ok(Ok(report)) => {
-                tracing::info!(accounts = report.accounts, "SIGHUP: credentials reloaded")
-            }
-            Ok(Err(e)) => tracing::warn!(error = %e, "SIGHUP: keeping the previous accounts"),
-            Err(_) => {}
+        #[cfg(not(unix))]
+        {
+            Ok(Self {})
+        }
+    }
+
+    /// SIGTERM or SIGINT (Ctrl-C) cancels `shutdown`; SIGHUP reloads the
+    /// credentials file (the unit's `ExecReload`).
+    pub fn spawn(self, hub: Arc<Hub>, shutdown: CancellationToken) {
+        #[cfg(unix)]
+        {
+            let Self {
+                mut terminate,
+                mut interrupt,
+                mut hangup,
+            } = self;
+            let stopper = shutdown.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = terminate.recv() => {}
+                    _ = interrupt.recv() => {}
+                }
+                notify_systemd(&[sd_notify::NotifyState::Stopping]);
+                stopper.cancel();
+            });
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        received = hangup.recv() => if received.is_none() { return },
+                    }
+                    let checker = hub.clone();
+                    match tokio::task::spawn_blocking(move || checker.accounts.reload()).await {
+                        Ok(Ok(report)) => {
+                            tracing::info!(
+                                accounts = report.accounts,
+                                "SIGHUP: credentials reloaded"
+                            );
+                        }
+                        Ok(Err(e)) => {
+                            tracing::warn!(error = %e, "SIGHUP: keeping the previous accounts")
+                        }
+                        Err(_) => {}
+                    }
+                }
+            });
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = hub;
+            tokio::spawn(async move {
+                let _ = tokio::signal::ctrl_c().await;
+                shutdown.cancel();
+            });
         }
     }
 }
 
-/// Resolves on SIGTERM or SIGINT.
-pub async fn termination() {
+/// Tells systemd (`Type=notify`) about the service's state; a no-op outside
+/// systemd.
+#[cfg(unix)]
+pub fn notify_systemd(state: &[sd_notify::NotifyState<'_>]) {
+    let _ = sd_notify::notify(false, state);
+}
+
+/// `READY=1`: the server is listening and its signal handlers are in place.
+pub fn notify_ready() {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
+    notify_systemd(&[sd_notify::NotifyState::Ready]);
 }
