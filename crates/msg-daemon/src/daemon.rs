@@ -44,6 +44,9 @@ pub enum DaemonError {
 pub async fn run(options: Options) -> Result<(), DaemonError> {
     let paths = Paths::from_env()?;
     let config = Config::load(&paths.config_file)?;
+    // Before the socket exists: from then on `msg` treats msgd as started,
+    // and a SIGTERM must mean a clean stop, not the default instant death.
+    let stop_signals = StopSignals::install()?;
     let bound = socket::bind(&paths).await?;
     crate::paths::create_private_dir(&paths.data_dir).map_err(DaemonError::DataDir)?;
     let inbox = Inbox::open(&paths.inbox_path())?;
@@ -63,7 +66,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
         Arc::clone(&shared),
         link.clone(),
     ));
-    wait_for_stop(&shared).await?;
+    stop_signals.wait(&shared).await?;
     shared.shutdown.cancel();
     // Leave the server cleanly so that the others see us go.
     let _ = tokio::time::timeout(LOGOUT_ON_EXIT_TIMEOUT, link.logout()).await;
@@ -74,22 +77,44 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     Ok(())
 }
 
-async fn wait_for_stop(shared: &Shared) -> Result<(), DaemonError> {
+/// SIGTERM and SIGINT (Ctrl-C on Windows), installed early, awaited late.
+struct StopSignals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
-        let mut int = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> Result<Self, DaemonError> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                term: signal(SignalKind::terminate()).map_err(DaemonError::Signals)?,
+                int: signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    /// Until a stop signal or `msg daemon stop`.
+    async fn wait(self, shared: &Shared) -> Result<(), DaemonError> {
+        #[cfg(unix)]
+        {
+            let Self { mut term, mut int } = self;
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+                _ = int.recv() => tracing::info!("SIGINT received"),
+                () = shared.shutdown.cancelled() => {}
+            }
+        }
+        #[cfg(not(unix))]
         tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM received"),
-            _ = int.recv() => tracing::info!("SIGINT received"),
+            r = tokio::signal::ctrl_c() => r.map_err(DaemonError::Signals)?,
             () = shared.shutdown.cancelled() => {}
         }
+        Ok(())
     }
-    #[cfg(not(unix))]
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.map_err(DaemonError::Signals)?,
-        () = shared.shutdown.cancelled() => {}
-    }
-    Ok(())
 }
