@@ -165,7 +165,7 @@ impl Mosquitto {
         std::fs::write(&conf, text).context("cannot write mosquitto.conf")?;
         let log = std::fs::File::create(dir.path().join("mosquitto.log"))
             .context("cannot create the mosquitto log")?;
-        let child = Command::new(&env.cli.mosquitto_bin)
+        let child = Command::new(mosquitto_bin(&env.cli.mosquitto_bin))
             .arg("-c")
             .arg(&conf)
             .stdin(Stdio::null())
@@ -188,6 +188,16 @@ impl Mosquitto {
 
     pub fn peak_kib(&self) -> Option<u64> {
         procfs::memory(self.guard.id()).map(|m| m.peak_kib)
+    }
+}
+
+/// Debian installs the broker in /usr/sbin, often not on a user's PATH.
+fn mosquitto_bin(given: &Path) -> std::path::PathBuf {
+    let sbin = Path::new("/usr/sbin/mosquitto");
+    if given == Path::new("mosquitto") && sbin.is_file() {
+        sbin.to_owned()
+    } else {
+        given.to_owned()
     }
 }
 
