@@ -665,8 +665,9 @@ async fn write_loop<W: AsyncWrite>(
             }
         };
         buf.clear();
-        if buf.capacity() > MAX_WRITE_BATCH {
-            // Don't keep a burst's buffer for an idle session.
+        if rx.is_empty() || buf.capacity() > MAX_WRITE_BATCH {
+            // Don't keep a burst's buffer for a session going quiet: with
+            // thousands of sessions it was half of their memory.
             buf = BytesMut::new();
         }
         if !written {
