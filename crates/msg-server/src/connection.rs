@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use futures::StreamExt;
 use msg_proto::server::{
     ClientFrame, LogoutReason, MAX_CLIENT_ID_LEN, RequestId, Secret, ServerFrame,
@@ -18,14 +18,13 @@ use msg_proto::server::{
 use msg_proto::validate::{self, TextError};
 use msg_proto::{ErrorCode, FrameError, JsonLines, PROTOCOL_VERSION};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use crate::accounts::AccountsError;
 use crate::hub::{ConnId, DRAIN_PAGE, Hub, Refusal, SessionSpec};
-use crate::outbox::Outbox;
+use crate::outbox::{self, Outbox};
 use crate::texts;
 
 /// Most bytes gathered into one socket write.
@@ -632,7 +631,7 @@ impl RateLimiter {
 /// the session instead of queueing for a dead socket.
 async fn write_loop<W: AsyncWrite>(
     write: W,
-    mut rx: mpsc::Receiver<Bytes>,
+    mut rx: outbox::Receiver,
     closing: CancellationToken,
     broken: CancellationToken,
 ) {
@@ -669,6 +668,7 @@ async fn write_loop<W: AsyncWrite>(
             // Don't keep a burst's buffer for a session going quiet: with
             // thousands of sessions it was half of their memory.
             buf = BytesMut::new();
+            rx.release_idle();
         }
         if !written {
             broken.cancel();
