@@ -222,7 +222,10 @@ fn wait_listening(port: u16, deadline: Duration) -> anyhow::Result<()> {
 }
 
 /// The first line a child prints, within `deadline`.
-fn first_line(stdout: impl std::io::Read + Send + 'static, deadline: Duration) -> anyhow::Result<String> {
+fn first_line(
+    stdout: impl std::io::Read + Send + 'static,
+    deadline: Duration,
+) -> anyhow::Result<String> {
     let (tx, rx) = mpsc::channel();
     // The thread ends when the child's stdout closes (the guard kills it).
     std::thread::spawn(move || {

@@ -97,7 +97,7 @@ fn group(n: i64) -> String {
     let digits = n.unsigned_abs().to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -177,7 +177,7 @@ mod tests {
     fn numbers_are_grouped() {
         assert_eq!(group(1_234_567), "1,234,567");
         assert_eq!(group(999), "999");
-        assert_eq!(number(Some(3.14159)), "3.14");
+        assert_eq!(number(Some(1.234)), "1.23");
         assert_eq!(number(None), "-");
     }
 }

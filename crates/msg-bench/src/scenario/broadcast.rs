@@ -74,9 +74,13 @@ pub async fn run(env: &Env) -> anyhow::Result<Vec<Figure>> {
         (Some(v), broker.peak_kib())
     };
     Ok(vec![
-        Figure::new("broadcast", format!("1 sender to {m} online"), "deliveries/s")
-            .values(Some(msg), mq)
-            .rss(msg_rss, mq_rss),
+        Figure::new(
+            "broadcast",
+            format!("1 sender to {m} online"),
+            "deliveries/s",
+        )
+        .values(Some(msg), mq)
+        .rss(msg_rss, mq_rss),
     ])
 }
 
@@ -178,8 +182,7 @@ async fn mqtt_run(port: u16, m: usize, window: usize, secs: Duration) -> anyhow:
         16,
     )
     .await?;
-    let (publisher, mut pub_events) =
-        mqtt::connect(mqtt::options("bpub", port, true), 256).await?;
+    let (publisher, mut pub_events) = mqtt::connect(mqtt::options("bpub", port, true), 256).await?;
     let _driver = Tasks(vec![tokio::spawn(async move {
         while pub_events.poll().await.is_ok() {}
     })]);
@@ -238,7 +241,12 @@ async fn mqtt_run(port: u16, m: usize, window: usize, secs: Duration) -> anyhow:
             break;
         }
         publisher
-            .publish(TOPIC, QoS::AtMostOnce, false, payload::text(sent, clock.now_ns()).into_bytes())
+            .publish(
+                TOPIC,
+                QoS::AtMostOnce,
+                false,
+                payload::text(sent, clock.now_ns()).into_bytes(),
+            )
             .await?;
         sent += 1;
     }

@@ -3,12 +3,12 @@
 //! `mosquitto_pub -q 1` doing the same one-shot (exit after the broker's
 //! PUBACK).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use futures::{FutureExt, SinkExt, StreamExt};
+use futures::{SinkExt, StreamExt};
 use msg_proto::server::{ClientFrame, ServerFrame};
 use rumqttc::QoS;
 use tokio::io::AsyncWriteExt;
@@ -32,7 +32,9 @@ pub async fn run(env: &Env) -> anyhow::Result<Vec<Figure>> {
     let trivial = time_runs(runs, || Command::new("/bin/true")).await?;
 
     let server = MsgServer::start(env, 2)?;
-    let msg = msg_runs(env, &server, runs).await.context("msg send runs")?;
+    let msg = msg_runs(env, &server, runs)
+        .await
+        .context("msg send runs")?;
     let msg_rss = server.peak_kib();
     drop(server);
 
@@ -40,16 +42,22 @@ pub async fn run(env: &Env) -> anyhow::Result<Vec<Figure>> {
         (None, None)
     } else {
         let broker = Mosquitto::start(env)?;
-        let v = mqtt_runs(env, &broker, runs).await.context("mosquitto_pub runs")?;
+        let v = mqtt_runs(env, &broker, runs)
+            .await
+            .context("mosquitto_pub runs")?;
         (Some(v), broker.peak_kib())
     };
     let mut figures = Vec::new();
     for (i, q) in ["p50", "p99"].iter().enumerate() {
         figures.push(
-            Figure::new("cli", format!("one-shot send {q} (msg send / mosquitto_pub -q 1)"), "ms")
-                .lower_is_better()
-                .values(Some(msg[i]), mq.map(|v| v[i]))
-                .rss(msg_rss, mq_rss),
+            Figure::new(
+                "cli",
+                format!("one-shot send {q} (msg send / mosquitto_pub -q 1)"),
+                "ms",
+            )
+            .lower_is_better()
+            .values(Some(msg[i]), mq.map(|v| v[i]))
+            .rss(msg_rss, mq_rss),
         );
     }
     for (i, q) in ["p50", "p99"].iter().enumerate() {
@@ -166,7 +174,10 @@ async fn msg_runs(env: &Env, server: &MsgServer, runs: usize) -> anyhow::Result<
         .context("msg login did not finish in time")??;
     let daemon = Daemon(daemon_pid(&user_env, &msg).await.unwrap_or(0));
     if !output.status.success() {
-        bail!("msg login failed: {}", String::from_utf8_lossy(&output.stderr).trim());
+        bail!(
+            "msg login failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
     }
     let to = user(1);
     let times = time_runs(runs, || {
@@ -187,7 +198,7 @@ async fn msg_runs(env: &Env, server: &MsgServer, runs: usize) -> anyhow::Result<
     times
 }
 
-async fn daemon_pid(user_env: &UserEnv, msg: &PathBuf) -> Option<i32> {
+async fn daemon_pid(user_env: &UserEnv, msg: &Path) -> Option<i32> {
     let mut cmd = user_env.command(msg);
     cmd.args(["status", "--json"])
         .stdin(Stdio::null())
@@ -230,9 +241,4 @@ async fn mqtt_runs(env: &Env, broker: &Mosquitto, runs: usize) -> anyhow::Result
     .await;
     drop(sub);
     result
-}
-
-#[allow(dead_code)]
-fn _unused() {
-    let _ = FutureExt::now_or_never(async {});
 }

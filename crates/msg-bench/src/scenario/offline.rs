@@ -40,15 +40,43 @@ pub async fn run(env: &Env) -> anyhow::Result<Vec<Figure>> {
         (None, None)
     } else {
         let broker = Mosquitto::start(env)?;
-        let v = mqtt_run(broker.port, q).await.context("mosquitto offline run")?;
+        let v = mqtt_run(broker.port, q)
+            .await
+            .context("mosquitto offline run")?;
         (Some(v), broker.peak_kib())
     };
-    let fig = |name: String, unit, msg, mq| Figure::new("offline", name, unit).values(msg, mq).rss(msg_rss, mq_rss);
+    let fig = |name: String, unit, msg, mq| {
+        Figure::new("offline", name, unit)
+            .values(msg, mq)
+            .rss(msg_rss, mq_rss)
+    };
     Ok(vec![
-        fig(format!("enqueue {q} (durable; mosq: memory)"), "msg/s", Some(q as f64 / enqueue), mq.map(|(e, _)| q as f64 / e)),
-        fig(format!("drain {q} at login"), "msg/s", Some(q as f64 / drain), mq.map(|(_, d)| q as f64 / d)),
-        fig(format!("drain {q} at login"), "ms", Some(drain * 1e3), mq.map(|(_, d)| d * 1e3)).lower_is_better(),
-        fig("queue on disk (msg.db + WAL)".into(), "bytes", disk.map(|b| b as f64), None).lower_is_better(),
+        fig(
+            format!("enqueue {q} (durable; mosq: memory)"),
+            "msg/s",
+            Some(q as f64 / enqueue),
+            mq.map(|(e, _)| q as f64 / e),
+        ),
+        fig(
+            format!("drain {q} at login"),
+            "msg/s",
+            Some(q as f64 / drain),
+            mq.map(|(_, d)| q as f64 / d),
+        ),
+        fig(
+            format!("drain {q} at login"),
+            "ms",
+            Some(drain * 1e3),
+            mq.map(|(_, d)| d * 1e3),
+        )
+        .lower_is_better(),
+        fig(
+            "queue on disk (msg.db + WAL)".into(),
+            "bytes",
+            disk.map(|b| b as f64),
+            None,
+        )
+        .lower_is_better(),
     ])
 }
 
@@ -143,7 +171,8 @@ async fn mqtt_run(port: u16, q: u64) -> anyhow::Result<(f64, f64)> {
             }
         }
     }
-    let (publisher, mut events) = mqtt::connect(mqtt::options("offline-pub", port, true), 1024).await?;
+    let (publisher, mut events) =
+        mqtt::connect(mqtt::options("offline-pub", port, true), 1024).await?;
     let started = Instant::now();
     let deadline = started + PHASE;
     let driver = Tasks(vec![tokio::spawn(async move {
@@ -161,7 +190,12 @@ async fn mqtt_run(port: u16, q: u64) -> anyhow::Result<(f64, f64)> {
     let clock = payload::Clock::new();
     for seq in 0..q {
         publisher
-            .publish(TOPIC, QoS::AtLeastOnce, false, payload::text(seq, clock.now_ns()).into_bytes())
+            .publish(
+                TOPIC,
+                QoS::AtLeastOnce,
+                false,
+                payload::text(seq, clock.now_ns()).into_bytes(),
+            )
             .await?;
     }
     let mut driver = driver;

@@ -111,9 +111,13 @@ pub async fn run(env: &Env) -> anyhow::Result<Vec<Figure>> {
         (None, None, None)
     } else {
         let broker = Mosquitto::start(env)?;
-        let tp = mqtt_run(broker.port, "t", Plan::new(Mode::Closed, n, c.window, c.secs))
-            .await
-            .context("mosquitto throughput run")?;
+        let tp = mqtt_run(
+            broker.port,
+            "t",
+            Plan::new(Mode::Closed, n, c.window, c.secs),
+        )
+        .await
+        .context("mosquitto throughput run")?;
         let lat = mqtt_run(
             broker.port,
             "l",
@@ -144,7 +148,10 @@ pub async fn run(env: &Env) -> anyhow::Result<Vec<Figure>> {
                 .values(msg_p.map(|p| p[i]), mq_p.map(|p| p[i])),
         );
     }
-    Ok(figures.into_iter().map(|f| f.rss(msg_rss, mq_rss)).collect())
+    Ok(figures
+        .into_iter()
+        .map(|f| f.rss(msg_rss, mq_rss))
+        .collect())
 }
 
 // ---- msg ---------------------------------------------------------------------
