@@ -12,6 +12,8 @@ use crate::hub::{Hub, SWEEP_INTERVAL};
 
 /// How often the credentials file is checked for changes.
 const CREDENTIALS_POLL: Duration = Duration::from_secs(1);
+/// How often freed memory is handed back to the operating system.
+const TRIM_INTERVAL: Duration = Duration::from_secs(5);
 /// How long connections get to say goodbye at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -21,6 +23,7 @@ pub async fn run(hub: Arc<Hub>, listener: TcpListener, shutdown: CancellationTok
     let tracker = TaskTracker::new();
     tracker.spawn(sweep(hub.clone(), shutdown.clone()));
     tracker.spawn(watch_credentials(hub.clone(), shutdown.clone()));
+    tracker.spawn(release_memory(shutdown.clone()));
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -65,6 +68,17 @@ async fn sweep(hub: Arc<Hub>, shutdown: CancellationToken) {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = ticks.tick() => hub.sweep(),
+        }
+    }
+}
+
+async fn release_memory(shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(TRIM_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticks.tick() => crate::trim::release_free_memory(),
         }
     }
 }

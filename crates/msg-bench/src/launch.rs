@@ -1,0 +1,250 @@
+//! Servers under test: `msg-server` and `mosquitto`, each started on
+//! loopback with its own temporary files, killed and reaped on drop.
+
+use std::io::{BufRead, BufReader};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::bench::Env;
+use crate::procfs::{self, Sampler};
+
+/// Password of every bench account (plain: cheap to check for 10,000 logins).
+pub const PASSWORD: &str = "bench-pw";
+/// How long a server gets to start listening.
+const START_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The bench's account names: `b00000`, `b00001`, ...
+pub fn user_names(n: usize) -> impl Iterator<Item = String> {
+    (0..n).map(user)
+}
+
+pub fn user(i: usize) -> String {
+    format!("b{i:05}")
+}
+
+/// Kills and reaps a child on drop.
+pub struct ChildGuard(Child);
+
+impl ChildGuard {
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A msg-server for one scenario: started by the bench, or a running one.
+pub struct MsgServer {
+    pub addr: SocketAddr,
+    pid: Option<u32>,
+    sampler: Option<Sampler>,
+    /// Kept for the state dir (offline queue size) and the accounts file.
+    dir: Option<tempfile::TempDir>,
+    _guard: Option<ChildGuard>,
+}
+
+impl MsgServer {
+    /// Starts a server knowing `users` bench accounts, or uses `--server`.
+    pub fn start(env: &Env, users: usize) -> anyhow::Result<Self> {
+        if let Some(addr) = env.cli.server {
+            return Ok(Self {
+                addr,
+                pid: env.cli.server_pid,
+                sampler: env.cli.server_pid.map(Sampler::start),
+                dir: None,
+                _guard: None,
+            });
+        }
+        let dir = tempfile::tempdir().context("cannot create a temp dir")?;
+        let creds = dir.path().join("credentials.txt");
+        let mut text = String::with_capacity(users * 16);
+        for name in user_names(users) {
+            text.push_str(&name);
+            text.push(' ');
+            text.push_str(PASSWORD);
+            text.push('\n');
+        }
+        std::fs::write(&creds, text).context("cannot write the accounts file")?;
+        let log = std::fs::File::create(dir.path().join("server.log"))
+            .context("cannot create the server log")?;
+        let mut child = Command::new(&env.server_bin)
+            .args(["--port", "0", "--bind", "127.0.0.1", "--timeout", "0"])
+            // The default per-connection rate limit (2,000 frames/s) would
+            // cap the load generator, not measure the server.
+            .args(["--max-rate", "0"])
+            .arg("--credentials")
+            .arg(&creds)
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "cannot start msg-server (build it first, or pass --server-bin): {}",
+                    env.server_bin.display()
+                )
+            })?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let guard = ChildGuard(child);
+        let line = first_line(stdout, START_DEADLINE).context("msg-server did not start")?;
+        let addr = line
+            .strip_prefix("msg-server listening on ")
+            .with_context(|| format!("unexpected first line from msg-server: {line}"))?
+            .trim()
+            .parse()
+            .context("msg-server printed a bad address")?;
+        Ok(Self {
+            addr,
+            pid: Some(guard.id()),
+            sampler: None,
+            dir: Some(dir),
+            _guard: Some(guard),
+        })
+    }
+
+    /// The server's resident memory now, in KiB.
+    pub fn rss_kib(&self) -> Option<u64> {
+        procfs::memory(self.pid?).map(|m| m.rss_kib)
+    }
+
+    /// Peak resident memory of this run, in KiB.
+    pub fn peak_kib(&self) -> Option<u64> {
+        match &self.sampler {
+            Some(s) => s.peak_kib(),
+            None => procfs::memory(self.pid?).map(|m| m.peak_kib),
+        }
+    }
+
+    /// Bytes of the durable queue on disk (`msg.db` and its WAL).
+    pub fn disk_bytes(&self) -> Option<u64> {
+        let state = self.dir.as_ref()?.path().join("state");
+        let size = |name: &str| std::fs::metadata(state.join(name)).map_or(0, |m| m.len());
+        Some(size("msg.db") + size("msg.db-wal"))
+    }
+}
+
+/// A mosquitto broker on loopback, persistence off, for one scenario.
+pub struct Mosquitto {
+    pub port: u16,
+    _dir: tempfile::TempDir,
+    guard: ChildGuard,
+}
+
+impl Mosquitto {
+    pub fn start(env: &Env) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir().context("cannot create a temp dir")?;
+        let port = free_port()?;
+        let conf = dir.path().join("mosquitto.conf");
+        // Stock broker, loopback, no persistence; only limits that would
+        // refuse the bench's load are lifted, and Nagle is off as on our side.
+        let text = format!(
+            "listener {port} 127.0.0.1\n\
+             allow_anonymous true\n\
+             persistence false\n\
+             max_connections -1\n\
+             set_tcp_nodelay true\n\
+             max_inflight_messages 1000\n\
+             max_queued_messages 0\n\
+             log_dest stderr\n\
+             log_type error\n\
+             log_type warning\n"
+        );
+        std::fs::write(&conf, text).context("cannot write mosquitto.conf")?;
+        let log = std::fs::File::create(dir.path().join("mosquitto.log"))
+            .context("cannot create the mosquitto log")?;
+        let child = Command::new(mosquitto_bin(&env.cli.mosquitto_bin))
+            .arg("-c")
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("cannot start mosquitto (apt-get install mosquitto, or --no-mqtt)")?;
+        let guard = ChildGuard(child);
+        wait_listening(port, START_DEADLINE).context("mosquitto did not start listening")?;
+        Ok(Self {
+            port,
+            _dir: dir,
+            guard,
+        })
+    }
+
+    pub fn rss_kib(&self) -> Option<u64> {
+        procfs::memory(self.guard.id()).map(|m| m.rss_kib)
+    }
+
+    pub fn peak_kib(&self) -> Option<u64> {
+        procfs::memory(self.guard.id()).map(|m| m.peak_kib)
+    }
+}
+
+/// Debian installs the broker in /usr/sbin, often not on a user's PATH.
+fn mosquitto_bin(given: &Path) -> std::path::PathBuf {
+    let sbin = Path::new("/usr/sbin/mosquitto");
+    if given == Path::new("mosquitto") && sbin.is_file() {
+        sbin.to_owned()
+    } else {
+        given.to_owned()
+    }
+}
+
+/// A port free on loopback now (tiny race with other programs: acceptable).
+fn free_port() -> anyhow::Result<u16> {
+    let listener =
+        TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("cannot find a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+fn wait_listening(port: u16, deadline: Duration) -> anyhow::Result<()> {
+    let until = Instant::now() + deadline;
+    loop {
+        if std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return Ok(());
+        }
+        if Instant::now() >= until {
+            bail!("nothing listens on port {port}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The first line a child prints, within `deadline`.
+fn first_line(
+    stdout: impl std::io::Read + Send + 'static,
+    deadline: Duration,
+) -> anyhow::Result<String> {
+    let (tx, rx) = mpsc::channel();
+    // The thread ends when the child's stdout closes (the guard kills it).
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        if let Some(Ok(line)) = lines.next() {
+            let _ = tx.send(line);
+        }
+        // Keep draining so the child never blocks on a full pipe.
+        for _ in lines {}
+    });
+    rx.recv_timeout(deadline)
+        .context("no output within the deadline")
+}
+
+/// Path of a binary beside this executable.
+pub fn sibling(env: &Env, name: &str) -> std::path::PathBuf {
+    env.bin_dir.join(name)
+}
+
+pub fn exists(path: &Path) -> bool {
+    path.is_file()
+}

@@ -1,0 +1,71 @@
+//! MQTT clients for the Mosquitto column, through `rumqttc`.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, NetworkOptions, Packet, QoS};
+
+use crate::client::STEP;
+
+/// Options shared by every bench client: loopback, TCP_NODELAY, a long
+/// keep-alive (idle clients must not ping during the measurement) and room
+/// for the bench's windows.
+pub fn options(id: &str, port: u16, clean: bool) -> MqttOptions {
+    let mut o = MqttOptions::new(id, "127.0.0.1", port);
+    o.set_keep_alive(Duration::from_secs(600))
+        .set_clean_session(clean)
+        .set_inflight(1000)
+        .set_max_packet_size(64 * 1024, 64 * 1024);
+    o
+}
+
+/// Connects and waits for the broker's CONNACK.
+pub async fn connect(options: MqttOptions, cap: usize) -> anyhow::Result<(AsyncClient, EventLoop)> {
+    let (client, mut events) = AsyncClient::new(options, cap);
+    let mut net = NetworkOptions::new();
+    net.set_tcp_nodelay(true);
+    events.set_network_options(net);
+    let deadline = tokio::time::Instant::now() + STEP;
+    loop {
+        match tokio::time::timeout_at(deadline, events.poll()).await {
+            Err(_) => bail!("no CONNACK within {STEP:?}"),
+            Ok(Err(e)) => return Err(e).context("cannot connect to mosquitto"),
+            Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => return Ok((client, events)),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// Subscribes and waits for the SUBACK.
+pub async fn subscribe(
+    client: &AsyncClient,
+    events: &mut EventLoop,
+    topic: &str,
+    qos: QoS,
+) -> anyhow::Result<()> {
+    client.subscribe(topic, qos).await?;
+    let deadline = tokio::time::Instant::now() + STEP;
+    loop {
+        match tokio::time::timeout_at(deadline, events.poll()).await {
+            Err(_) => bail!("no SUBACK within {STEP:?}"),
+            Ok(Err(e)) => return Err(e).context("subscribe failed"),
+            Ok(Ok(Event::Incoming(Packet::SubAck(_)))) => return Ok(()),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// Connects many clients, `parallel` at a time, in order.
+pub async fn connect_many(
+    options: impl IntoIterator<Item = MqttOptions>,
+    parallel: usize,
+    cap: usize,
+) -> anyhow::Result<Vec<(AsyncClient, EventLoop)>> {
+    use futures::StreamExt;
+    let conns: Vec<anyhow::Result<(AsyncClient, EventLoop)>> = futures::stream::iter(options)
+        .map(|o| connect(o, cap))
+        .buffered(parallel.max(1))
+        .collect()
+        .await;
+    conns.into_iter().collect()
+}

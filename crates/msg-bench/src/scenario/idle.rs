@@ -1,0 +1,211 @@
+//! `idle`: K logged-in sessions doing nothing; the server's resident memory
+//! per session (growth over the freshly started server, divided by K).
+//!
+//! msg announces every login to everyone online, so K logins push about
+//! K²/2 presence events. Before measuring, each client pings twice — once
+//! after its own login, once after all logins — and the pong (queued behind
+//! everything sent to it before) says its queue has drained.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{Semaphore, watch};
+use tokio::time::Instant;
+
+use super::Tasks;
+use crate::bench::Env;
+use crate::launch::{Mosquitto, MsgServer, user};
+use crate::report::Figure;
+use crate::{client, mqtt, procfs};
+
+/// Bound on setting up all sessions.
+const SETUP: Duration = Duration::from_secs(300);
+/// Connections being set up at once.
+const PARALLEL: usize = 128;
+/// Time for the servers' memory to settle before it is read: tokio's
+/// blocking-pool threads (password checks at login) exit after 10 s idle,
+/// and msg-server hands freed memory back every 5 s.
+const SETTLE: Duration = Duration::from_secs(11);
+
+pub async fn run(env: &Env) -> anyhow::Result<Vec<Figure>> {
+    let c = &env.cli;
+    // Each session costs the bench a socket (and the server one more).
+    let k = c.sessions.max(1);
+    let fds = procfs::nofile_limit() as usize;
+    if k + 64 > fds {
+        bail!("{k} sessions need more open files than the limit ({fds}); lower --sessions");
+    }
+    let server = MsgServer::start(env, k)?;
+    let (measured, sessions) = msg_run(&server, k).await;
+    let msg_rss = server.peak_kib();
+    // Kill the server before the sessions close, so it does not announce K
+    // logouts to everyone.
+    drop(server);
+    drop(sessions);
+    let (msg_per, msg_secs) = measured.context("msg idle run")?;
+    let mut mq = None;
+    let mut mq_rss = None;
+    if !c.no_mqtt {
+        let broker = Mosquitto::start(env)?;
+        let (measured, sessions) = mqtt_run(&broker, k).await;
+        mq_rss = broker.peak_kib();
+        drop(broker);
+        drop(sessions);
+        mq = Some(measured.context("mosquitto idle run")?);
+    }
+    Ok(vec![
+        Figure::new("idle", format!("memory per idle session ({k})"), "bytes")
+            .lower_is_better()
+            .values(msg_per, mq.and_then(|(per, _)| per))
+            .rss(msg_rss, mq_rss),
+        Figure::new("idle", format!("sessions set up ({k})"), "logins/s")
+            .values(
+                Some(k as f64 / msg_secs),
+                mq.map(|(_, secs)| k as f64 / secs),
+            )
+            .rss(msg_rss, mq_rss),
+    ])
+}
+
+fn per_session(before: Option<u64>, after: Option<u64>, k: usize) -> Option<f64> {
+    Some((after?.saturating_sub(before?) * 1024) as f64 / k as f64)
+}
+
+/// Waits until `count` reaches `k`, failing fast when a task ended early.
+async fn wait_count(
+    count: &AtomicUsize,
+    k: usize,
+    tasks: &mut [tokio::task::JoinHandle<anyhow::Result<()>>],
+    what: &str,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + SETUP;
+    while count.load(Ordering::Relaxed) < k {
+        if let Some(t) = tasks.iter_mut().find(|t| t.is_finished()) {
+            return match t.await {
+                Ok(Err(e)) => Err(e).context(format!("a session failed ({what})")),
+                _ => bail!("a session ended early ({what})"),
+            };
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "{what}: only {} of {k} within {SETUP:?}",
+                count.load(Ordering::Relaxed)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// Memory per session and setup time; the sessions, to close after the server.
+type Measured = (
+    anyhow::Result<(Option<f64>, f64)>,
+    Tasks<anyhow::Result<()>>,
+);
+
+async fn msg_run(server: &MsgServer, k: usize) -> Measured {
+    let before = server.rss_kib();
+    let started = Instant::now();
+    let gate = Arc::new(Semaphore::new(PARALLEL));
+    let (phase_tx, phase_rx) = watch::channel(0u8);
+    let counts = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+    let mut tasks = Vec::with_capacity(k);
+    for i in 0..k {
+        tasks.push(tokio::spawn(msg_session(
+            server.addr,
+            user(i),
+            gate.clone(),
+            phase_rx.clone(),
+            counts.clone(),
+        )));
+    }
+    let result = async {
+        wait_count(&counts[0], k, &mut tasks, "logins").await?;
+        let secs = started.elapsed().as_secs_f64();
+        phase_tx.send(1).context("phase")?;
+        wait_count(&counts[1], k, &mut tasks, "quiet").await?;
+        tokio::time::sleep(SETTLE).await;
+        Ok::<_, anyhow::Error>((per_session(before, server.rss_kib(), k), secs))
+    }
+    .await;
+    (result, Tasks(tasks))
+}
+
+/// One idle session: log in, ping, wait for the all-clear, ping again,
+/// then read (and discard) whatever comes until aborted.
+async fn msg_session(
+    addr: SocketAddr,
+    name: String,
+    gate: Arc<Semaphore>,
+    mut phase: watch::Receiver<u8>,
+    counts: Arc<[AtomicUsize; 2]>,
+) -> anyhow::Result<()> {
+    let conn = {
+        let _permit = gate.acquire().await.context("gate")?;
+        client::login(addr, &name).await?
+    };
+    let ping = msg_proto::encode_line(&msg_proto::server::ClientFrame::Ping)?;
+    let (mut lines, mut write) = client::LineReader::new(conn);
+    for round in 0..2 {
+        if round == 1 {
+            while *phase.borrow() < 1 {
+                tokio::select! {
+                    open = lines.read_lines(|_| {}) => if !open? { bail!("closed") },
+                    changed = phase.changed() => changed.context("phase")?,
+                }
+            }
+        }
+        write.write_all(&ping).await?;
+        let mut pong = false;
+        let deadline = Instant::now() + SETUP;
+        while !pong {
+            let open = tokio::time::timeout_at(
+                deadline,
+                lines.read_lines(|line| pong |= line.trim_ascii() == b"{\"type\":\"pong\"}"),
+            )
+            .await
+            .context("no pong in time")??;
+            if !open {
+                bail!("the server closed an idle session");
+            }
+        }
+        counts[round].fetch_add(1, Ordering::Relaxed);
+    }
+    while lines.read_lines(|_| {}).await? {}
+    Ok(())
+}
+
+async fn mqtt_run(broker: &Mosquitto, k: usize) -> Measured {
+    let before = broker.rss_kib();
+    let started = Instant::now();
+    let gate = Arc::new(Semaphore::new(PARALLEL));
+    let counts = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+    let mut tasks = Vec::with_capacity(k);
+    for i in 0..k {
+        let gate = gate.clone();
+        let counts = counts.clone();
+        let options = mqtt::options(&format!("idle-{i}"), broker.port, true);
+        tasks.push(tokio::spawn(async move {
+            let (_client, mut events) = {
+                let _permit = gate.acquire().await.context("gate")?;
+                mqtt::connect(options, 4).await?
+            };
+            counts[0].fetch_add(1, Ordering::Relaxed);
+            while events.poll().await.is_ok() {}
+            Ok(())
+        }));
+    }
+    let result = async {
+        wait_count(&counts[0], k, &mut tasks, "connects").await?;
+        let secs = started.elapsed().as_secs_f64();
+        // Mosquitto has no background threads or timers to wait for.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        Ok::<_, anyhow::Error>((per_session(before, broker.rss_kib(), k), secs))
+    }
+    .await;
+    (result, Tasks(tasks))
+}
