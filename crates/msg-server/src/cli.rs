@@ -112,6 +112,8 @@ pub struct ServeArgs {
     pub private_timeout_ms: Option<u64>,
     #[arg(long, hide = true, value_name = "MS")]
     pub ack_timeout_ms: Option<u64>,
+    #[arg(long, hide = true, value_name = "N")]
+    pub max_outstanding_sends: Option<usize>,
 }
 
 impl ServeArgs {
@@ -142,6 +144,9 @@ impl ServeArgs {
             private_timeout: ms(self.private_timeout_ms, defaults.private_timeout),
             ack_timeout: ms(self.ack_timeout_ms, defaults.ack_timeout),
             max_frames_per_sec: self.max_rate,
+            max_outstanding_sends: self
+                .max_outstanding_sends
+                .unwrap_or(defaults.max_outstanding_sends),
             ..defaults
         }
     }

@@ -1,42 +1,47 @@
 //! One client connection: greeting, login, the command loop and its timers.
 //!
-//! Reading and writing are separate tasks. The reader (this module's
-//! [`Connection`]) decodes frames and acts on them; everything sent to the
-//! client, its own replies and events routed by the hub alike, goes through
-//! the connection's [`Outbox`] to the writer task, which batches whatever is
-//! queued into one write. Generic over the byte stream so TLS can slot in.
+//! One task per connection does everything: it decodes frames from the
+//! socket and acts on them, and writes whatever is queued in its [`Outbox`]
+//! (its own replies and events routed by the hub alike), woken by the
+//! outbox when others queue something. A single task, no per-connection
+//! buffers while idle and one shared allocation for the queue keep an idle
+//! session to a few hundred bytes of live state.
+//!
+//! Reading pauses (TCP back-pressure) while the queue is long, while the
+//! client has too many `send`s awaiting their reply (after [`HELD_BUDGET`]
+//! bytes of frames behind them), and when the client exceeds its frame
+//! rate; writing never pauses.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
-use futures::StreamExt;
 use msg_proto::server::{
     ClientFrame, LogoutReason, MAX_CLIENT_ID_LEN, RequestId, Secret, ServerFrame,
 };
 use msg_proto::validate::{self, TextError};
-use msg_proto::{ErrorCode, FrameError, JsonLines, PROTOCOL_VERSION};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use msg_proto::{ErrorCode, FrameError, PROTOCOL_VERSION};
+use tokio::io::Interest;
+use tokio::net::TcpStream;
 use tokio::time::Instant;
-use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use crate::accounts::AccountsError;
 use crate::hub::{ConnId, DRAIN_PAGE, Hub, Refusal, SessionSpec};
-use crate::outbox::{self, Outbox};
+use crate::outbox::{Outbox, ReplySlot};
 use crate::texts;
+use crate::wire::{Decoded, Wire};
 
-/// Most bytes gathered into one socket write.
-const MAX_WRITE_BATCH: usize = 64 * 1024;
 /// How long queued frames (a last error, `logged_out`) may take to reach a
 /// closing client.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
-/// Read buffer a connection starts with; it grows only for large frames, so
-/// idle sessions stay small.
-const INITIAL_READ_BUFFER: usize = 256;
-
-type Frames<R> = FramedRead<R, JsonLines<ClientFrame, ServerFrame>>;
+/// Frames (by approximate size) read and held while a `send` waits for a
+/// reply slot, before reading pauses. Reading on lets the acks a client
+/// wrote after its sends through: they may be what completes the sends of
+/// the user it is talking to, whose acks complete ours.
+const HELD_BUDGET: usize = 64 * 1024;
+/// Accounting overhead of one held frame.
+const HELD_FRAME_COST: usize = 64;
 
 enum Phase {
     /// Waiting for `hello`.
@@ -54,54 +59,100 @@ enum Flow {
     Close,
 }
 
+/// A `send` ready to be handed to the hub.
+struct OutgoingSend {
+    id: RequestId,
+    to: String,
+    text: String,
+    client_id: Option<String>,
+}
+
+/// Frames read after a `send` that found no reply slot, in order, the send
+/// first. Acks are never held.
+#[derive(Default)]
+struct Held {
+    frames: std::collections::VecDeque<Decoded>,
+    bytes: usize,
+}
+
+impl Held {
+    fn cost(item: &Decoded) -> usize {
+        HELD_FRAME_COST
+            + match item {
+                Ok(ClientFrame::Send {
+                    to,
+                    text,
+                    client_id,
+                    ..
+                }) => to.len() + text.len() + client_id.as_ref().map_or(0, String::len),
+                _ => 0,
+            }
+    }
+
+    fn push_back(&mut self, item: Decoded) {
+        self.bytes += Self::cost(&item);
+        self.frames.push_back(item);
+    }
+
+    fn push_front(&mut self, item: Decoded) {
+        self.bytes += Self::cost(&item);
+        self.frames.push_front(item);
+    }
+
+    fn pop_front(&mut self) -> Option<Decoded> {
+        let item = self.frames.pop_front()?;
+        self.bytes -= Self::cost(&item);
+        Some(item)
+    }
+}
+
 /// Serves one client until it leaves, misbehaves, times out or the server
 /// shuts down.
-pub async fn serve<S>(hub: Arc<Hub>, stream: S, peer: SocketAddr, shutdown: CancellationToken)
-where
-    S: AsyncRead + AsyncWrite + Send + 'static,
-{
-    let (read, write) = tokio::io::split(stream);
-    let (out, rx) = Outbox::new(hub.config.outbox_capacity, hub.config.max_outstanding_sends);
-    let closing = CancellationToken::new();
-    let kick = CancellationToken::new();
-    let writer = tokio::spawn(write_loop(write, rx, closing.clone(), kick.clone()));
+///
+/// The connection's long-lived parts are allocated here, on the caller's
+/// (accepting) thread, next to the task itself, rather than on a worker in
+/// the middle of transient allocations, where each would pin a page.
+pub fn serve(
+    hub: Arc<Hub>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    shutdown: CancellationToken,
+) -> impl Future<Output = ()> + Send + 'static {
     let now = Instant::now();
     let mut conn = Connection {
         id: hub.next_conn_id(),
-        frames: FramedRead::with_capacity(read, JsonLines::new(), INITIAL_READ_BUFFER),
-        kick,
+        wire: Wire::new(stream),
+        out: Outbox::new(hub.config.outbox_capacity, hub.config.max_outstanding_sends),
         rate: RateLimiter::new(hub.config.max_frames_per_sec),
         hub,
         peer,
-        out,
         phase: Phase::Greeting,
         bad_frames: 0,
         opened: now,
         last_heard: now,
         last_active: now,
+        resume_reading_at: None,
+        held: None,
+        broken: false,
     };
     tracing::debug!(conn = conn.id, "connection opened");
-    conn.run(&shutdown).await;
-    if let Phase::Session(user) = &conn.phase {
-        conn.hub.end_session(user, conn.id);
-        tracing::info!(user = %user, conn = conn.id, "session ended");
+    async move {
+        conn.run(&shutdown).await;
+        if let Phase::Session(user) = &conn.phase {
+            conn.hub.end_session(user, conn.id);
+            tracing::info!(user = %user, conn = conn.id, "session ended");
+        }
+        conn.close().await;
+        tracing::debug!(conn = conn.id, "connection closed");
     }
-    // Other holders of this outbox (replies owed to this client) must not
-    // keep the writer alive: tell it to flush and stop.
-    closing.cancel();
-    let _ = writer.await;
-    tracing::debug!(conn = conn.id, "connection closed");
 }
 
-struct Connection<R> {
+struct Connection {
     hub: Arc<Hub>,
     id: ConnId,
     peer: SocketAddr,
-    frames: Frames<R>,
+    wire: Wire,
     out: Outbox,
-    /// Cancelled by the hub when this client cannot keep up, or by the
-    /// writer when the client can no longer be written to.
-    kick: CancellationToken,
     rate: RateLimiter,
     phase: Phase,
     bad_frames: u32,
@@ -110,67 +161,174 @@ struct Connection<R> {
     last_heard: Instant,
     /// Last user command, for the inactivity timeout.
     last_active: Instant,
+    /// Reading is paused until then (frame rate exceeded).
+    resume_reading_at: Option<Instant>,
+    /// `Some` while a `send` waits for a reply slot.
+    held: Option<Box<Held>>,
+    /// Writing failed: nothing more can reach the client.
+    broken: bool,
 }
 
 enum Deadline {
     Login,
     Dead,
     Idle,
+    ResumeReading,
 }
 
-impl<R: AsyncRead + Unpin> Connection<R> {
+impl Connection {
     async fn run(&mut self, shutdown: &CancellationToken) {
         loop {
+            let all_written = match self.wire.try_flush(&self.out) {
+                Ok(done) => done,
+                Err(e) => {
+                    tracing::debug!(conn = self.id, error = %e, "write failed");
+                    self.broken = true;
+                    return;
+                }
+            };
+            if self.out.is_kicked() {
+                tracing::info!(conn = self.id, "disconnecting: the client is not reading");
+                return;
+            }
+            let reading = self.may_read();
+            if reading {
+                if let Some(item) = self.wire.next_frame() {
+                    if self.on_item(item).await == Flow::Close {
+                        return;
+                    }
+                    continue;
+                }
+                if self.wire.finished() {
+                    return;
+                }
+            }
+            let interest = match (reading, all_written) {
+                (true, true) => Some(Interest::READABLE),
+                (true, false) => Some(Interest::READABLE | Interest::WRITABLE),
+                (false, false) => Some(Interest::WRITABLE),
+                (false, true) => None,
+            };
             let (deadline, at) = self.next_deadline();
-            let item = tokio::select! {
+            // Timers before the socket, so a client that never stops sending
+            // still meets its deadlines; the wake-up last, since every turn
+            // writes anyway.
+            tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => {
                     if matches!(self.phase, Phase::Session(_)) {
-                        self.out.push(&ServerFrame::LoggedOut {
+                        self.out.reply(&ServerFrame::LoggedOut {
                             reason: LogoutReason::Shutdown,
                             message: texts::SHUTDOWN_LOGOUT.into(),
                         });
                     }
                     return;
                 }
-                _ = self.kick.cancelled() => {
-                    tracing::info!(conn = self.id, "disconnecting: the client is not reading or is gone");
-                    return;
-                }
                 _ = tokio::time::sleep_until(at) => {
-                    self.on_deadline(deadline);
-                    return;
-                }
-                item = self.frames.next() => item,
-            };
-            let flow = match item {
-                None => Flow::Close,
-                Some(Err(e)) => {
-                    tracing::debug!(conn = self.id, error = %e, "read failed");
-                    Flow::Close
-                }
-                Some(Ok(Err(bad))) => {
-                    self.last_heard = Instant::now();
-                    self.on_bad_frame(bad).await
-                }
-                Some(Ok(Ok(frame))) => {
-                    self.last_heard = Instant::now();
-                    if frame.is_user_activity() {
-                        self.last_active = self.last_heard;
+                    if let Deadline::ResumeReading = deadline {
+                        self.resume_reading_at = None;
+                    } else {
+                        self.on_deadline(deadline);
+                        return;
                     }
-                    self.on_frame(frame).await
                 }
-            };
-            if flow == Flow::Close {
-                return;
-            }
-            if let Some(wait) = self.rate.take() {
-                tokio::time::sleep(wait).await;
+                slot = self.out.reserve_reply(), if self.held.is_some() => {
+                    // Only this task takes slots: the one freed is still
+                    // free when the held send asks for it.
+                    drop(slot);
+                    if self.replay_held().await == Flow::Close {
+                        return;
+                    }
+                }
+                ready = self.wire.ready(interest.unwrap_or(Interest::READABLE)), if interest.is_some() => {
+                    match ready {
+                        Ok(ready) if reading && (ready.is_readable() || ready.is_read_closed()) => {
+                            if let Err(e) = self.wire.try_read() {
+                                tracing::debug!(conn = self.id, error = %e, "read failed");
+                                return;
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::debug!(conn = self.id, error = %e, "socket failed");
+                            return;
+                        }
+                    }
+                }
+                _ = self.out.woken() => {}
             }
         }
     }
 
+    /// Own replies may fill half the queue; the rest is room for events.
+    fn high_water(&self) -> usize {
+        (self.out.capacity() / 2).max(1)
+    }
+
+    fn may_read(&self) -> bool {
+        self.held
+            .as_ref()
+            .is_none_or(|held| held.bytes < HELD_BUDGET)
+            && self.resume_reading_at.is_none()
+            && self.out.queued() < self.high_water()
+    }
+
+    /// A frame (or a bad one) has arrived.
+    async fn on_item(&mut self, item: Decoded) -> Flow {
+        self.last_heard = Instant::now();
+        if item.as_ref().is_ok_and(ClientFrame::is_user_activity) {
+            self.last_active = self.last_heard;
+        }
+        if let Some(wait) = self.rate.take() {
+            self.resume_reading_at = Some(self.last_heard + wait);
+        }
+        if let Some(held) = &mut self.held
+            && !matches!(item, Ok(ClientFrame::Ack { .. }))
+        {
+            held.push_back(item);
+            return Flow::Continue;
+        }
+        self.handle(item).await
+    }
+
+    async fn handle(&mut self, item: Decoded) -> Flow {
+        match item {
+            Ok(frame) => self.on_frame(frame).await,
+            Err(bad) => self.on_bad_frame(bad),
+        }
+    }
+
+    /// A reply slot has come free: handles held frames in order until a
+    /// send finds no slot again.
+    async fn replay_held(&mut self) -> Flow {
+        let Some(mut held) = self.held.take() else {
+            return Flow::Continue;
+        };
+        while let Some(item) = held.pop_front() {
+            if self.handle(item).await == Flow::Close {
+                return Flow::Close;
+            }
+            if let Some(stalled) = self.held.take() {
+                // That send stalled again; it goes back in front of the rest.
+                for item in stalled.frames.into_iter().rev() {
+                    held.push_front(item);
+                }
+                self.held = Some(held);
+                break;
+            }
+        }
+        Flow::Continue
+    }
+
     fn next_deadline(&self) -> (Deadline, Instant) {
+        let next = self.session_deadline();
+        match self.resume_reading_at {
+            Some(at) if at < next.1 => (Deadline::ResumeReading, at),
+            _ => next,
+        }
+    }
+
+    fn session_deadline(&self) -> (Deadline, Instant) {
         let config = &self.hub.config;
         let dead = (Deadline::Dead, self.last_heard + config.dead_timeout);
         match self.phase {
@@ -194,7 +352,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
     fn on_deadline(&self, deadline: Deadline) {
         match deadline {
             Deadline::Login => {
-                self.out.push(&ServerFrame::error(
+                self.out.reply(&ServerFrame::error(
                     None,
                     ErrorCode::NotLoggedIn,
                     texts::LOGIN_TIMEOUT,
@@ -204,7 +362,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                 if let Phase::Session(user) = &self.phase {
                     tracing::info!(user = %user, "logging out an inactive user");
                 }
-                self.out.push(&ServerFrame::LoggedOut {
+                self.out.reply(&ServerFrame::LoggedOut {
                     reason: LogoutReason::Timeout,
                     message: texts::INACTIVITY_LOGOUT.into(),
                 });
@@ -212,25 +370,26 @@ impl<R: AsyncRead + Unpin> Connection<R> {
             Deadline::Dead => {
                 tracing::info!(conn = self.id, "closing a silent connection");
             }
+            Deadline::ResumeReading => {}
         }
     }
 
-    async fn reply(&self, frame: ServerFrame) {
-        self.out.send(&frame).await;
+    fn reply(&self, frame: ServerFrame) {
+        self.out.reply(&frame);
     }
 
-    async fn refuse(&self, id: Option<RequestId>, refusal: Refusal) {
-        self.reply(refusal.into_frame(id)).await;
+    fn refuse(&self, id: Option<RequestId>, refusal: Refusal) {
+        self.reply(refusal.into_frame(id));
     }
 
-    async fn on_bad_frame(&mut self, bad: FrameError) -> Flow {
+    fn on_bad_frame(&mut self, bad: FrameError) -> Flow {
         self.bad_frames += 1;
         tracing::debug!(conn = self.id, error = %bad, "bad frame");
         let (code, message) = match bad {
             FrameError::TooLong { .. } => (ErrorCode::FrameTooLarge, texts::FRAME_TOO_LARGE),
             _ => (ErrorCode::InvalidCommand, texts::INVALID_COMMAND),
         };
-        self.reply(ServerFrame::error(None, code, message)).await;
+        self.reply(ServerFrame::error(None, code, message));
         if self.bad_frames >= self.hub.config.max_bad_frames {
             tracing::warn!(
                 conn = self.id,
@@ -245,17 +404,16 @@ impl<R: AsyncRead + Unpin> Connection<R> {
     async fn on_frame(&mut self, frame: ClientFrame) -> Flow {
         match (&self.phase, frame) {
             (_, ClientFrame::Ping) => {
-                self.reply(ServerFrame::Pong).await;
+                self.reply(ServerFrame::Pong);
                 Flow::Continue
             }
-            (Phase::Greeting, ClientFrame::Hello { version, .. }) => self.on_hello(version).await,
+            (Phase::Greeting, ClientFrame::Hello { version, .. }) => self.on_hello(version),
             (Phase::Greeting, _) => {
                 self.reply(ServerFrame::error(
                     None,
                     ErrorCode::HelloRequired,
                     texts::HELLO_REQUIRED,
-                ))
-                .await;
+                ));
                 Flow::Close
             }
             (
@@ -284,17 +442,16 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                     ErrorCode::AlreadyAuthenticated,
                     texts::ALREADY_AUTHENTICATED,
                 );
-                self.refuse(Some(id), refusal).await;
+                self.refuse(Some(id), refusal);
                 Flow::Continue
             }
             (_, ClientFrame::Hello { .. }) => {
                 self.on_bad_frame(FrameError::InvalidFrame("second hello".into()))
-                    .await
             }
             (Phase::Anonymous, frame) => {
                 if let Some(id) = frame.request_id() {
                     let refusal = Refusal::new(ErrorCode::NotLoggedIn, texts::NOT_LOGGED_IN);
-                    self.refuse(Some(id), refusal).await;
+                    self.refuse(Some(id), refusal);
                 }
                 Flow::Continue
             }
@@ -309,21 +466,19 @@ impl<R: AsyncRead + Unpin> Connection<R> {
         }
     }
 
-    async fn on_hello(&mut self, version: u32) -> Flow {
+    fn on_hello(&mut self, version: u32) -> Flow {
         if version != PROTOCOL_VERSION {
             self.reply(ServerFrame::error(
                 None,
                 ErrorCode::VersionMismatch,
                 texts::version_mismatch(version, PROTOCOL_VERSION),
-            ))
-            .await;
+            ));
             return Flow::Close;
         }
         self.reply(ServerFrame::Hello {
             version: PROTOCOL_VERSION,
             server: concat!("msg-server ", env!("CARGO_PKG_VERSION")).into(),
-        })
-        .await;
+        });
         self.phase = Phase::Anonymous;
         Flow::Continue
     }
@@ -342,20 +497,19 @@ impl<R: AsyncRead + Unpin> Connection<R> {
             self.check_password(&user, password).await
         };
         if let Err(refusal) = checked {
-            self.refuse(Some(id), refusal).await;
+            self.refuse(Some(id), refusal);
             return Flow::Continue;
         }
         let spec = SessionSpec {
             conn: self.id,
             out: self.out.clone(),
-            kick: self.kick.clone(),
             ip: self.peer.ip(),
             peer_port,
         };
         let first_page = match self.hub.begin_session(&user, spec) {
             Ok(page) => page,
             Err(refusal) => {
-                self.refuse(Some(id), refusal).await;
+                self.refuse(Some(id), refusal);
                 return Flow::Continue;
             }
         };
@@ -366,8 +520,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
             id,
             user: user.clone(),
             message: texts::WELCOME.into(),
-        })
-        .await;
+        });
         // A client that stops reading while its queue drains must not pin
         // this task forever.
         let drained = tokio::time::timeout(
@@ -384,7 +537,9 @@ impl<R: AsyncRead + Unpin> Connection<R> {
 
     /// Writes the user's offline queue, oldest first. The messages stay in
     /// the store until the client acknowledges each one.
-    async fn drain_queue(&self, user: &str, mut page: crate::hub::QueuePage) -> bool {
+    async fn drain_queue(&mut self, user: &str, mut page: crate::hub::QueuePage) -> bool {
+        // Written as it goes, keeping half the queue free for live events.
+        let high_water = self.high_water();
         loop {
             let messages = match page.await {
                 Ok(Ok(messages)) => messages,
@@ -404,8 +559,12 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                     at: m.at,
                     client_id: m.client_id,
                 };
-                if !self.out.send(&frame).await {
-                    return false;
+                self.out.reply(&frame);
+                if self.out.queued() >= high_water {
+                    let written = self.wire.flush_down_to(&self.out, high_water / 2).await;
+                    if written.is_err() || self.out.is_kicked() {
+                        return false;
+                    }
                 }
             }
             match (full_page, last) {
@@ -495,7 +654,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                 let text = match checked_text(&text) {
                     Ok(text) => text.to_owned(),
                     Err(refusal) => {
-                        self.refuse(Some(id), refusal).await;
+                        self.refuse(Some(id), refusal);
                         return Flow::Continue;
                     }
                 };
@@ -504,16 +663,32 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                     .is_some_and(|c| c.len() > MAX_CLIENT_ID_LEN)
                 {
                     let refusal = Refusal::new(ErrorCode::InvalidCommand, texts::INVALID_COMMAND);
-                    self.refuse(Some(id), refusal).await;
+                    self.refuse(Some(id), refusal);
                     return Flow::Continue;
                 }
                 // The `sent` reply comes later, when the message is delivered
-                // or stored; reserve its place now.
-                let Some(slot) = self.out.reserve_reply().await else {
-                    return Flow::Close;
-                };
-                if let Err((refusal, slot)) = hub.send(user, &to, text, client_id, (slot, id)) {
-                    slot.fill(&refusal.into_frame(Some(id)));
+                // or stored; reserve its place now, or wait for one.
+                match self.out.try_reserve_reply() {
+                    Some(slot) => {
+                        let send = OutgoingSend {
+                            id,
+                            to,
+                            text,
+                            client_id,
+                        };
+                        self.forward_send(user, send, slot);
+                    }
+                    None => {
+                        let frame = ClientFrame::Send {
+                            id,
+                            to,
+                            text,
+                            client_id,
+                        };
+                        self.held
+                            .get_or_insert_with(Box::default)
+                            .push_front(Ok(frame));
+                    }
                 }
                 return Flow::Continue;
             }
@@ -550,8 +725,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                 if let Ok(Err(e)) = hub.store.barrier().await {
                     tracing::error!(error = %e, "store barrier failed at logout");
                 }
-                self.reply(ServerFrame::ok(id, Some(texts::LOGGED_OUT.into())))
-                    .await;
+                self.reply(ServerFrame::ok(id, Some(texts::LOGGED_OUT.into())));
                 return Flow::Close;
             }
             ClientFrame::Ack { msg_id } => {
@@ -585,10 +759,34 @@ impl<R: AsyncRead + Unpin> Connection<R> {
             | ClientFrame::Register { .. } => return Flow::Continue,
         };
         match result {
-            Ok(frame) => self.reply(frame).await,
-            Err(refusal) => self.refuse(Some(id), refusal).await,
+            Ok(frame) => self.reply(frame),
+            Err(refusal) => self.refuse(Some(id), refusal),
         }
         Flow::Continue
+    }
+
+    fn forward_send(&self, user: &str, send: OutgoingSend, slot: ReplySlot) {
+        let OutgoingSend {
+            id,
+            to,
+            text,
+            client_id,
+        } = send;
+        if let Err((refusal, slot)) = self.hub.send(user, &to, text, client_id, (slot, id)) {
+            slot.fill(&refusal.into_frame(Some(id)));
+        }
+    }
+
+    /// Writes what is still queued (bounded) and ends the stream.
+    async fn close(&mut self) {
+        if !self.broken {
+            let goodbye = async {
+                self.wire.flush(&self.out).await?;
+                self.wire.shutdown().await
+            };
+            let _ = tokio::time::timeout(CLOSE_GRACE, goodbye).await;
+        }
+        self.out.close();
     }
 }
 
@@ -627,68 +825,6 @@ impl RateLimiter {
         self.last = now;
         (self.tokens < 0.0).then(|| Duration::from_secs_f64(-self.tokens / self.per_sec))
     }
-}
-
-/// Writes queued lines, batching whatever is waiting into one write. On
-/// `closing`, writes what is already queued (bounded by [`CLOSE_GRACE`]) and
-/// shuts the stream down. A failed write cancels `broken`, so the reader ends
-/// the session instead of queueing for a dead socket.
-async fn write_loop<W: AsyncWrite>(
-    write: W,
-    mut rx: outbox::Receiver,
-    closing: CancellationToken,
-    broken: CancellationToken,
-) {
-    tokio::pin!(write);
-    let mut buf = BytesMut::new();
-    loop {
-        let first = tokio::select! {
-            biased;
-            line = rx.recv() => match line {
-                Some(line) => line,
-                None => break,
-            },
-            _ = closing.cancelled() => break,
-        };
-        buf.extend_from_slice(&first);
-        while buf.len() < MAX_WRITE_BATCH {
-            match rx.try_recv() {
-                Ok(line) => buf.extend_from_slice(&line),
-                Err(_) => break,
-            }
-        }
-        let written = {
-            let pending = write.write_all(&buf);
-            tokio::pin!(pending);
-            tokio::select! {
-                result = &mut pending => result.is_ok(),
-                _ = closing.cancelled() => {
-                    matches!(tokio::time::timeout(CLOSE_GRACE, &mut pending).await, Ok(Ok(())))
-                }
-            }
-        };
-        buf.clear();
-        if rx.is_empty() || buf.capacity() > MAX_WRITE_BATCH {
-            // Don't keep a burst's buffer for a session going quiet: with
-            // thousands of sessions it was half of their memory.
-            buf = BytesMut::new();
-            rx.release_idle();
-        }
-        if !written {
-            broken.cancel();
-            return;
-        }
-    }
-    while let Ok(line) = rx.try_recv() {
-        buf.extend_from_slice(&line);
-    }
-    let _ = tokio::time::timeout(CLOSE_GRACE, async {
-        if !buf.is_empty() {
-            write.write_all(&buf).await?;
-        }
-        write.shutdown().await
-    })
-    .await;
 }
 
 #[cfg(test)]

@@ -17,7 +17,6 @@ use bytes::Bytes;
 use msg_proto::ErrorCode;
 use msg_proto::server::{MsgId, PrivateEndReason, RequestId, Secret, ServerFrame, Timestamp};
 use tokio::sync::oneshot;
-use tokio_util::sync::CancellationToken;
 
 use crate::accounts::Accounts;
 use crate::clock::now_ms;
@@ -65,8 +64,6 @@ pub type ReplyRefusal = (Refusal, ReplySlot);
 pub struct SessionSpec {
     pub conn: ConnId,
     pub out: Outbox,
-    /// Cancelled by the hub to disconnect a slow consumer.
-    pub kick: CancellationToken,
     pub ip: IpAddr,
     pub peer_port: Option<u16>,
 }
@@ -74,7 +71,6 @@ pub struct SessionSpec {
 struct Session {
     conn: ConnId,
     out: Outbox,
-    kick: CancellationToken,
     ip: IpAddr,
     peer_port: Option<u16>,
     /// `Some` while the session drains its offline queue: live direct
@@ -87,11 +83,7 @@ struct Session {
 impl Session {
     /// Queues a frame; a full queue disconnects the session.
     fn push(&self, line: Bytes) -> Push {
-        let result = self.out.push_line(line);
-        if result == Push::Full {
-            self.kick.cancel();
-        }
-        result
+        self.out.push_line(line)
     }
 
     fn push_frame(&self, frame: &ServerFrame) -> Push {
@@ -343,7 +335,6 @@ impl Hub {
             Session {
                 conn: spec.conn,
                 out: spec.out,
-                kick: spec.kick,
                 ip: spec.ip,
                 peer_port: spec.peer_port,
                 held: Some(Vec::new()),

@@ -5,6 +5,7 @@
 //! - [`store`]: SQLite on its own thread, with group commit.
 //! - [`hub`]: the in-memory state and every routing rule.
 //! - [`connection`]: one client's frames, phases and timers.
+//! - [`wire`] and [`outbox`]: a connection's socket I/O and its send queue.
 //! - [`server`]: the accept loop, background duties and shutdown.
 //! - [`cli`]: the command line, turned into a [`config::Config`].
 
@@ -19,3 +20,4 @@ pub mod server;
 pub mod store;
 pub mod texts;
 pub mod trim;
+pub mod wire;

@@ -1,24 +1,30 @@
 //! The queue of encoded frames waiting to be written to one connection.
 //!
-//! A plain `VecDeque` behind a mutex, with a semaphore counting free places,
-//! rather than a tokio mpsc channel: the channel keeps up to four blocks of
-//! slots (about 1 KiB each) for the life of the connection once a burst
-//! allocated them, which made it the largest cost of an idle session. This
-//! queue frees its storage whenever the writer empties it.
+//! One small shared allocation per connection: a `VecDeque` of lines behind
+//! a mutex, a count of lines not yet written, flags, a wake-up for the
+//! connection task and the semaphore bounding its outstanding `send`s. The
+//! connection task takes the whole queue at once when it writes (a swap), so
+//! an idle session keeps no queue storage at all.
+//!
+//! Frames come from two kinds of producer. Events pushed by others
+//! (messages, broadcasts, presence) are refused once `capacity` lines wait:
+//! the client is not keeping up and is disconnected (`kicked`). The
+//! connection's own replies are never refused; the connection bounds them
+//! itself by not reading more requests while its queue is long.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use msg_proto::server::ServerFrame;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError};
+use tokio::sync::{Notify, Semaphore};
 
-/// Result of queueing a frame.
+/// Result of queueing an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Push {
     Queued,
-    /// The connection is too far behind: the caller should disconnect it.
+    /// The connection is too far behind; it has been told to disconnect.
     Full,
     /// The connection is gone.
     Closed,
@@ -27,13 +33,18 @@ pub enum Push {
 #[derive(Debug)]
 struct Shared {
     lines: Mutex<VecDeque<Bytes>>,
-    /// Free places in `lines` (events and replies alike); closed with the
-    /// receiver.
-    room: Semaphore,
-    /// Wakes the writer.
-    ready: Notify,
-    /// Live `Outbox` handles; the receiver ends once none is left.
-    senders: AtomicUsize,
+    /// Lines queued or taken by the connection and not yet written.
+    queued: AtomicUsize,
+    /// Events are refused once this many lines wait.
+    capacity: usize,
+    /// The client could not keep up; the connection should end.
+    kicked: AtomicBool,
+    /// The connection has ended; nothing more is queued.
+    closed: AtomicBool,
+    /// Wakes the connection task: lines queued, or kicked.
+    wake: Notify,
+    /// Places for `sent` replies owed to this client.
+    outstanding: Semaphore,
 }
 
 impl Shared {
@@ -42,197 +53,155 @@ impl Shared {
         self.lines.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Appends a line whose place was already taken from `room`.
-    fn enqueue(&self, line: Bytes) {
-        self.lines().push_back(line);
-        self.ready.notify_one();
+    /// Queues a line; `limit` bounds the lines already waiting.
+    fn enqueue(&self, line: Bytes, limit: Option<usize>) -> Push {
+        {
+            let mut lines = self.lines();
+            if self.closed.load(Ordering::Acquire) {
+                return Push::Closed;
+            }
+            if limit.is_some_and(|limit| self.queued.load(Ordering::Acquire) >= limit) {
+                drop(lines);
+                self.kicked.store(true, Ordering::Release);
+                self.wake.notify_one();
+                return Push::Full;
+            }
+            lines.push_back(line);
+            self.queued.fetch_add(1, Ordering::AcqRel);
+        }
+        self.wake.notify_one();
+        Push::Queued
     }
+}
+
+fn encoded(frame: &ServerFrame) -> Option<Bytes> {
+    msg_proto::encode_line(frame)
+        .inspect_err(|e| tracing::error!(error = %e, "cannot encode a frame"))
+        .ok()
 }
 
 /// Cheap to clone: the hub keeps one per session.
-///
-/// Capacity is split in two: `events` slots for frames pushed by others
-/// (messages, broadcasts, presence), which a slow reader can fill and so get
-/// itself disconnected; and `replies` slots reserved, one per outstanding
-/// request, for replies that come later (`sent`). A reserved reply can never
-/// be dropped, and a client with too many outstanding requests waits.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Outbox {
     shared: Arc<Shared>,
-    outstanding: Arc<Semaphore>,
 }
 
-impl Clone for Outbox {
-    fn clone(&self) -> Self {
-        self.shared.senders.fetch_add(1, Ordering::Relaxed);
-        Self {
-            shared: self.shared.clone(),
-            outstanding: self.outstanding.clone(),
-        }
-    }
-}
-
-impl Drop for Outbox {
-    fn drop(&mut self) {
-        if self.shared.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.shared.ready.notify_one();
-        }
-    }
-}
-
-/// A guaranteed place in a connection's queue for one future reply.
+/// A guaranteed place for one future `sent` reply: the connection reserves
+/// it before handing a `send` to the hub, which fills it when the message is
+/// delivered or stored. Dropping it unfilled gives the place back.
 #[derive(Debug)]
 pub struct ReplySlot {
-    /// Holds the place taken from `room`; `None` once filled.
-    out: Option<Outbox>,
-    _outstanding: OwnedSemaphorePermit,
+    out: Outbox,
 }
 
 impl ReplySlot {
-    pub fn fill(mut self, frame: &ServerFrame) {
-        match msg_proto::encode_line(frame) {
-            Ok(line) => {
-                if let Some(out) = self.out.take() {
-                    out.shared.enqueue(line);
-                }
-            }
-            Err(e) => tracing::error!(error = %e, "cannot encode a frame"),
+    pub fn fill(self, frame: &ServerFrame) {
+        if let Some(line) = encoded(frame) {
+            self.out.shared.enqueue(line, None);
         }
     }
 }
 
 impl Drop for ReplySlot {
     fn drop(&mut self) {
-        // Unfilled: give the place back.
-        if let Some(out) = &self.out {
-            out.shared.room.add_permits(1);
-        }
-    }
-}
-
-/// The writer's end of the queue.
-#[derive(Debug)]
-pub struct Receiver {
-    shared: Arc<Shared>,
-}
-
-/// Nothing is queued right now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Empty;
-
-impl Receiver {
-    /// The next line; `None` once the queue is empty and no `Outbox` is left.
-    pub async fn recv(&mut self) -> Option<Bytes> {
-        loop {
-            if let Ok(line) = self.try_recv() {
-                return Some(line);
-            }
-            if self.shared.senders.load(Ordering::Acquire) == 0 {
-                return None;
-            }
-            // notify_one keeps a permit when nobody waits, so a line queued
-            // between the check and here is not missed.
-            self.shared.ready.notified().await;
-        }
-    }
-
-    pub fn try_recv(&mut self) -> Result<Bytes, Empty> {
-        let line = self.shared.lines().pop_front().ok_or(Empty)?;
-        self.shared.room.add_permits(1);
-        Ok(line)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.shared.lines().is_empty()
-    }
-
-    /// Frees the queue's storage if it is empty (the session went quiet).
-    pub fn release_idle(&mut self) {
-        let mut lines = self.shared.lines();
-        if lines.is_empty() && lines.capacity() > 0 {
-            *lines = VecDeque::new();
-        }
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        // Senders see `Closed` from now on; waiting ones wake up.
-        self.shared.room.close();
-        self.shared.lines().clear();
+        self.out.shared.outstanding.add_permits(1);
     }
 }
 
 impl Outbox {
-    pub fn new(events: usize, replies: usize) -> (Self, Receiver) {
-        let shared = Arc::new(Shared {
-            lines: Mutex::new(VecDeque::new()),
-            room: Semaphore::new(events.max(1) + replies.max(1)),
-            ready: Notify::new(),
-            senders: AtomicUsize::new(1),
-        });
-        let outstanding = Arc::new(Semaphore::new(replies.max(1)));
-        (
-            Self {
-                shared: shared.clone(),
-                outstanding,
-            },
-            Receiver { shared },
-        )
+    /// `capacity`: lines that may wait before an event counts as overflow;
+    /// `max_outstanding`: `send`s that may await their reply at once.
+    pub fn new(capacity: usize, max_outstanding: usize) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                lines: Mutex::new(VecDeque::new()),
+                queued: AtomicUsize::new(0),
+                capacity: capacity.max(1),
+                kicked: AtomicBool::new(false),
+                closed: AtomicBool::new(false),
+                wake: Notify::new(),
+                outstanding: Semaphore::new(max_outstanding.max(1)),
+            }),
+        }
     }
 
-    /// Queues an already encoded line without waiting.
+    /// Queues an event from another session, disconnecting this one if its
+    /// queue is full.
     pub fn push_line(&self, line: Bytes) -> Push {
-        match self.shared.room.try_acquire() {
-            Ok(permit) => {
-                permit.forget();
-                self.shared.enqueue(line);
-                Push::Queued
-            }
-            Err(TryAcquireError::NoPermits) => Push::Full,
-            Err(TryAcquireError::Closed) => Push::Closed,
-        }
+        self.shared.enqueue(line, Some(self.shared.capacity))
     }
 
-    /// Encodes and queues a frame without waiting.
+    /// Encodes and queues an event.
     pub fn push(&self, frame: &ServerFrame) -> Push {
-        match msg_proto::encode_line(frame) {
-            Ok(line) => self.push_line(line),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot encode a frame");
-                Push::Closed
-            }
+        match encoded(frame) {
+            Some(line) => self.push_line(line),
+            None => Push::Closed,
         }
     }
 
-    /// Queues a frame, waiting for room: for a connection's own replies, so a
-    /// client that pipelines requests is slowed down rather than dropped.
-    pub async fn send(&self, frame: &ServerFrame) -> bool {
-        match msg_proto::encode_line(frame) {
-            Ok(line) => match self.shared.room.acquire().await {
-                Ok(permit) => {
-                    permit.forget();
-                    self.shared.enqueue(line);
-                    true
-                }
-                Err(_) => false,
-            },
-            Err(e) => {
-                tracing::error!(error = %e, "cannot encode a frame");
-                false
-            }
+    /// Queues one of the connection's own replies; never refused.
+    pub fn reply(&self, frame: &ServerFrame) {
+        if let Some(line) = encoded(frame) {
+            self.shared.enqueue(line, None);
         }
     }
 
-    /// Reserves room for a reply that will be sent later, waiting while the
-    /// connection has too many requests outstanding. `None` once closed.
+    /// A place for a later reply, if the client has fewer than the maximum
+    /// of `send`s outstanding.
+    pub fn try_reserve_reply(&self) -> Option<ReplySlot> {
+        let permit = self.shared.outstanding.try_acquire().ok()?;
+        permit.forget();
+        Some(ReplySlot { out: self.clone() })
+    }
+
+    /// Waits for a place for a later reply.
     pub async fn reserve_reply(&self) -> Option<ReplySlot> {
-        let outstanding = self.outstanding.clone().acquire_owned().await.ok()?;
-        self.shared.room.acquire().await.ok()?.forget();
-        Some(ReplySlot {
-            out: Some(self.clone()),
-            _outstanding: outstanding,
-        })
+        self.shared.outstanding.acquire().await.ok()?.forget();
+        Some(ReplySlot { out: self.clone() })
+    }
+
+    /// Lines queued and not yet written.
+    pub fn queued(&self) -> usize {
+        self.shared.queued.load(Ordering::Acquire)
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.shared.capacity
+    }
+
+    pub fn is_kicked(&self) -> bool {
+        self.shared.kicked.load(Ordering::Acquire)
+    }
+
+    /// Completes when something was queued or the connection was kicked
+    /// since the last call (a wake-up is kept if nobody was waiting).
+    pub async fn woken(&self) {
+        self.shared.wake.notified().await;
+    }
+
+    /// Moves every queued line to the back of `unsent`. Swapping when
+    /// `unsent` is empty hands the queue's storage to the writer, which frees
+    /// it once written.
+    pub fn take_into(&self, unsent: &mut VecDeque<Bytes>) {
+        let mut lines = self.shared.lines();
+        if unsent.is_empty() {
+            std::mem::swap(&mut *lines, unsent);
+        } else {
+            unsent.extend(lines.drain(..));
+        }
+    }
+
+    /// `count` lines taken with [`Outbox::take_into`] were written.
+    pub fn written(&self, count: usize) {
+        self.shared.queued.fetch_sub(count, Ordering::AcqRel);
+    }
+
+    /// The connection has ended: drop what is queued and refuse the rest.
+    pub fn close(&self) {
+        let mut lines = self.shared.lines();
+        self.shared.closed.store(true, Ordering::Release);
+        *lines = VecDeque::new();
+        self.shared.outstanding.close();
     }
 }
 
@@ -240,30 +209,62 @@ impl Outbox {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn reserved_replies_survive_a_full_event_queue() {
-        let (out, mut rx) = Outbox::new(2, 1);
-        let slot = out.reserve_reply().await.expect("open");
+    fn drain(out: &Outbox) -> Vec<String> {
+        let mut unsent = VecDeque::new();
+        out.take_into(&mut unsent);
+        out.written(unsent.len());
+        unsent
+            .into_iter()
+            .map(|line| String::from_utf8_lossy(&line).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn events_overflow_kicks_but_replies_always_queue() {
+        let out = Outbox::new(2, 1);
+        let slot = out.try_reserve_reply().expect("a place");
         assert_eq!(out.push(&ServerFrame::Pong), Push::Queued);
         assert_eq!(out.push(&ServerFrame::Pong), Push::Queued);
+        assert!(!out.is_kicked());
         assert_eq!(out.push(&ServerFrame::Pong), Push::Full);
+        assert!(out.is_kicked());
+        out.reply(&ServerFrame::Pong);
         slot.fill(&ServerFrame::ok(1, None));
-        let mut lines = Vec::new();
-        while let Ok(line) = rx.try_recv() {
-            lines.push(line);
-        }
-        assert_eq!(lines.len(), 3);
-        assert!(std::str::from_utf8(&lines[2]).unwrap().contains("\"ok\""));
+        let lines = drain(&out);
+        assert_eq!(lines.len(), 4);
+        assert!(lines[3].contains("\"ok\""), "{lines:?}");
+        assert_eq!(out.queued(), 0);
+    }
+
+    #[test]
+    fn outstanding_replies_are_bounded() {
+        let out = Outbox::new(8, 1);
+        let first = out.try_reserve_reply().expect("a place");
+        assert!(out.try_reserve_reply().is_none(), "one at a time");
+        drop(first);
+        assert!(out.try_reserve_reply().is_some());
+    }
+
+    #[test]
+    fn a_closed_outbox_refuses_and_frees() {
+        let out = Outbox::new(8, 1);
+        assert_eq!(out.push(&ServerFrame::Pong), Push::Queued);
+        out.close();
+        assert_eq!(out.push(&ServerFrame::Pong), Push::Closed);
+        assert!(drain(&out).is_empty());
     }
 
     #[tokio::test]
-    async fn outstanding_replies_are_bounded() {
-        let (out, _rx) = Outbox::new(8, 1);
-        let first = out.reserve_reply().await.expect("open");
-        let second =
-            tokio::time::timeout(std::time::Duration::from_millis(50), out.reserve_reply()).await;
-        assert!(second.is_err(), "a second reservation waits for the first");
-        drop(first);
-        assert!(out.reserve_reply().await.is_some());
+    async fn a_push_wakes_the_connection() {
+        let out = Outbox::new(8, 1);
+        let waiting = tokio::spawn({
+            let out = out.clone();
+            async move { out.woken().await }
+        });
+        out.push(&ServerFrame::Pong);
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+            .await
+            .expect("woken in time")
+            .expect("task");
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use msg_proto::ErrorCode;
-use msg_proto::server::{ClientFrame, ServerFrame};
+use msg_proto::server::{ClientFrame, RequestId, ServerFrame};
 
 fn text_of(frame: &ServerFrame) -> (&str, &str) {
     match frame {
@@ -482,4 +482,73 @@ async fn two_hundred_concurrent_sessions_lose_nothing() {
         total += received.len();
     }
     assert_eq!(total, USERS * PER_USER);
+}
+
+#[tokio::test]
+async fn two_users_pipelining_past_the_outstanding_limit_do_not_wait_for_each_other() {
+    // Only two sends each may await their reply; a stalled send must not
+    // stop the server reading the acks that complete the other user's
+    // sends, or both would wait for the (here very long) ack timeout.
+    let env = Env::new();
+    let server = env.start(&[
+        "--max-outstanding-sends",
+        "2",
+        "--ack-timeout-ms",
+        "600000",
+        "--max-rate",
+        "0",
+    ]);
+    let mut hans = Client::login(server.addr, "hans").await;
+    let mut luke = Client::login(server.addr, "luke").await;
+    const EACH: usize = 40;
+    let mut hans_ids = Vec::new();
+    let mut luke_ids = Vec::new();
+    for n in 0..EACH {
+        hans_ids.push(
+            hans.submit(|id| ClientFrame::Send {
+                id,
+                to: "luke".into(),
+                text: format!("h{n}"),
+                client_id: None,
+            })
+            .await,
+        );
+        luke_ids.push(
+            luke.submit(|id| ClientFrame::Send {
+                id,
+                to: "hans".into(),
+                text: format!("l{n}"),
+                client_id: None,
+            })
+            .await,
+        );
+    }
+    // Both read (and so ack) concurrently, as real clients do.
+    let collect = |mut client: Client, ids: Vec<RequestId>| async move {
+        let mut delivered = 0;
+        for id in ids {
+            match client.reply(id).await {
+                ServerFrame::Sent { queued: false, .. } => delivered += 1,
+                other => panic!("expected delivered, got {other:?}"),
+            }
+        }
+        let mut texts = Vec::new();
+        while texts.len() < EACH {
+            match client.next_message().await {
+                ServerFrame::Message { text, .. } => texts.push(text),
+                other => panic!("expected a message, got {other:?}"),
+            }
+        }
+        (delivered, texts)
+    };
+    let (hans_side, luke_side) = tokio::join!(collect(hans, hans_ids), collect(luke, luke_ids));
+    assert_eq!(hans_side.0, EACH);
+    assert_eq!(luke_side.0, EACH);
+    let expected = |prefix: &str| {
+        (0..EACH)
+            .map(|n| format!("{prefix}{n}"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(hans_side.1, expected("l"), "in order, once each");
+    assert_eq!(luke_side.1, expected("h"));
 }

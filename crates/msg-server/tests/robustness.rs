@@ -269,3 +269,23 @@ fn the_classic_positional_form_starts_the_server() {
         assert!(help.contains(flag), "--help mentions {flag}");
     }
 }
+
+#[tokio::test]
+async fn a_client_over_its_frame_rate_is_slowed_not_refused() {
+    let env = Env::new();
+    let server = env.start(&["--max-rate", "10"]);
+    let mut hans = Client::login(server.addr, "hans").await;
+    let started = std::time::Instant::now();
+    let mut ids = Vec::new();
+    for _ in 0..30 {
+        ids.push(hans.submit(|id| ClientFrame::Who { id }).await);
+    }
+    for id in ids {
+        let reply = hans.reply(id).await;
+        assert!(matches!(reply, ServerFrame::Users { .. }), "{reply:?}");
+    }
+    // At most a one-second burst (10) goes through at once; the other 20
+    // frames are read at 10 a second.
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(1500), "{elapsed:?}");
+}
