@@ -178,6 +178,12 @@ enum Deadline {
 
 impl Connection {
     async fn run(&mut self, shutdown: &CancellationToken) {
+        // Both live across turns: registering a fresh timer and shutdown
+        // waiter on every wake-up cost more than the wake-up's write.
+        let cancelled = shutdown.cancelled();
+        tokio::pin!(cancelled);
+        let timer = tokio::time::sleep_until(self.next_deadline().1);
+        tokio::pin!(timer);
         loop {
             let all_written = match self.wire.try_flush(&self.out) {
                 Ok(done) => done,
@@ -210,12 +216,17 @@ impl Connection {
                 (false, true) => None,
             };
             let (deadline, at) = self.next_deadline();
+            // Deadlines mostly move later (every frame pushes them); the
+            // timer is only moved earlier here and catches up when it fires.
+            if at < timer.deadline() {
+                timer.as_mut().reset(at);
+            }
             // Timers before the socket, so a client that never stops sending
             // still meets its deadlines; the wake-up last, since every turn
             // writes anyway.
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => {
+                _ = &mut cancelled => {
                     if matches!(self.phase, Phase::Session(_)) {
                         self.out.reply(&ServerFrame::LoggedOut {
                             reason: LogoutReason::Shutdown,
@@ -224,8 +235,10 @@ impl Connection {
                     }
                     return;
                 }
-                _ = tokio::time::sleep_until(at) => {
-                    if let Deadline::ResumeReading = deadline {
+                _ = &mut timer => {
+                    if Instant::now() < at {
+                        timer.as_mut().reset(at);
+                    } else if let Deadline::ResumeReading = deadline {
                         self.resume_reading_at = None;
                     } else {
                         self.on_deadline(deadline);
