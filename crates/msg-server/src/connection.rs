@@ -16,12 +16,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use msg_proto::server::{
     ClientFrame, LogoutReason, MAX_CLIENT_ID_LEN, RequestId, Secret, ServerFrame,
 };
 use msg_proto::validate::{self, TextError};
 use msg_proto::{ErrorCode, FrameError, PROTOCOL_VERSION};
-use tokio::io::Interest;
+use tokio::io::Ready;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -49,7 +50,7 @@ enum Phase {
     /// Greeted, not logged in.
     Anonymous,
     /// Logged in as this user.
-    Session(String),
+    Session(Arc<str>),
 }
 
 /// Whether to keep the connection open after a frame.
@@ -57,6 +58,24 @@ enum Phase {
 enum Flow {
     Continue,
     Close,
+}
+
+/// How a frame was handled: at once (most commands), or by a boxed future
+/// for the few that wait (password checks, the store). Boxed, their states
+/// are not part of the connection task, which every idle session carries;
+/// the commands on the hot path (`send`, `ack`) allocate nothing for it.
+enum Step<'a> {
+    Done(Flow),
+    Later(BoxFuture<'a, Flow>),
+}
+
+impl Step<'_> {
+    async fn run(self) -> Flow {
+        match self {
+            Step::Done(flow) => flow,
+            Step::Later(pending) => pending.await,
+        }
+    }
 }
 
 /// A `send` ready to be handed to the hub.
@@ -169,6 +188,14 @@ struct Connection {
     broken: bool,
 }
 
+/// What ended a wait of the connection task.
+enum Event {
+    Shutdown,
+    Timer,
+    Socket(std::io::Result<Ready>),
+    Woken,
+}
+
 enum Deadline {
     Login,
     Dead,
@@ -197,10 +224,16 @@ impl Connection {
                 tracing::info!(conn = self.id, "disconnecting: the client is not reading");
                 return;
             }
+            if self.held.is_some()
+                && self.out.has_reply_room()
+                && self.replay_held().await == Flow::Close
+            {
+                return;
+            }
             let reading = self.may_read();
             if reading {
                 if let Some(item) = self.wire.next_frame() {
-                    if self.on_item(item).await == Flow::Close {
+                    if self.on_item(item).run().await == Flow::Close {
                         return;
                     }
                     continue;
@@ -209,24 +242,27 @@ impl Connection {
                     return;
                 }
             }
-            let interest = match (reading, all_written) {
-                (true, true) => Some(Interest::READABLE),
-                (true, false) => Some(Interest::READABLE | Interest::WRITABLE),
-                (false, false) => Some(Interest::WRITABLE),
-                (false, true) => None,
-            };
             let (deadline, at) = self.next_deadline();
             // Deadlines mostly move later (every frame pushes them); the
             // timer is only moved earlier here and catches up when it fires.
             if at < timer.deadline() {
                 timer.as_mut().reset(at);
             }
+            let wire = &self.wire;
             // Timers before the socket, so a client that never stops sending
-            // still meets its deadlines; the wake-up last, since every turn
-            // writes anyway.
-            tokio::select! {
+            // still meets its deadlines; the wake-up (something queued, a
+            // reply slot freed) last, since every turn writes anyway.
+            let event = tokio::select! {
                 biased;
-                _ = &mut cancelled => {
+                _ = &mut cancelled => Event::Shutdown,
+                _ = &mut timer => Event::Timer,
+                ready = std::future::poll_fn(|cx| wire.poll_ready(cx, reading, !all_written)) => {
+                    Event::Socket(ready)
+                }
+                _ = self.out.woken() => Event::Woken,
+            };
+            match event {
+                Event::Shutdown => {
                     if matches!(self.phase, Phase::Session(_)) {
                         self.out.reply(&ServerFrame::LoggedOut {
                             reason: LogoutReason::Shutdown,
@@ -235,40 +271,28 @@ impl Connection {
                     }
                     return;
                 }
-                _ = &mut timer => {
-                    if Instant::now() < at {
-                        timer.as_mut().reset(at);
-                    } else if let Deadline::ResumeReading = deadline {
+                Event::Timer if Instant::now() < at => timer.as_mut().reset(at),
+                Event::Timer => {
+                    if let Deadline::ResumeReading = deadline {
                         self.resume_reading_at = None;
                     } else {
                         self.on_deadline(deadline);
                         return;
                     }
                 }
-                slot = self.out.reserve_reply(), if self.held.is_some() => {
-                    // Only this task takes slots: the one freed is still
-                    // free when the held send asks for it.
-                    drop(slot);
-                    if self.replay_held().await == Flow::Close {
+                Event::Socket(Ok(ready)) => {
+                    if ready.is_readable()
+                        && let Err(e) = self.wire.try_read()
+                    {
+                        tracing::debug!(conn = self.id, error = %e, "read failed");
                         return;
                     }
                 }
-                ready = self.wire.ready(interest.unwrap_or(Interest::READABLE)), if interest.is_some() => {
-                    match ready {
-                        Ok(ready) if reading && (ready.is_readable() || ready.is_read_closed()) => {
-                            if let Err(e) = self.wire.try_read() {
-                                tracing::debug!(conn = self.id, error = %e, "read failed");
-                                return;
-                            }
-                        }
-                        Ok(_) => {}
-                        Err(e) => {
-                            tracing::debug!(conn = self.id, error = %e, "socket failed");
-                            return;
-                        }
-                    }
+                Event::Socket(Err(e)) => {
+                    tracing::debug!(conn = self.id, error = %e, "socket failed");
+                    return;
                 }
-                _ = self.out.woken() => {}
+                Event::Woken => {}
             }
         }
     }
@@ -287,7 +311,7 @@ impl Connection {
     }
 
     /// A frame (or a bad one) has arrived.
-    async fn on_item(&mut self, item: Decoded) -> Flow {
+    fn on_item(&mut self, item: Decoded) -> Step<'_> {
         self.last_heard = Instant::now();
         if item.as_ref().is_ok_and(ClientFrame::is_user_activity) {
             self.last_active = self.last_heard;
@@ -299,15 +323,15 @@ impl Connection {
             && !matches!(item, Ok(ClientFrame::Ack { .. }))
         {
             held.push_back(item);
-            return Flow::Continue;
+            return Step::Done(Flow::Continue);
         }
-        self.handle(item).await
+        self.handle(item)
     }
 
-    async fn handle(&mut self, item: Decoded) -> Flow {
+    fn handle(&mut self, item: Decoded) -> Step<'_> {
         match item {
-            Ok(frame) => self.on_frame(frame).await,
-            Err(bad) => self.on_bad_frame(bad),
+            Ok(frame) => self.on_frame(frame),
+            Err(bad) => Step::Done(self.on_bad_frame(bad)),
         }
     }
 
@@ -318,7 +342,7 @@ impl Connection {
             return Flow::Continue;
         };
         while let Some(item) = held.pop_front() {
-            if self.handle(item).await == Flow::Close {
+            if self.handle(item).run().await == Flow::Close {
                 return Flow::Close;
             }
             if let Some(stalled) = self.held.take() {
@@ -414,8 +438,8 @@ impl Connection {
         }
     }
 
-    async fn on_frame(&mut self, frame: ClientFrame) -> Flow {
-        match (&self.phase, frame) {
+    fn on_frame(&mut self, frame: ClientFrame) -> Step<'_> {
+        let flow = match (&self.phase, frame) {
             (_, ClientFrame::Ping) => {
                 self.reply(ServerFrame::Pong);
                 Flow::Continue
@@ -437,7 +461,11 @@ impl Connection {
                     password,
                     peer_port,
                 },
-            ) => Box::pin(self.on_login(id, user, password, peer_port, false)).await,
+            ) => {
+                return Step::Later(Box::pin(
+                    self.on_login(id, user, password, peer_port, false),
+                ));
+            }
             (
                 Phase::Anonymous,
                 ClientFrame::Register {
@@ -446,7 +474,9 @@ impl Connection {
                     password,
                     peer_port,
                 },
-            ) => Box::pin(self.on_login(id, user, password, peer_port, true)).await,
+            ) => {
+                return Step::Later(Box::pin(self.on_login(id, user, password, peer_port, true)));
+            }
             (
                 Phase::Session(_),
                 ClientFrame::Login { id, .. } | ClientFrame::Register { id, .. },
@@ -469,14 +499,11 @@ impl Connection {
                 Flow::Continue
             }
             (Phase::Session(user), frame) => {
-                let user = user.clone();
-                // Boxed, like the login handlers: their states (store waits,
-                // the queue drain) would otherwise be part of this task's
-                // future, which every idle session carries (1,320 → 904
-                // bytes); boxed, they cost one allocation per command.
-                Box::pin(self.on_command(&user, frame)).await
+                let user = Arc::clone(user);
+                return self.on_command(user, frame);
             }
-        }
+        };
+        Step::Done(flow)
     }
 
     fn on_hello(&mut self, version: u32) -> Flow {
@@ -527,7 +554,7 @@ impl Connection {
             }
         };
         tracing::info!(user = %user, conn = self.id, "logged in");
-        self.phase = Phase::Session(user.clone());
+        self.phase = Phase::Session(Arc::from(user.as_str()));
         self.last_active = Instant::now();
         self.reply(ServerFrame::Welcome {
             id,
@@ -655,8 +682,9 @@ impl Connection {
         }
     }
 
-    async fn on_command(&mut self, user: &str, frame: ClientFrame) -> Flow {
+    fn on_command(&mut self, user: Arc<str>, frame: ClientFrame) -> Step<'_> {
         let hub = &self.hub;
+        let user = &*user;
         let (id, result) = match frame {
             ClientFrame::Send {
                 id,
@@ -668,7 +696,7 @@ impl Connection {
                     Ok(text) => text.to_owned(),
                     Err(refusal) => {
                         self.refuse(Some(id), refusal);
-                        return Flow::Continue;
+                        return Step::Done(Flow::Continue);
                     }
                 };
                 if client_id
@@ -677,7 +705,7 @@ impl Connection {
                 {
                     let refusal = Refusal::new(ErrorCode::InvalidCommand, texts::INVALID_COMMAND);
                     self.refuse(Some(id), refusal);
-                    return Flow::Continue;
+                    return Step::Done(Flow::Continue);
                 }
                 // The `sent` reply comes later, when the message is delivered
                 // or stored; reserve its place now, or wait for one.
@@ -703,7 +731,7 @@ impl Connection {
                             .push_front(Ok(frame));
                     }
                 }
-                return Flow::Continue;
+                return Step::Done(Flow::Continue);
             }
             ClientFrame::Broadcast { id, text } => {
                 let result = checked_text(&text).map(|text| {
@@ -724,28 +752,38 @@ impl Connection {
                 (id, Ok(ServerFrame::Users { id, users }))
             }
             ClientFrame::Block { id, user: target } => {
-                let result = hub.block(user, &target).await;
-                (id, result.map(|text| ServerFrame::ok(id, Some(text))))
+                let user = user.to_owned();
+                return Step::Later(Box::pin(async move {
+                    let result = self.hub.block(&user, &target).await;
+                    self.answer(id, result.map(|text| ServerFrame::ok(id, Some(text))));
+                    Flow::Continue
+                }));
             }
             ClientFrame::Unblock { id, user: target } => {
-                let result = hub.unblock(user, &target).await;
-                (id, result.map(|text| ServerFrame::ok(id, Some(text))))
+                let user = user.to_owned();
+                return Step::Later(Box::pin(async move {
+                    let result = self.hub.unblock(&user, &target).await;
+                    self.answer(id, result.map(|text| ServerFrame::ok(id, Some(text))));
+                    Flow::Continue
+                }));
             }
             ClientFrame::Logout { id } => {
                 tracing::info!(user, "logged out");
-                // Everything this client acknowledged is durable before it
-                // is told it is logged out.
-                if let Ok(Err(e)) = hub.store.barrier().await {
-                    tracing::error!(error = %e, "store barrier failed at logout");
-                }
-                self.reply(ServerFrame::ok(id, Some(texts::LOGGED_OUT.into())));
-                return Flow::Close;
+                return Step::Later(Box::pin(async move {
+                    // Everything this client acknowledged is durable before
+                    // it is told it is logged out.
+                    if let Ok(Err(e)) = self.hub.store.barrier().await {
+                        tracing::error!(error = %e, "store barrier failed at logout");
+                    }
+                    self.reply(ServerFrame::ok(id, Some(texts::LOGGED_OUT.into())));
+                    Flow::Close
+                }));
             }
             ClientFrame::Ack { msg_id } => {
                 hub.ack(user, msg_id);
-                return Flow::Continue;
+                return Step::Done(Flow::Continue);
             }
-            ClientFrame::Activity => return Flow::Continue,
+            ClientFrame::Activity => return Step::Done(Flow::Continue),
             ClientFrame::PrivateRequest { id, user: callee } => (
                 id,
                 hub.private_request(user, &callee)
@@ -769,13 +807,17 @@ impl Connection {
             ClientFrame::Hello { .. }
             | ClientFrame::Ping
             | ClientFrame::Login { .. }
-            | ClientFrame::Register { .. } => return Flow::Continue,
+            | ClientFrame::Register { .. } => return Step::Done(Flow::Continue),
         };
+        self.answer(id, result);
+        Step::Done(Flow::Continue)
+    }
+
+    fn answer(&self, id: RequestId, result: Result<ServerFrame, Refusal>) {
         match result {
             Ok(frame) => self.reply(frame),
             Err(refusal) => self.refuse(Some(id), refusal),
         }
-        Flow::Continue
     }
 
     fn forward_send(&self, user: &str, send: OutgoingSend, slot: ReplySlot) {

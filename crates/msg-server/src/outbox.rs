@@ -2,7 +2,7 @@
 //!
 //! One small shared allocation per connection: a `VecDeque` of lines behind
 //! a mutex, a count of lines not yet written, flags, a wake-up for the
-//! connection task and the semaphore bounding its outstanding `send`s. The
+//! connection task and the count of reply slots left for its `send`s. The
 //! connection task takes the whole queue at once when it writes (a swap), so
 //! an idle session keeps no queue storage at all.
 //!
@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use msg_proto::server::ServerFrame;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 
 /// Result of queueing an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,10 +41,10 @@ struct Shared {
     kicked: AtomicBool,
     /// The connection has ended; nothing more is queued.
     closed: AtomicBool,
-    /// Wakes the connection task: lines queued, or kicked.
+    /// Wakes the connection task: lines queued, kicked, a slot freed.
     wake: Notify,
-    /// Places for `sent` replies owed to this client.
-    outstanding: Semaphore,
+    /// Free slots for `sent` replies owed to this client.
+    reply_slots: AtomicUsize,
 }
 
 impl Shared {
@@ -104,7 +104,11 @@ impl ReplySlot {
 
 impl Drop for ReplySlot {
     fn drop(&mut self) {
-        self.out.shared.outstanding.add_permits(1);
+        let shared = &self.out.shared;
+        // The connection may be holding a `send` for want of this slot.
+        if shared.reply_slots.fetch_add(1, Ordering::AcqRel) == 0 {
+            shared.wake.notify_one();
+        }
     }
 }
 
@@ -120,7 +124,7 @@ impl Outbox {
                 kicked: AtomicBool::new(false),
                 closed: AtomicBool::new(false),
                 wake: Notify::new(),
-                outstanding: Semaphore::new(max_outstanding.max(1)),
+                reply_slots: AtomicUsize::new(max_outstanding.max(1)),
             }),
         }
     }
@@ -149,15 +153,18 @@ impl Outbox {
     /// A place for a later reply, if the client has fewer than the maximum
     /// of `send`s outstanding.
     pub fn try_reserve_reply(&self) -> Option<ReplySlot> {
-        let permit = self.shared.outstanding.try_acquire().ok()?;
-        permit.forget();
+        self.shared
+            .reply_slots
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |free| {
+                free.checked_sub(1)
+            })
+            .ok()?;
         Some(ReplySlot { out: self.clone() })
     }
 
-    /// Waits for a place for a later reply.
-    pub async fn reserve_reply(&self) -> Option<ReplySlot> {
-        self.shared.outstanding.acquire().await.ok()?.forget();
-        Some(ReplySlot { out: self.clone() })
+    /// Whether [`Outbox::try_reserve_reply`] would succeed now.
+    pub fn has_reply_room(&self) -> bool {
+        self.shared.reply_slots.load(Ordering::Acquire) > 0
     }
 
     /// Lines queued and not yet written.
@@ -173,8 +180,9 @@ impl Outbox {
         self.shared.kicked.load(Ordering::Acquire)
     }
 
-    /// Completes when something was queued or the connection was kicked
-    /// since the last call (a wake-up is kept if nobody was waiting).
+    /// Completes when something was queued, the connection was kicked or a
+    /// reply slot came free since the last call (a wake-up is kept if nobody
+    /// was waiting).
     pub async fn woken(&self) {
         self.shared.wake.notified().await;
     }
@@ -201,7 +209,6 @@ impl Outbox {
         let mut lines = self.shared.lines();
         self.shared.closed.store(true, Ordering::Release);
         *lines = VecDeque::new();
-        self.shared.outstanding.close();
     }
 }
 
@@ -241,7 +248,9 @@ mod tests {
         let out = Outbox::new(8, 1);
         let first = out.try_reserve_reply().expect("a place");
         assert!(out.try_reserve_reply().is_none(), "one at a time");
+        assert!(!out.has_reply_room());
         drop(first);
+        assert!(out.has_reply_room());
         assert!(out.try_reserve_reply().is_some());
     }
 

@@ -6,11 +6,12 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
+use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
 use msg_proto::server::{ClientFrame, ServerFrame};
 use msg_proto::{FrameError, JsonLines};
-use tokio::io::{AsyncWriteExt, Interest, Ready};
+use tokio::io::{AsyncWriteExt, Ready};
 use tokio::net::TcpStream;
 use tokio_util::codec::Decoder;
 
@@ -120,9 +121,36 @@ impl Wire {
         lines
     }
 
-    /// Waits until the socket is ready for `interest`.
-    pub async fn ready(&self, interest: Interest) -> io::Result<Ready> {
-        self.stream.ready(interest).await
+    /// Whether the socket is readable (if `read`) or writable (if
+    /// `write`); pending when neither. Polled rather than awaited so the
+    /// connection task stores no readiness future: the socket keeps the
+    /// task's waker itself.
+    pub fn poll_ready(
+        &self,
+        cx: &mut Context<'_>,
+        read: bool,
+        write: bool,
+    ) -> Poll<io::Result<Ready>> {
+        let mut ready = Ready::EMPTY;
+        if read {
+            match self.stream.poll_read_ready(cx) {
+                Poll::Ready(Ok(())) => ready |= Ready::READABLE,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {}
+            }
+        }
+        if write {
+            match self.stream.poll_write_ready(cx) {
+                Poll::Ready(Ok(())) => ready |= Ready::WRITABLE,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {}
+            }
+        }
+        if ready.is_empty() {
+            Poll::Pending
+        } else {
+            Poll::Ready(Ok(ready))
+        }
     }
 
     /// Writes everything queued, waiting for the socket as needed.
