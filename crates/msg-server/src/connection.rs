@@ -5,7 +5,7 @@
 //! (its own replies and events routed by the hub alike), woken by the
 //! outbox when others queue something. A single task, no per-connection
 //! buffers while idle and one shared allocation for the queue keep an idle
-//! session to a few hundred bytes of live state.
+//! session under 3 KB of server memory (see BENCHMARKS.md).
 //!
 //! Reading pauses (TCP back-pressure) while the queue is long, while the
 //! client has too many `send`s awaiting their reply (after [`HELD_BUDGET`]
@@ -693,7 +693,9 @@ impl Connection {
                 client_id,
             } => {
                 let text = match checked_text(&text) {
-                    Ok(text) => text.to_owned(),
+                    // Usually nothing was trimmed: keep the decoded string.
+                    Ok(trimmed) if trimmed.len() == text.len() => text,
+                    Ok(trimmed) => trimmed.to_owned(),
                     Err(refusal) => {
                         self.refuse(Some(id), refusal);
                         return Step::Done(Flow::Continue);
