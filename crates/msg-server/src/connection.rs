@@ -43,6 +43,8 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 const HELD_BUDGET: usize = 64 * 1024;
 /// Accounting overhead of one held frame.
 const HELD_FRAME_COST: usize = 64;
+/// A deadline that is not due.
+const FAR_FUTURE: Duration = Duration::from_secs(365 * 24 * 3600);
 
 enum Phase {
     /// Waiting for `hello`.
@@ -87,41 +89,31 @@ struct OutgoingSend {
 }
 
 /// Frames read after a `send` that found no reply slot, in order, the send
-/// first. Acks are never held.
+/// first, each with what it counts against [`HELD_BUDGET`]. Acks are never
+/// held.
 #[derive(Default)]
 struct Held {
-    frames: std::collections::VecDeque<Decoded>,
+    frames: std::collections::VecDeque<(Decoded, usize)>,
     bytes: usize,
 }
 
 impl Held {
-    fn cost(item: &Decoded) -> usize {
-        HELD_FRAME_COST
-            + match item {
-                Ok(ClientFrame::Send {
-                    to,
-                    text,
-                    client_id,
-                    ..
-                }) => to.len() + text.len() + client_id.as_ref().map_or(0, String::len),
-                _ => 0,
-            }
+    /// `line_len`: the bytes the frame took on the wire.
+    fn push_back(&mut self, item: Decoded, line_len: usize) {
+        let cost = HELD_FRAME_COST + line_len;
+        self.bytes += cost;
+        self.frames.push_back((item, cost));
     }
 
-    fn push_back(&mut self, item: Decoded) {
-        self.bytes += Self::cost(&item);
-        self.frames.push_back(item);
+    fn push_front(&mut self, item: Decoded, cost: usize) {
+        self.bytes += cost;
+        self.frames.push_front((item, cost));
     }
 
-    fn push_front(&mut self, item: Decoded) {
-        self.bytes += Self::cost(&item);
-        self.frames.push_front(item);
-    }
-
-    fn pop_front(&mut self) -> Option<Decoded> {
-        let item = self.frames.pop_front()?;
-        self.bytes -= Self::cost(&item);
-        Some(item)
+    fn pop_front(&mut self) -> Option<(Decoded, usize)> {
+        let (item, cost) = self.frames.pop_front()?;
+        self.bytes -= cost;
+        Some((item, cost))
     }
 }
 
@@ -152,6 +144,7 @@ pub fn serve(
         last_active: now,
         resume_reading_at: None,
         held: None,
+        paused: false,
         broken: false,
     };
     tracing::debug!(conn = conn.id, "connection opened");
@@ -184,6 +177,9 @@ struct Connection {
     resume_reading_at: Option<Instant>,
     /// `Some` while a `send` waits for a reply slot.
     held: Option<Box<Held>>,
+    /// Reading is paused by the server (not the client's silence), so the
+    /// dead-connection timer is off.
+    paused: bool,
     /// Writing failed: nothing more can reach the client.
     broken: bool,
 }
@@ -226,22 +222,31 @@ impl Connection {
             }
             if self.held.is_some()
                 && self.out.has_reply_room()
+                && self.out.queued() < self.high_water()
                 && self.replay_held().await == Flow::Close
             {
                 return;
             }
-            let reading = self.may_read();
-            if reading {
-                if let Some(item) = self.wire.next_frame() {
-                    if self.on_item(item).run().await == Flow::Close {
+            let taking = self.may_take_frames();
+            if taking {
+                if let Some((item, line_len)) = self.wire.next_frame() {
+                    if self.on_item(item, line_len).run().await == Flow::Close {
                         return;
                     }
                     continue;
                 }
-                if self.wire.finished() {
+                // A client may half-close after its last requests: they
+                // are all answered first, held and deferred ones included.
+                if self.wire.finished() && self.held.is_none() && self.out.all_replies_in() {
                     return;
                 }
             }
+            let reading = taking && !self.wire.at_eof();
+            if reading && self.paused {
+                // The client could not be heard while paused.
+                self.last_heard = Instant::now();
+            }
+            self.paused = !reading;
             let (deadline, at) = self.next_deadline();
             // Deadlines mostly move later (every frame pushes them); the
             // timer is only moved earlier here and catches up when it fires.
@@ -302,7 +307,10 @@ impl Connection {
         (self.out.capacity() / 2).max(1)
     }
 
-    fn may_read(&self) -> bool {
+    /// Whether to take the next frame: not while paused by the frame rate,
+    /// by too many frames held behind a waiting `send`, or by too many of
+    /// the client's own replies unwritten.
+    fn may_take_frames(&self) -> bool {
         self.held
             .as_ref()
             .is_none_or(|held| held.bytes < HELD_BUDGET)
@@ -311,7 +319,7 @@ impl Connection {
     }
 
     /// A frame (or a bad one) has arrived.
-    fn on_item(&mut self, item: Decoded) -> Step<'_> {
+    fn on_item(&mut self, item: Decoded, line_len: usize) -> Step<'_> {
         self.last_heard = Instant::now();
         if item.as_ref().is_ok_and(ClientFrame::is_user_activity) {
             self.last_active = self.last_heard;
@@ -322,7 +330,7 @@ impl Connection {
         if let Some(held) = &mut self.held
             && !matches!(item, Ok(ClientFrame::Ack { .. }))
         {
-            held.push_back(item);
+            held.push_back(item, line_len);
             return Step::Done(Flow::Continue);
         }
         self.handle(item)
@@ -336,54 +344,54 @@ impl Connection {
     }
 
     /// A reply slot has come free: handles held frames in order until a
-    /// send finds no slot again.
+    /// send finds no slot again or the queue reaches its high-water mark.
     async fn replay_held(&mut self) -> Flow {
         let Some(mut held) = self.held.take() else {
             return Flow::Continue;
         };
-        while let Some(item) = held.pop_front() {
+        while self.out.queued() < self.high_water()
+            && let Some((item, _)) = held.pop_front()
+        {
             if self.handle(item).run().await == Flow::Close {
                 return Flow::Close;
             }
             if let Some(stalled) = self.held.take() {
                 // That send stalled again; it goes back in front of the rest.
-                for item in stalled.frames.into_iter().rev() {
-                    held.push_front(item);
+                for (item, cost) in stalled.frames.into_iter().rev() {
+                    held.push_front(item, cost);
                 }
-                self.held = Some(held);
                 break;
             }
+        }
+        if !held.frames.is_empty() {
+            self.held = Some(held);
         }
         Flow::Continue
     }
 
+    /// The earliest of the deadlines that apply now.
     fn next_deadline(&self) -> (Deadline, Instant) {
-        let next = self.session_deadline();
-        match self.resume_reading_at {
-            Some(at) if at < next.1 => (Deadline::ResumeReading, at),
-            _ => next,
-        }
-    }
-
-    fn session_deadline(&self) -> (Deadline, Instant) {
         let config = &self.hub.config;
-        let dead = (Deadline::Dead, self.last_heard + config.dead_timeout);
-        match self.phase {
+        let phase_deadline = match self.phase {
             Phase::Greeting | Phase::Anonymous => {
-                let login = self.opened + config.login_timeout;
-                if login <= dead.1 {
-                    (Deadline::Login, login)
-                } else {
-                    dead
-                }
+                Some((Deadline::Login, self.opened + config.login_timeout))
             }
-            Phase::Session(_) => match config.idle_timeout {
-                Some(idle) if self.last_active + idle <= dead.1 => {
-                    (Deadline::Idle, self.last_active + idle)
-                }
-                _ => dead,
-            },
-        }
+            Phase::Session(_) => config
+                .idle_timeout
+                .map(|idle| (Deadline::Idle, self.last_active + idle)),
+        };
+        // While the server itself is not reading, silence proves nothing; a
+        // dead peer then shows up as a failed write or at the other
+        // deadlines.
+        let dead = (!self.paused).then(|| (Deadline::Dead, self.last_heard + config.dead_timeout));
+        let resume = self
+            .resume_reading_at
+            .map(|at| (Deadline::ResumeReading, at));
+        [resume, phase_deadline, dead]
+            .into_iter()
+            .flatten()
+            .min_by_key(|(_, at)| *at)
+            .unwrap_or((Deadline::Dead, Instant::now() + FAR_FUTURE))
     }
 
     fn on_deadline(&self, deadline: Deadline) {
@@ -722,6 +730,11 @@ impl Connection {
                         self.forward_send(user, send, slot);
                     }
                     None => {
+                        // About its length on the wire.
+                        let cost = HELD_FRAME_COST
+                            + to.len()
+                            + text.len()
+                            + client_id.as_ref().map_or(0, String::len);
                         let frame = ClientFrame::Send {
                             id,
                             to,
@@ -730,7 +743,7 @@ impl Connection {
                         };
                         self.held
                             .get_or_insert_with(Box::default)
-                            .push_front(Ok(frame));
+                            .push_front(Ok(frame), cost);
                     }
                 }
                 return Step::Done(Flow::Continue);
@@ -887,6 +900,21 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn held_frames_count_their_size_on_the_wire() {
+        let mut held = Held::default();
+        held.push_back(Ok(ClientFrame::Ping), 16);
+        assert_eq!(held.bytes, HELD_FRAME_COST + 16);
+        // A big frame of any kind (not only a send) uses up the budget.
+        held.push_back(Err(FrameError::InvalidUtf8), 60_000);
+        held.push_back(Ok(ClientFrame::Activity), 10_000);
+        assert!(held.bytes >= HELD_BUDGET);
+        held.pop_front();
+        held.pop_front();
+        held.pop_front();
+        assert_eq!(held.bytes, 0);
+    }
 
     #[test]
     fn rate_limiter_allows_a_burst_then_paces() {

@@ -7,10 +7,11 @@
 //! an idle session keeps no queue storage at all.
 //!
 //! Frames come from two kinds of producer. Events pushed by others
-//! (messages, broadcasts, presence) are refused once `capacity` lines wait:
-//! the client is not keeping up and is disconnected (`kicked`). The
-//! connection's own replies are never refused; the connection bounds them
-//! itself by not reading more requests while its queue is long.
+//! (messages, broadcasts, presence) are refused once `capacity` events wait:
+//! the client is not keeping up and is disconnected (`kicked`). Replies are
+//! never refused: the connection bounds its own by not reading more
+//! requests while its queue is long, and deferred `sent` replies are
+//! bounded by the reply slots.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -30,13 +31,24 @@ pub enum Push {
     Closed,
 }
 
+/// One encoded frame waiting to be written.
+#[derive(Debug)]
+pub struct Line {
+    pub bytes: Bytes,
+    /// Pushed by others (counts against the capacity), not a reply.
+    pub event: bool,
+}
+
 #[derive(Debug)]
 struct Shared {
-    lines: Mutex<VecDeque<Bytes>>,
+    lines: Mutex<VecDeque<Line>>,
     /// Lines queued or taken by the connection and not yet written.
     queued: AtomicUsize,
-    /// Events are refused once this many lines wait.
+    /// The events among them.
+    events: AtomicUsize,
+    /// Events are refused once this many wait.
     capacity: usize,
+    max_outstanding: usize,
     /// The client could not keep up; the connection should end.
     kicked: AtomicBool,
     /// The connection has ended; nothing more is queued.
@@ -48,25 +60,28 @@ struct Shared {
 }
 
 impl Shared {
-    fn lines(&self) -> std::sync::MutexGuard<'_, VecDeque<Bytes>> {
+    fn lines(&self) -> std::sync::MutexGuard<'_, VecDeque<Line>> {
         // Nothing panics while holding it; if it did, the queue is intact.
         self.lines.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues a line; `limit` bounds the lines already waiting.
-    fn enqueue(&self, line: Bytes, limit: Option<usize>) -> Push {
+    /// Queues a line; events are bounded by `capacity`.
+    fn enqueue(&self, bytes: Bytes, event: bool) -> Push {
         {
             let mut lines = self.lines();
             if self.closed.load(Ordering::Acquire) {
                 return Push::Closed;
             }
-            if limit.is_some_and(|limit| self.queued.load(Ordering::Acquire) >= limit) {
-                drop(lines);
-                self.kicked.store(true, Ordering::Release);
-                self.wake.notify_one();
-                return Push::Full;
+            if event {
+                if self.events.load(Ordering::Acquire) >= self.capacity {
+                    drop(lines);
+                    self.kicked.store(true, Ordering::Release);
+                    self.wake.notify_one();
+                    return Push::Full;
+                }
+                self.events.fetch_add(1, Ordering::AcqRel);
             }
-            lines.push_back(line);
+            lines.push_back(Line { bytes, event });
             self.queued.fetch_add(1, Ordering::AcqRel);
         }
         self.wake.notify_one();
@@ -97,7 +112,7 @@ pub struct ReplySlot {
 impl ReplySlot {
     pub fn fill(self, frame: &ServerFrame) {
         if let Some(line) = encoded(frame) {
-            self.out.shared.enqueue(line, None);
+            self.out.shared.enqueue(line, false);
         }
     }
 }
@@ -105,10 +120,10 @@ impl ReplySlot {
 impl Drop for ReplySlot {
     fn drop(&mut self) {
         let shared = &self.out.shared;
-        // The connection may be holding a `send` for want of this slot.
-        if shared.reply_slots.fetch_add(1, Ordering::AcqRel) == 0 {
-            shared.wake.notify_one();
-        }
+        shared.reply_slots.fetch_add(1, Ordering::AcqRel);
+        // The connection may be holding a `send` for want of this slot, or
+        // waiting for its last replies before it closes.
+        shared.wake.notify_one();
     }
 }
 
@@ -120,7 +135,9 @@ impl Outbox {
             shared: Arc::new(Shared {
                 lines: Mutex::new(VecDeque::new()),
                 queued: AtomicUsize::new(0),
+                events: AtomicUsize::new(0),
                 capacity: capacity.max(1),
+                max_outstanding: max_outstanding.max(1),
                 kicked: AtomicBool::new(false),
                 closed: AtomicBool::new(false),
                 wake: Notify::new(),
@@ -132,7 +149,7 @@ impl Outbox {
     /// Queues an event from another session, disconnecting this one if its
     /// queue is full.
     pub fn push_line(&self, line: Bytes) -> Push {
-        self.shared.enqueue(line, Some(self.shared.capacity))
+        self.shared.enqueue(line, true)
     }
 
     /// Encodes and queues an event.
@@ -146,7 +163,7 @@ impl Outbox {
     /// Queues one of the connection's own replies; never refused.
     pub fn reply(&self, frame: &ServerFrame) {
         if let Some(line) = encoded(frame) {
-            self.shared.enqueue(line, None);
+            self.shared.enqueue(line, false);
         }
     }
 
@@ -160,6 +177,11 @@ impl Outbox {
             })
             .ok()?;
         Some(ReplySlot { out: self.clone() })
+    }
+
+    /// No deferred reply is owed to the client.
+    pub fn all_replies_in(&self) -> bool {
+        self.shared.reply_slots.load(Ordering::Acquire) == self.shared.max_outstanding
     }
 
     /// Whether [`Outbox::try_reserve_reply`] would succeed now.
@@ -190,7 +212,7 @@ impl Outbox {
     /// Moves every queued line to the back of `unsent`. Swapping when
     /// `unsent` is empty hands the queue's storage to the writer, which frees
     /// it once written.
-    pub fn take_into(&self, unsent: &mut VecDeque<Bytes>) {
+    pub fn take_into(&self, unsent: &mut VecDeque<Line>) {
         let mut lines = self.shared.lines();
         if unsent.is_empty() {
             std::mem::swap(&mut *lines, unsent);
@@ -199,9 +221,11 @@ impl Outbox {
         }
     }
 
-    /// `count` lines taken with [`Outbox::take_into`] were written.
-    pub fn written(&self, count: usize) {
-        self.shared.queued.fetch_sub(count, Ordering::AcqRel);
+    /// `lines` lines taken with [`Outbox::take_into`] were written,
+    /// `events` of them events.
+    pub fn written(&self, lines: usize, events: usize) {
+        self.shared.queued.fetch_sub(lines, Ordering::AcqRel);
+        self.shared.events.fetch_sub(events, Ordering::AcqRel);
     }
 
     /// The connection has ended: drop what is queued and refuse the rest.
@@ -219,10 +243,11 @@ mod tests {
     fn drain(out: &Outbox) -> Vec<String> {
         let mut unsent = VecDeque::new();
         out.take_into(&mut unsent);
-        out.written(unsent.len());
+        let events = unsent.iter().filter(|line| line.event).count();
+        out.written(unsent.len(), events);
         unsent
             .into_iter()
-            .map(|line| String::from_utf8_lossy(&line).into_owned())
+            .map(|line| String::from_utf8_lossy(&line.bytes).into_owned())
             .collect()
     }
 

@@ -8,14 +8,14 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::task::{Context, Poll};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 use msg_proto::server::{ClientFrame, ServerFrame};
 use msg_proto::{FrameError, JsonLines};
 use tokio::io::{AsyncWriteExt, Ready};
 use tokio::net::TcpStream;
 use tokio_util::codec::Decoder;
 
-use crate::outbox::Outbox;
+use crate::outbox::{Line, Outbox};
 
 /// Bytes read per readiness event; on the stack, so it costs an idle
 /// session nothing.
@@ -30,7 +30,7 @@ pub struct Wire {
     codec: JsonLines<ClientFrame, ServerFrame>,
     read_buf: BytesMut,
     /// Lines taken from the outbox, the first maybe partly written.
-    unsent: VecDeque<Bytes>,
+    unsent: VecDeque<Line>,
     eof: bool,
 }
 
@@ -45,9 +45,10 @@ impl Wire {
         }
     }
 
-    /// The next frame already received, if any. After end of stream a last
-    /// line without its newline counts too.
-    pub fn next_frame(&mut self) -> Option<Decoded> {
+    /// The next frame already received, if any, with the bytes it took.
+    /// After end of stream a last line without its newline counts too.
+    pub fn next_frame(&mut self) -> Option<(Decoded, usize)> {
+        let buffered = self.read_buf.len();
         let decoded = if self.eof {
             self.codec.decode_eof(&mut self.read_buf)
         } else {
@@ -56,8 +57,14 @@ impl Wire {
         if self.read_buf.is_empty() && self.read_buf.capacity() > 0 {
             self.read_buf = BytesMut::new();
         }
+        let taken = buffered - self.read_buf.len();
         // The codec reports bad frames as items; it has no error of its own.
-        decoded.ok().flatten()
+        Some((decoded.ok().flatten()?, taken))
+    }
+
+    /// The peer has closed its sending side.
+    pub fn at_eof(&self) -> bool {
+        self.eof
     }
 
     /// The peer closed its side and every frame has been taken.
@@ -92,7 +99,7 @@ impl Wire {
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
             let mut count = 0;
             for (slot, line) in slices.iter_mut().zip(&self.unsent) {
-                *slot = IoSlice::new(line);
+                *slot = IoSlice::new(&line.bytes);
                 count += 1;
             }
             let written = match self.stream.try_write_vectored(&slices[..count]) {
@@ -101,24 +108,26 @@ impl Wire {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) => return Err(e),
             };
-            out.written(self.consume(written));
+            let (lines, events) = self.consume(written);
+            out.written(lines, events);
         }
     }
 
     /// Drops `written` bytes from the front of `unsent`; returns how many
-    /// lines were completed.
-    fn consume(&mut self, mut written: usize) -> usize {
-        let mut lines = 0;
+    /// lines were completed, and how many of those were events.
+    fn consume(&mut self, mut written: usize) -> (usize, usize) {
+        let (mut lines, mut events) = (0, 0);
         while let Some(front) = self.unsent.front_mut() {
-            if written < front.len() {
-                front.advance(written);
+            if written < front.bytes.len() {
+                front.bytes.advance(written);
                 break;
             }
-            written -= front.len();
-            self.unsent.pop_front();
+            written -= front.bytes.len();
             lines += 1;
+            events += usize::from(front.event);
+            self.unsent.pop_front();
         }
-        lines
+        (lines, events)
     }
 
     /// Whether the socket is readable (if `read`) or writable (if
@@ -172,5 +181,82 @@ impl Wire {
     /// Ends the sending direction (the client reads end of stream).
     pub async fn shutdown(&mut self) -> io::Result<()> {
         self.stream.shutdown().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt;
+
+    async fn pair() -> (Wire, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let client = TcpStream::connect(listener.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        (Wire::new(server), client)
+    }
+
+    /// Reads until a frame is complete (or the deadline passes).
+    async fn read_frame(wire: &mut Wire) -> (Decoded, usize) {
+        tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                if let Some(frame) = wire.next_frame() {
+                    return frame;
+                }
+                wire.stream.readable().await.expect("readable");
+                wire.try_read().expect("read");
+            }
+        })
+        .await
+        .expect("a frame in time")
+    }
+
+    #[tokio::test]
+    async fn frames_come_with_their_length_and_the_buffer_goes_when_empty() {
+        let (mut wire, mut client) = pair().await;
+        let big = format!(
+            "{{\"type\":\"broadcast\",\"id\":1,\"text\":\"{}\"}}\n",
+            "x".repeat(5000)
+        );
+        client
+            .write_all(b"{\"type\":\"ping\"}\n")
+            .await
+            .expect("write");
+        client.write_all(big.as_bytes()).await.expect("write");
+        let (frame, len) = read_frame(&mut wire).await;
+        assert!(matches!(frame, Ok(ClientFrame::Ping)));
+        assert_eq!(len, 16);
+        let (frame, len) = read_frame(&mut wire).await;
+        assert!(matches!(frame, Ok(ClientFrame::Broadcast { .. })));
+        assert_eq!(len, big.len());
+        assert_eq!(wire.read_buf.capacity(), 0, "no buffer kept while idle");
+        drop(client);
+        wire.stream.readable().await.expect("readable");
+        wire.try_read().expect("read");
+        assert!(wire.finished());
+    }
+
+    #[tokio::test]
+    async fn queued_lines_are_written_and_counted() {
+        let (mut wire, mut client) = pair().await;
+        let out = Outbox::new(8, 1);
+        out.push(&ServerFrame::Pong);
+        out.reply(&ServerFrame::Pong);
+        assert_eq!(out.queued(), 2);
+        wire.flush(&out).await.expect("flush");
+        assert_eq!(out.queued(), 0);
+        assert!(wire.unsent.capacity() == 0, "no storage kept while idle");
+        let mut got = vec![0u8; 32];
+        let mut read = 0;
+        while read < 32 {
+            use tokio::io::AsyncReadExt;
+            read += client.read(&mut got[read..]).await.expect("read");
+        }
+        assert_eq!(&got, b"{\"type\":\"pong\"}\n{\"type\":\"pong\"}\n");
     }
 }

@@ -552,3 +552,113 @@ async fn two_users_pipelining_past_the_outstanding_limit_do_not_wait_for_each_ot
     assert_eq!(hans_side.1, expected("l"), "in order, once each");
     assert_eq!(luke_side.1, expected("h"));
 }
+
+fn send_to(to: &str, text: &str) -> impl FnOnce(RequestId) -> ClientFrame {
+    let (to, text) = (to.to_owned(), text.to_owned());
+    move |id| ClientFrame::Send {
+        id,
+        to,
+        text,
+        client_id: None,
+    }
+}
+
+#[tokio::test]
+async fn requests_waiting_for_a_reply_slot_are_answered_after_the_client_half_closes() {
+    let env = Env::new();
+    let server = env.start(&[
+        "--max-outstanding-sends",
+        "1",
+        "--ack-timeout-ms",
+        "500",
+        "--max-rate",
+        "0",
+    ]);
+    let mut hans = Client::login(server.addr, "hans").await;
+    let mut luke = Client::login(server.addr, "luke").await;
+    luke.auto_ack = false;
+    // The second send waits for the first's slot (luke never acks: the
+    // ack timeout stores it); `who` waits behind it. Then hans stops
+    // writing, as `printf ... | nc` would.
+    let first = hans.submit(send_to("luke", "one")).await;
+    let second = hans.submit(send_to("luke", "two")).await;
+    let who = hans.submit(|id| ClientFrame::Who { id }).await;
+    hans.shutdown_write().await;
+    let frames = hans.closed().await;
+    let reply = |id| frames.iter().find(|f| f.request_id() == Some(id));
+    for id in [first, second] {
+        assert!(
+            matches!(reply(id), Some(ServerFrame::Sent { queued: true, .. })),
+            "{frames:?}"
+        );
+    }
+    assert!(
+        matches!(reply(who), Some(ServerFrame::Users { .. })),
+        "{frames:?}"
+    );
+    // Both are luke's, in order.
+    let mut texts = Vec::new();
+    while texts.len() < 2 {
+        if let ServerFrame::Message { text, .. } = luke.next_message().await {
+            texts.push(text);
+        }
+    }
+    assert_eq!(texts, ["one", "two"]);
+}
+
+#[tokio::test]
+async fn a_client_the_server_stopped_reading_is_not_taken_for_silent() {
+    let env = Env::new();
+    let server = env.start(&[
+        "--max-outstanding-sends",
+        "1",
+        "--ack-timeout-ms",
+        "600000",
+        "--dead-timeout-ms",
+        "800",
+        "--timeout",
+        "0",
+        "--max-rate",
+        "0",
+    ]);
+    let mut hans = Client::login(server.addr, "hans").await;
+    let mut luke = Client::login(server.addr, "luke").await;
+    luke.auto_ack = false;
+    let first = hans.submit(send_to("luke", "one")).await;
+    let second = hans.submit(send_to("luke", "two")).await;
+    // More than 64 KiB of frames behind the waiting send: the server stops
+    // reading hans altogether.
+    let padding = "p".repeat(1000);
+    let mut broadcasts = Vec::new();
+    for _ in 0..80 {
+        let id = hans
+            .submit(|id| ClientFrame::Broadcast {
+                id,
+                text: padding.clone(),
+            })
+            .await;
+        broadcasts.push(id);
+    }
+    // Longer than the dead-connection timeout, with hans unheard only
+    // because the server is not reading him (luke keeps pinging).
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        luke.send(ClientFrame::Ping).await;
+    }
+    let msg_id = match luke.next_message().await {
+        ServerFrame::Message { msg_id, .. } => msg_id,
+        other => panic!("{other:?}"),
+    };
+    luke.ack(msg_id).await;
+    let reply = hans.reply(first).await;
+    assert!(
+        matches!(reply, ServerFrame::Sent { queued: false, .. }),
+        "{reply:?}"
+    );
+    assert!(matches!(hans.reply(second).await, ServerFrame::Sent { .. }));
+    // Still connected, and every held broadcast was handled.
+    for id in broadcasts {
+        assert!(matches!(hans.reply(id).await, ServerFrame::Ok { .. }));
+    }
+    hans.who().await;
+}

@@ -306,6 +306,15 @@ impl Client {
             .expect("write");
     }
 
+    /// Closes the sending side (the server reads end of stream); replies
+    /// can still be read.
+    pub async fn shutdown_write(&mut self) {
+        timeout(DEADLINE, self.conn.get_mut().shutdown())
+            .await
+            .expect("shutdown timed out")
+            .expect("shutdown");
+    }
+
     /// Sends a request and returns its id, without waiting for the reply.
     pub async fn submit(&mut self, make: impl FnOnce(RequestId) -> ClientFrame) -> RequestId {
         let id = self.next_id;
