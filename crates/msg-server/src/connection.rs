@@ -14,22 +14,25 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use msg_proto::server::{
-    ClientFrame, LogoutReason, MAX_CLIENT_ID_LEN, RequestId, Secret, ServerFrame,
+    ClientFrame, LogoutReason, MAX_CLIENT_ID_LEN, MsgId, RequestId, Secret, ServerFrame,
 };
 use msg_proto::validate::{self, TextError};
 use msg_proto::{ErrorCode, FrameError, PROTOCOL_VERSION};
 use tokio::io::Ready;
 use tokio::net::TcpStream;
+use tokio::sync::oneshot::error::RecvError;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::accounts::AccountsError;
-use crate::hub::{ConnId, DRAIN_PAGE, Hub, Refusal, SessionSpec};
+use crate::hub::{ConnId, DRAIN_PAGE, Hub, QueuePage, Refusal, SessionSpec};
 use crate::outbox::{Outbox, ReplySlot};
+use crate::store::{StoreError, StoredMessage};
 use crate::texts;
 use crate::wire::{Decoded, Wire};
 
@@ -117,6 +120,18 @@ impl Held {
     }
 }
 
+/// Where a login's offline-queue delivery is.
+enum Drain {
+    /// Waiting for a page from the store.
+    Waiting(QueuePage),
+    /// Queueing a page's messages as the client reads; `next` is where the
+    /// next page starts, if there may be one.
+    Writing {
+        messages: std::vec::IntoIter<StoredMessage>,
+        next: Option<MsgId>,
+    },
+}
+
 /// Serves one client until it leaves, misbehaves, times out or the server
 /// shuts down.
 ///
@@ -144,6 +159,7 @@ pub fn serve(
         last_active: now,
         resume_reading_at: None,
         held: None,
+        drain: None,
         paused: false,
         broken: false,
     };
@@ -177,6 +193,8 @@ struct Connection {
     resume_reading_at: Option<Instant>,
     /// `Some` while a `send` waits for a reply slot.
     held: Option<Box<Held>>,
+    /// `Some` while the offline queue is being delivered after login.
+    drain: Option<Box<Drain>>,
     /// Reading is paused by the server (not the client's silence), so the
     /// dead-connection timer is off.
     paused: bool,
@@ -189,6 +207,7 @@ enum Event {
     Shutdown,
     Timer,
     Socket(std::io::Result<Ready>),
+    Page(Result<Result<Vec<StoredMessage>, StoreError>, RecvError>),
     Woken,
 }
 
@@ -219,6 +238,9 @@ impl Connection {
             if self.out.is_kicked() {
                 tracing::info!(conn = self.id, "disconnecting: the client is not reading");
                 return;
+            }
+            if self.drain.is_some() {
+                self.step_drain();
             }
             if self.held.is_some()
                 && self.out.has_reply_room()
@@ -254,6 +276,7 @@ impl Connection {
                 timer.as_mut().reset(at);
             }
             let wire = &self.wire;
+            let drain = &mut self.drain;
             // Timers before the socket, so a client that never stops sending
             // still meets its deadlines; the wake-up (something queued, a
             // reply slot freed) last, since every turn writes anyway.
@@ -261,6 +284,10 @@ impl Connection {
                 biased;
                 _ = &mut cancelled => Event::Shutdown,
                 _ = &mut timer => Event::Timer,
+                page = std::future::poll_fn(|cx| match drain.as_deref_mut() {
+                    Some(Drain::Waiting(page)) => std::pin::Pin::new(page).poll(cx),
+                    _ => Poll::Pending,
+                }) => Event::Page(page),
                 ready = std::future::poll_fn(|cx| wire.poll_ready(cx, reading, !all_written)) => {
                     Event::Socket(ready)
                 }
@@ -296,6 +323,11 @@ impl Connection {
                 Event::Socket(Err(e)) => {
                     tracing::debug!(conn = self.id, error = %e, "socket failed");
                     return;
+                }
+                Event::Page(page) => {
+                    if !self.on_page(page) {
+                        return;
+                    }
                 }
                 Event::Woken => {}
             }
@@ -569,57 +601,71 @@ impl Connection {
             user: user.clone(),
             message: texts::WELCOME.into(),
         });
-        // A client that stops reading while its queue drains must not pin
-        // this task forever.
-        let drained = tokio::time::timeout(
-            self.hub.config.dead_timeout,
-            self.drain_queue(&user, first_page),
-        )
-        .await;
-        if !matches!(drained, Ok(true)) {
-            return Flow::Close;
-        }
-        self.hub.finish_drain(&user, self.id);
+        // The run loop writes the offline queue as the client reads it,
+        // reading the client's acks and commands meanwhile.
+        self.drain = Some(Box::new(Drain::Waiting(first_page)));
         Flow::Continue
     }
 
-    /// Writes the user's offline queue, oldest first. The messages stay in
-    /// the store until the client acknowledges each one.
-    async fn drain_queue(&mut self, user: &str, mut page: crate::hub::QueuePage) -> bool {
-        // Written as it goes, keeping half the queue free for live events.
+    /// Queues the next messages of the offline queue, oldest first, up to
+    /// the high-water mark; asks the store for the next page when one is
+    /// used up, and ends the drain after the last. The messages stay in the
+    /// store until the client acknowledges each one.
+    fn step_drain(&mut self) {
         let high_water = self.high_water();
-        loop {
-            let messages = match page.await {
-                Ok(Ok(messages)) => messages,
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "cannot read the offline queue");
-                    return false;
-                }
-                Err(_) => return false,
-            };
-            let full_page = messages.len() == DRAIN_PAGE;
-            let last = messages.last().map(|m| m.id);
-            for m in messages {
-                let frame = ServerFrame::Message {
-                    msg_id: m.id,
-                    from: m.sender,
-                    text: m.text,
-                    at: m.at,
-                    client_id: m.client_id,
-                };
-                self.out.reply(&frame);
-                if self.out.queued() >= high_water {
-                    let written = self.wire.flush_down_to(&self.out, high_water / 2).await;
-                    if written.is_err() || self.out.is_kicked() {
-                        return false;
+        let Phase::Session(user) = &self.phase else {
+            return;
+        };
+        let user = Arc::clone(user);
+        let Some(Drain::Writing { messages, next }) = self.drain.as_deref_mut() else {
+            return;
+        };
+        while self.out.queued() < high_water {
+            let Some(m) = messages.next() else {
+                self.drain = match *next {
+                    Some(after) => {
+                        let page = self.hub.store.pending_after(&user, after, DRAIN_PAGE);
+                        Some(Box::new(Drain::Waiting(page)))
                     }
-                }
-            }
-            match (full_page, last) {
-                (true, Some(last)) => page = self.hub.store.pending_after(user, last, DRAIN_PAGE),
-                _ => return true,
-            }
+                    None => {
+                        // Live messages held meanwhile follow; then the
+                        // others learn that the user is online.
+                        self.hub.finish_drain(&user, self.id);
+                        None
+                    }
+                };
+                return;
+            };
+            self.out.reply(&ServerFrame::Message {
+                msg_id: m.id,
+                from: m.sender,
+                text: m.text,
+                at: m.at,
+                client_id: m.client_id,
+            });
         }
+    }
+
+    /// A page of the offline queue has been read; `false` if it could not
+    /// be.
+    fn on_page(&mut self, page: Result<Result<Vec<StoredMessage>, StoreError>, RecvError>) -> bool {
+        let messages = match page {
+            Ok(Ok(messages)) => messages,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot read the offline queue");
+                return false;
+            }
+            Err(_) => return false,
+        };
+        let next = match messages.last() {
+            Some(last) if messages.len() == DRAIN_PAGE => Some(last.id),
+            _ => None,
+        };
+        self.drain = Some(Box::new(Drain::Writing {
+            messages: messages.into_iter(),
+            next,
+        }));
+        true
     }
 
     async fn check_password(&self, user: &str, password: Secret) -> Result<(), Refusal> {

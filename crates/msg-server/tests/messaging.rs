@@ -662,3 +662,46 @@ async fn a_client_the_server_stopped_reading_is_not_taken_for_silent() {
     }
     hans.who().await;
 }
+
+#[tokio::test]
+async fn a_slow_reader_gets_its_whole_offline_queue() {
+    const QUEUED: usize = 6000;
+    let env = Env::new();
+    let server = env.start(&[
+        "--dead-timeout-ms",
+        "1000",
+        "--timeout",
+        "0",
+        "--max-rate",
+        "0",
+    ]);
+    let mut hans = Client::login(server.addr, "hans").await;
+    let text = "q".repeat(1000);
+    let mut ids = Vec::new();
+    for n in 0..QUEUED {
+        ids.push(hans.submit(send_to("luke", &format!("{n} {text}"))).await);
+    }
+    for id in ids {
+        assert!(matches!(
+            hans.reply(id).await,
+            ServerFrame::Sent { queued: true, .. }
+        ));
+    }
+    // luke's 6 MB queue does not fit in the socket buffers, and luke takes
+    // a while to read it: longer than the dead-connection timeout, though
+    // luke keeps talking.
+    let mut luke = Client::login_with_small_buffer(server.addr, "luke").await;
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        luke.send(ClientFrame::Ping).await;
+    }
+    for n in 0..QUEUED {
+        match luke.next_message().await {
+            ServerFrame::Message { text, .. } => {
+                assert!(text.starts_with(&format!("{n} ")), "in order");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    luke.who().await;
+}
