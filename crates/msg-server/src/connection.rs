@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use msg_proto::server::{
-    ClientFrame, LogoutReason, MAX_CLIENT_ID_LEN, MsgId, RequestId, Secret, ServerFrame,
+    ClientFrame, LogoutReason, MAX_CLIENT_ID_LEN, RequestId, Secret, ServerFrame,
 };
 use msg_proto::validate::{self, TextError};
 use msg_proto::{ErrorCode, FrameError, PROTOCOL_VERSION};
@@ -124,11 +124,11 @@ impl Held {
 enum Drain {
     /// Waiting for a page from the store.
     Waiting(QueuePage),
-    /// Queueing a page's messages as the client reads; `next` is where the
-    /// next page starts, if there may be one.
+    /// Queueing a page's messages as the client reads; `next` is the
+    /// following page, already asked for, if there may be one.
     Writing {
         messages: std::vec::IntoIter<StoredMessage>,
-        next: Option<MsgId>,
+        next: Option<QueuePage>,
     },
 }
 
@@ -227,26 +227,14 @@ impl Connection {
         let timer = tokio::time::sleep_until(self.next_deadline().1);
         tokio::pin!(timer);
         loop {
-            let all_written = match self.wire.try_flush(&self.out) {
-                Ok(done) => done,
-                Err(e) => {
-                    tracing::debug!(conn = self.id, error = %e, "write failed");
-                    self.broken = true;
-                    return;
-                }
-            };
             if self.out.is_kicked() {
                 tracing::info!(conn = self.id, "disconnecting: the client is not reading");
                 return;
             }
-            if self.drain.is_some() {
+            if self.drain_due() {
                 self.step_drain();
             }
-            if self.held.is_some()
-                && self.out.has_reply_room()
-                && self.out.queued() < self.high_water()
-                && self.replay_held().await == Flow::Close
-            {
+            if self.replay_due() && self.replay_held().await == Flow::Close {
                 return;
             }
             let taking = self.may_take_frames();
@@ -262,6 +250,20 @@ impl Connection {
                 if self.wire.finished() && self.held.is_none() && self.out.all_replies_in() {
                     return;
                 }
+            }
+            // Written once every frame already read has been handled, so a
+            // burst of requests (or acks during a drain) shares one write.
+            let all_written = match self.wire.try_flush(&self.out) {
+                Ok(done) => done,
+                Err(e) => {
+                    tracing::debug!(conn = self.id, error = %e, "write failed");
+                    self.broken = true;
+                    return;
+                }
+            };
+            if (!taking && self.may_take_frames()) || self.drain_due() || self.replay_due() {
+                // The write made room: go round again rather than wait.
+                continue;
             }
             let reading = taking && !self.wire.at_eof();
             if reading && self.paused {
@@ -313,7 +315,11 @@ impl Connection {
                     }
                 }
                 Event::Socket(Ok(ready)) => {
+                    // While the offline queue goes out, writing comes first;
+                    // the client's acks are read when the socket is full.
+                    let write_first = ready.is_writable() && self.drain.is_some();
                     if ready.is_readable()
+                        && !write_first
                         && let Err(e) = self.wire.try_read()
                     {
                         tracing::debug!(conn = self.id, error = %e, "read failed");
@@ -337,6 +343,20 @@ impl Connection {
     /// Own replies may fill half the queue; the rest is room for events.
     fn high_water(&self) -> usize {
         (self.out.capacity() / 2).max(1)
+    }
+
+    /// Whether the offline queue should be topped up: from half the
+    /// high-water mark, so it goes out in large writes rather than a few
+    /// lines at a time.
+    fn drain_due(&self) -> bool {
+        matches!(self.drain.as_deref(), Some(Drain::Writing { .. }))
+            && self.out.queued() <= self.high_water() / 2
+    }
+
+    /// Whether held frames can be handled: a reply slot is free and the
+    /// queue has room.
+    fn replay_due(&self) -> bool {
+        self.held.is_some() && self.out.has_reply_room() && self.out.queued() < self.high_water()
     }
 
     /// Whether to take the next frame: not while paused by the frame rate,
@@ -613,24 +633,19 @@ impl Connection {
     /// store until the client acknowledges each one.
     fn step_drain(&mut self) {
         let high_water = self.high_water();
-        let Phase::Session(user) = &self.phase else {
-            return;
-        };
-        let user = Arc::clone(user);
         let Some(Drain::Writing { messages, next }) = self.drain.as_deref_mut() else {
             return;
         };
         while self.out.queued() < high_water {
             let Some(m) = messages.next() else {
-                self.drain = match *next {
-                    Some(after) => {
-                        let page = self.hub.store.pending_after(&user, after, DRAIN_PAGE);
-                        Some(Box::new(Drain::Waiting(page)))
-                    }
+                self.drain = match next.take() {
+                    Some(page) => Some(Box::new(Drain::Waiting(page))),
                     None => {
                         // Live messages held meanwhile follow; then the
                         // others learn that the user is online.
-                        self.hub.finish_drain(&user, self.id);
+                        if let Phase::Session(user) = &self.phase {
+                            self.hub.finish_drain(user, self.id);
+                        }
                         None
                     }
                 };
@@ -657,8 +672,12 @@ impl Connection {
             }
             Err(_) => return false,
         };
-        let next = match messages.last() {
-            Some(last) if messages.len() == DRAIN_PAGE => Some(last.id),
+        // Ask for the next page now, so the store reads it while this one
+        // is written.
+        let next = match (messages.last(), &self.phase) {
+            (Some(last), Phase::Session(user)) if messages.len() == DRAIN_PAGE => {
+                Some(self.hub.store.pending_after(user, last.id, DRAIN_PAGE))
+            }
             _ => None,
         };
         self.drain = Some(Box::new(Drain::Writing {

@@ -65,8 +65,9 @@ impl Shared {
         self.lines.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues a line; events are bounded by `capacity`.
-    fn enqueue(&self, bytes: Bytes, event: bool) -> Push {
+    /// Queues a line; events are bounded by `capacity`. `wake`: whether the
+    /// connection task needs waking (not when it queues a line itself).
+    fn enqueue(&self, bytes: Bytes, event: bool, wake: bool) -> Push {
         {
             let mut lines = self.lines();
             if self.closed.load(Ordering::Acquire) {
@@ -84,7 +85,9 @@ impl Shared {
             lines.push_back(Line { bytes, event });
             self.queued.fetch_add(1, Ordering::AcqRel);
         }
-        self.wake.notify_one();
+        if wake {
+            self.wake.notify_one();
+        }
         Push::Queued
     }
 }
@@ -112,7 +115,7 @@ pub struct ReplySlot {
 impl ReplySlot {
     pub fn fill(self, frame: &ServerFrame) {
         if let Some(line) = encoded(frame) {
-            self.out.shared.enqueue(line, false);
+            self.out.shared.enqueue(line, false, true);
         }
     }
 }
@@ -149,7 +152,7 @@ impl Outbox {
     /// Queues an event from another session, disconnecting this one if its
     /// queue is full.
     pub fn push_line(&self, line: Bytes) -> Push {
-        self.shared.enqueue(line, true)
+        self.shared.enqueue(line, true, true)
     }
 
     /// Encodes and queues an event.
@@ -160,10 +163,12 @@ impl Outbox {
         }
     }
 
-    /// Queues one of the connection's own replies; never refused.
+    /// Queues one of the connection's own replies, from the connection
+    /// task itself (which writes before it next waits, so it is not woken);
+    /// never refused.
     pub fn reply(&self, frame: &ServerFrame) {
         if let Some(line) = encoded(frame) {
-            self.shared.enqueue(line, false);
+            self.shared.enqueue(line, false, false);
         }
     }
 

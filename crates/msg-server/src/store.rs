@@ -398,10 +398,11 @@ fn apply(tx: &Transaction<'_>, job: Job, reports: &mut Vec<Report>) {
             let _ = done.send(select_pending(tx, &recipient, after, limit).map_err(Into::into));
         }
         Job::Delete { recipient, id } => {
-            if let Err(e) = tx.execute(
-                "DELETE FROM queue WHERE id = ?1 AND recipient = ?2",
-                params![id as i64, recipient],
-            ) {
+            // One per acknowledged offline message: keep the statement.
+            let deleted = tx
+                .prepare_cached("DELETE FROM queue WHERE id = ?1 AND recipient = ?2")
+                .and_then(|mut stmt| stmt.execute(params![id as i64, recipient]));
+            if let Err(e) = deleted {
                 tracing::error!(error = %e, "cannot delete an acknowledged message");
             }
         }
