@@ -91,9 +91,9 @@ struct OutgoingSend {
     client_id: Option<String>,
 }
 
-/// Frames read after a `send` that found no reply slot, in order, the send
-/// first, each with what it counts against [`HELD_BUDGET`]. Acks are never
-/// held.
+/// Frames read after a `send` that found no reply slot (the send first), or
+/// while the offline queue is delivered, in order, each with what it counts
+/// against [`HELD_BUDGET`]. Acks are never held.
 #[derive(Default)]
 struct Held {
     frames: std::collections::VecDeque<(Decoded, usize)>,
@@ -160,6 +160,7 @@ pub fn serve(
         resume_reading_at: None,
         held: None,
         drain: None,
+        drain_progress: now,
         paused: false,
         broken: false,
     };
@@ -191,10 +192,13 @@ struct Connection {
     last_active: Instant,
     /// Reading is paused until then (frame rate exceeded).
     resume_reading_at: Option<Instant>,
-    /// `Some` while a `send` waits for a reply slot.
+    /// `Some` while a `send` waits for a reply slot, or frames wait for the
+    /// offline queue to be delivered.
     held: Option<Box<Held>>,
     /// `Some` while the offline queue is being delivered after login.
     drain: Option<Box<Drain>>,
+    /// When the drain last got anywhere (a page read, lines written).
+    drain_progress: Instant,
     /// Reading is paused by the server (not the client's silence), so the
     /// dead-connection timer is off.
     paused: bool,
@@ -215,6 +219,7 @@ enum Deadline {
     Login,
     Dead,
     Idle,
+    DrainStalled,
     ResumeReading,
 }
 
@@ -247,12 +252,17 @@ impl Connection {
                 }
                 // A client may half-close after its last requests: they
                 // are all answered first, held and deferred ones included.
-                if self.wire.finished() && self.held.is_none() && self.out.all_replies_in() {
+                if self.wire.finished()
+                    && self.held.is_none()
+                    && self.drain.is_none()
+                    && self.out.all_replies_in()
+                {
                     return;
                 }
             }
             // Written once every frame already read has been handled, so a
             // burst of requests (or acks during a drain) shares one write.
+            let unwritten = self.out.queued();
             let all_written = match self.wire.try_flush(&self.out) {
                 Ok(done) => done,
                 Err(e) => {
@@ -261,6 +271,9 @@ impl Connection {
                     return;
                 }
             };
+            if self.drain.is_some() && self.out.queued() < unwritten {
+                self.drain_progress = Instant::now();
+            }
             if (!taking && self.may_take_frames()) || self.drain_due() || self.replay_due() {
                 // The write made room: go round again rather than wait.
                 continue;
@@ -356,7 +369,10 @@ impl Connection {
     /// Whether held frames can be handled: a reply slot is free and the
     /// queue has room.
     fn replay_due(&self) -> bool {
-        self.held.is_some() && self.out.has_reply_room() && self.out.queued() < self.high_water()
+        self.held.is_some()
+            && self.drain.is_none()
+            && self.out.has_reply_room()
+            && self.out.queued() < self.high_water()
     }
 
     /// Whether to take the next frame: not while paused by the frame rate,
@@ -379,10 +395,15 @@ impl Connection {
         if let Some(wait) = self.rate.take() {
             self.resume_reading_at = Some(self.last_heard + wait);
         }
-        if let Some(held) = &mut self.held
+        // Behind a `send` waiting for a reply slot, or the offline queue,
+        // frames wait their turn; acks never do (they complete the sends
+        // others are waiting on, and the drain's messages).
+        if (self.held.is_some() || self.drain.is_some())
             && !matches!(item, Ok(ClientFrame::Ack { .. }))
         {
-            held.push_back(item, line_len);
+            self.held
+                .get_or_insert_with(Box::default)
+                .push_back(item, line_len);
             return Step::Done(Flow::Continue);
         }
         self.handle(item)
@@ -439,7 +460,15 @@ impl Connection {
         let resume = self
             .resume_reading_at
             .map(|at| (Deadline::ResumeReading, at));
-        [resume, phase_deadline, dead]
+        // Live messages to the user wait for the drain (and their senders
+        // for a reply): a client that stops reading it cannot stall them.
+        let drain = self.drain.is_some().then(|| {
+            (
+                Deadline::DrainStalled,
+                self.drain_progress + config.dead_timeout,
+            )
+        });
+        [resume, phase_deadline, dead, drain]
             .into_iter()
             .flatten()
             .min_by_key(|(_, at)| *at)
@@ -466,6 +495,12 @@ impl Connection {
             }
             Deadline::Dead => {
                 tracing::info!(conn = self.id, "closing a silent connection");
+            }
+            Deadline::DrainStalled => {
+                tracing::info!(
+                    conn = self.id,
+                    "closing: the offline queue is not being read"
+                );
             }
             Deadline::ResumeReading => {}
         }
@@ -624,6 +659,7 @@ impl Connection {
         // The run loop writes the offline queue as the client reads it,
         // reading the client's acks and commands meanwhile.
         self.drain = Some(Box::new(Drain::Waiting(first_page)));
+        self.drain_progress = Instant::now();
         Flow::Continue
     }
 
@@ -674,6 +710,7 @@ impl Connection {
         };
         // Ask for the next page now, so the store reads it while this one
         // is written.
+        self.drain_progress = Instant::now();
         let next = match (messages.last(), &self.phase) {
             (Some(last), Phase::Session(user)) if messages.len() == DRAIN_PAGE => {
                 Some(self.hub.store.pending_after(user, last.id, DRAIN_PAGE))

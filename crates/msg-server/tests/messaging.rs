@@ -687,15 +687,13 @@ async fn a_slow_reader_gets_its_whole_offline_queue() {
             ServerFrame::Sent { queued: true, .. }
         ));
     }
-    // luke's 6 MB queue does not fit in the socket buffers, and luke takes
-    // a while to read it: longer than the dead-connection timeout, though
-    // luke keeps talking.
+    // luke's 6 MB queue does not fit in the socket buffers, and luke reads
+    // it slowly: in all, for longer than the dead-connection timeout.
     let mut luke = Client::login_with_small_buffer(server.addr, "luke").await;
-    for _ in 0..5 {
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        luke.send(ClientFrame::Ping).await;
-    }
     for n in 0..QUEUED {
+        if n % 1000 == 0 {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+        }
         match luke.next_message().await {
             ServerFrame::Message { text, .. } => {
                 assert!(text.starts_with(&format!("{n} ")), "in order");
@@ -704,4 +702,102 @@ async fn a_slow_reader_gets_its_whole_offline_queue() {
         }
     }
     luke.who().await;
+}
+
+/// Queues `count` messages of about 1 KB from hans to an offline `to`.
+async fn queue_for(hans: &mut Client, to: &str, count: usize) {
+    let text = "q".repeat(1000);
+    let mut ids = Vec::new();
+    for n in 0..count {
+        ids.push(hans.submit(send_to(to, &format!("{n} {text}"))).await);
+    }
+    for id in ids {
+        assert!(matches!(
+            hans.reply(id).await,
+            ServerFrame::Sent { queued: true, .. }
+        ));
+    }
+}
+
+#[tokio::test]
+async fn commands_sent_during_the_drain_are_answered_after_the_offline_queue() {
+    let env = Env::new();
+    let server = env.start(&["--max-rate", "0"]);
+    let mut hans = Client::login(server.addr, "hans").await;
+    queue_for(&mut hans, "luke", 3000).await;
+    let mut luke = Client::login(server.addr, "luke").await;
+    let who = luke.submit(|id| ClientFrame::Who { id }).await;
+    assert!(matches!(luke.reply(who).await, ServerFrame::Users { .. }));
+    let mut before = 0;
+    while luke
+        .pending_event(|f| matches!(f, ServerFrame::Message { .. }))
+        .is_some()
+    {
+        before += 1;
+    }
+    assert_eq!(before, 3000, "every offline message comes first");
+}
+
+#[tokio::test]
+async fn a_client_that_half_closes_after_login_still_gets_its_offline_queue() {
+    let env = Env::new();
+    let server = env.start(&[]);
+    let mut hans = Client::login(server.addr, "hans").await;
+    queue_for(&mut hans, "luke", 10).await;
+    let mut luke = Client::connect(server.addr).await;
+    luke.auto_ack = false;
+    let login = luke
+        .submit(|id| ClientFrame::Login {
+            id,
+            user: "luke".into(),
+            password: password_of("luke").into(),
+            peer_port: None,
+        })
+        .await;
+    luke.shutdown_write().await;
+    let frames = luke.closed().await;
+    assert!(matches!(
+        frames.first(),
+        Some(ServerFrame::Welcome { id, .. }) if *id == login
+    ));
+    let messages = frames
+        .iter()
+        .filter(|f| matches!(f, ServerFrame::Message { .. }))
+        .count();
+    assert_eq!(messages, 10, "{frames:?}");
+}
+
+#[tokio::test]
+async fn a_drain_nobody_reads_does_not_hold_up_live_messages() {
+    let env = Env::new();
+    let server = env.start(&[
+        "--dead-timeout-ms",
+        "1500",
+        "--ack-timeout-ms",
+        "300",
+        "--timeout",
+        "0",
+        "--max-rate",
+        "0",
+    ]);
+    let mut hans = Client::login(server.addr, "hans").await;
+    // More than the socket buffers hold; luke never reads past the welcome.
+    queue_for(&mut hans, "luke", 6000).await;
+    let mut luke = Client::login_with_small_buffer(server.addr, "luke").await;
+    let mut yoda = Client::login(server.addr, "yoda").await;
+    let sent = yoda.submit(send_to("luke", "live")).await;
+    // luke keeps pinging (alive) but reads nothing: the drain stalls, and
+    // after the dead-connection timeout luke's connection is closed, so
+    // yoda's message is stored and yoda told so.
+    let started = std::time::Instant::now();
+    while !yoda.has_reply(sent) {
+        assert!(started.elapsed() < DEADLINE, "yoda's message is still held");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let _ = luke.try_send_raw(b"{\"type\":\"ping\"}\n").await;
+        yoda.who().await;
+    }
+    assert!(matches!(
+        yoda.reply(sent).await,
+        ServerFrame::Sent { queued: true, .. }
+    ));
 }

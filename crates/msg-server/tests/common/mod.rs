@@ -306,6 +306,14 @@ impl Client {
             .expect("write");
     }
 
+    /// Writes raw bytes, reporting failure (the server may have closed).
+    pub async fn try_send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match timeout(DEADLINE, self.conn.get_mut().write_all(bytes)).await {
+            Ok(result) => result,
+            Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+        }
+    }
+
     /// Closes the sending side (the server reads end of stream); replies
     /// can still be read.
     pub async fn shutdown_write(&mut self) {
