@@ -4,7 +4,10 @@
 //! msg announces every login to everyone online, so K logins push about
 //! K²/2 presence events. Before measuring, each client pings twice — once
 //! after its own login, once after all logins — and the pong (queued behind
-//! everything sent to it before) says its queue has drained.
+//! everything sent to it before) says its queue has drained. A login holds
+//! its place among the PARALLEL ones until the first pong: only then is the
+//! session live (the server answers requests after the offline queue and
+//! the announcement).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -144,12 +147,16 @@ async fn msg_session(
     mut phase: watch::Receiver<u8>,
     counts: Arc<[AtomicUsize; 2]>,
 ) -> anyhow::Result<()> {
-    let conn = {
-        let _permit = gate.acquire().await.context("gate")?;
-        client::login(addr, &name).await?
-    };
+    // A login counts as set up once the session is live (offline queue
+    // delivered, everyone told): the pong to a ping sent right after the
+    // welcome says so, as the server answers requests only after that.
+    // Until then it holds one of the PARALLEL places, as an MQTT connect
+    // holds one until its CONNACK.
+    let permit = gate.acquire().await.context("gate")?;
+    let conn = client::login(addr, &name).await?;
     let ping = msg_proto::encode_line(&msg_proto::server::ClientFrame::Ping)?;
     let (mut lines, mut write) = client::LineReader::new(conn);
+    let mut permit = Some(permit);
     for round in 0..2 {
         if round == 1 {
             while *phase.borrow() < 1 {
@@ -173,6 +180,7 @@ async fn msg_session(
                 bail!("the server closed an idle session");
             }
         }
+        permit.take();
         counts[round].fetch_add(1, Ordering::Relaxed);
     }
     while lines.read_lines(|_| {}).await? {}
