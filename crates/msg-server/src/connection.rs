@@ -5,7 +5,7 @@
 //! (its own replies and events routed by the hub alike), woken by the
 //! outbox when others queue something. A single task, no per-connection
 //! buffers while idle and one shared allocation for the queue keep an idle
-//! session to 3–4 KB of server memory (see BENCHMARKS.md).
+//! session to about 3 KB of server memory (see BENCHMARKS.md).
 //!
 //! Reading pauses (TCP back-pressure) while the queue is long, while the
 //! client has too many `send`s awaiting their reply (after [`HELD_BUDGET`]
