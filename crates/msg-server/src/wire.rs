@@ -170,14 +170,6 @@ impl Wire {
         Ok(())
     }
 
-    /// Writes until at most `mark` lines are queued.
-    pub async fn flush_down_to(&mut self, out: &Outbox, mark: usize) -> io::Result<()> {
-        while !self.try_flush(out)? && out.queued() > mark {
-            self.stream.writable().await?;
-        }
-        Ok(())
-    }
-
     /// Ends the sending direction (the client reads end of stream).
     pub async fn shutdown(&mut self) -> io::Result<()> {
         self.stream.shutdown().await
