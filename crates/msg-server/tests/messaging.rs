@@ -504,24 +504,8 @@ async fn two_users_pipelining_past_the_outstanding_limit_do_not_wait_for_each_ot
     let mut hans_ids = Vec::new();
     let mut luke_ids = Vec::new();
     for n in 0..EACH {
-        hans_ids.push(
-            hans.submit(|id| ClientFrame::Send {
-                id,
-                to: "luke".into(),
-                text: format!("h{n}"),
-                client_id: None,
-            })
-            .await,
-        );
-        luke_ids.push(
-            luke.submit(|id| ClientFrame::Send {
-                id,
-                to: "hans".into(),
-                text: format!("l{n}"),
-                client_id: None,
-            })
-            .await,
-        );
+        hans_ids.push(hans.submit(send_to("luke", &format!("h{n}"))).await);
+        luke_ids.push(luke.submit(send_to("hans", &format!("l{n}"))).await);
     }
     // Both read (and so ack) concurrently, as real clients do.
     let collect = |mut client: Client, ids: Vec<RequestId>| async move {
