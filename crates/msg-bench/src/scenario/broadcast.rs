@@ -17,7 +17,7 @@ use rumqttc::{Event, Packet, QoS};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::{Instant, sleep_until};
 
-use super::{DRAIN, Tasks, join_all};
+use super::{DRAIN, Tasks, count_at_end, join_all};
 use crate::bench::Env;
 use crate::launch::{Mosquitto, MsgServer, user};
 use crate::payload;
@@ -31,7 +31,7 @@ struct Completion {
     ring: Vec<AtomicU32>,
     recipients: u32,
     window: Semaphore,
-    delivered: AtomicU64,
+    delivered: Arc<AtomicU64>,
 }
 
 impl Completion {
@@ -40,7 +40,7 @@ impl Completion {
             ring: (0..2 * window.max(1)).map(|_| AtomicU32::new(0)).collect(),
             recipients: recipients as u32,
             window: Semaphore::new(window.max(1)),
-            delivered: AtomicU64::new(0),
+            delivered: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -121,13 +121,7 @@ async fn msg_run(addr: SocketAddr, m: usize, window: usize, secs: Duration) -> a
             }
         }));
     }
-    let at_end = {
-        let done = done.clone();
-        tokio::spawn(async move {
-            sleep_until(end).await;
-            done.delivered.load(Ordering::Relaxed)
-        })
-    };
+    let at_end = count_at_end(done.delivered.clone(), end);
     let (mut sink, mut stream) = sender.split();
     let clock = payload::Clock::new();
     let mut sent = 0u64;
@@ -221,13 +215,7 @@ async fn mqtt_run(port: u16, m: usize, window: usize, secs: Duration) -> anyhow:
             }
         }));
     }
-    let at_end = {
-        let done = done.clone();
-        tokio::spawn(async move {
-            sleep_until(end).await;
-            done.delivered.load(Ordering::Relaxed)
-        })
-    };
+    let at_end = count_at_end(done.delivered.clone(), end);
     let clock = payload::Clock::new();
     let mut sent = 0u64;
     sleep_until(start).await;

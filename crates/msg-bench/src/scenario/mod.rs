@@ -7,13 +7,25 @@ pub mod idle;
 pub mod offline;
 pub mod pairs;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio::task::JoinHandle;
+use tokio::time::{Instant, sleep_until};
 
 /// How long the stragglers of a timed run get to arrive after it ends.
 pub const DRAIN: Duration = Duration::from_secs(30);
+
+/// Snapshots a delivery count when the timed run ends, while the caller
+/// goes on waiting for the stragglers.
+pub fn count_at_end(delivered: Arc<AtomicU64>, end: Instant) -> JoinHandle<u64> {
+    tokio::spawn(async move {
+        sleep_until(end).await;
+        delivered.load(Ordering::Relaxed)
+    })
+}
 
 /// Awaits every task, returning their results or the first failure.
 pub async fn join_all<T>(tasks: Vec<JoinHandle<anyhow::Result<T>>>) -> anyhow::Result<Vec<T>> {

@@ -20,7 +20,7 @@ use rumqttc::{Event, Packet, QoS};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::{Instant, sleep_until};
 
-use super::{DRAIN, Tasks, join_all};
+use super::{DRAIN, Tasks, count_at_end, join_all};
 use crate::bench::Env;
 use crate::launch::{Mosquitto, MsgServer, user};
 use crate::payload::{self, Clock};
@@ -82,12 +82,6 @@ impl Plan {
     fn secs(&self) -> f64 {
         (self.end - self.start).as_secs_f64()
     }
-}
-
-/// Counts deliveries, and snapshots the count when the timed run ends.
-async fn count_at_end(delivered: Arc<AtomicU64>, end: Instant) -> u64 {
-    sleep_until(end).await;
-    delivered.load(Ordering::Relaxed)
 }
 
 pub async fn run(env: &Env) -> anyhow::Result<Vec<Figure>> {
@@ -185,7 +179,7 @@ async fn msg_run(addr: SocketAddr, first_user: usize, plan: Plan) -> anyhow::Res
         )));
         i += 1;
     }
-    let at_end = tokio::spawn(count_at_end(delivered.clone(), plan.end));
+    let at_end = count_at_end(delivered.clone(), plan.end);
     join_all(senders).await?;
     let latencies: Vec<u64> = join_all(receivers).await?.into_iter().flatten().collect();
     let counted = at_end.await.context("counter task")?;
@@ -371,7 +365,7 @@ async fn mqtt_run(port: u16, tag: &str, plan: Plan) -> anyhow::Result<Outcome> {
             std::future::pending::<()>().await;
         }));
     }
-    let at_end = tokio::spawn(count_at_end(delivered.clone(), plan.end));
+    let at_end = count_at_end(delivered.clone(), plan.end);
     // The publishers' clients live until every message has arrived.
     let _clients = join_all(senders).await?;
     let latencies: Vec<u64> = join_all(receivers).await?.into_iter().flatten().collect();
