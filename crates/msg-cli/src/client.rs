@@ -6,12 +6,10 @@ use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
 use interprocess::local_socket::tokio::Stream;
-use msg_daemon::paths::{Paths, create_private_dir};
-use msg_proto::JsonLines;
+use msg_local::paths::{Paths, create_private_dir};
 use msg_proto::control::{CONTROL_VERSION, Reply, Request, codes};
+use msg_proto::{JsonLines, Refusal};
 use tokio_util::codec::Framed;
-
-use crate::output::Failure;
 
 /// How long `msg` waits for a freshly started msgd to listen.
 const START_DEADLINE: Duration = Duration::from_secs(10);
@@ -25,26 +23,26 @@ pub struct Client {
     conn: Framed<Stream, JsonLines<Reply, Request>>,
 }
 
-fn not_running() -> Failure {
-    Failure::new(
+fn not_running() -> Refusal {
+    Refusal::new(
         codes::DAEMON_UNREACHABLE,
         "msgd is not running — run `msg login USER`",
     )
 }
 
-fn lost() -> Failure {
-    Failure::new(codes::DAEMON_UNREACHABLE, "The connection to msgd was lost")
+fn lost() -> Refusal {
+    Refusal::new(codes::DAEMON_UNREACHABLE, "The connection to msgd was lost")
 }
 
 impl Client {
     /// Connects to the running msgd; `None` when none is running.
-    pub async fn connect(paths: &Paths) -> Result<Option<Self>, Failure> {
-        let stream = match msg_daemon::socket::connect(paths).await {
+    pub async fn connect(paths: &Paths) -> Result<Option<Self>, Refusal> {
+        let stream = match msg_local::socket::connect(paths).await {
             Ok(stream) => stream,
             Err(e) => {
                 tracing::debug!("no msgd: {e}");
                 if e.kind() == std::io::ErrorKind::PermissionDenied {
-                    return Err(Failure::new(
+                    return Err(Refusal::new(
                         codes::DAEMON_UNREACHABLE,
                         "Permission denied: the msgd socket belongs to another user",
                     ));
@@ -62,8 +60,8 @@ impl Client {
             .await?
         {
             Reply::Hello { .. } => Ok(Some(client)),
-            Reply::Error { code, message } => Err(Failure::new(code, message)),
-            _ => Err(Failure::new(
+            Reply::Error { code, message } => Err(Refusal::new(code, message)),
+            _ => Err(Refusal::new(
                 codes::VERSION_MISMATCH,
                 "msgd answered the handshake oddly; restart it with `msg daemon stop`",
             )),
@@ -71,20 +69,20 @@ impl Client {
     }
 
     /// Connects to msgd, failing with the "not running" hint.
-    pub async fn require(paths: &Paths) -> Result<Self, Failure> {
+    pub async fn require(paths: &Paths) -> Result<Self, Refusal> {
         Self::connect(paths).await?.ok_or_else(not_running)
     }
 
     /// Connects, starting msgd first when it is not running. The flag says
     /// whether it was started.
-    pub async fn connect_or_start(paths: &Paths) -> Result<(Self, bool), Failure> {
+    pub async fn connect_or_start(paths: &Paths) -> Result<(Self, bool), Refusal> {
         if let Some(client) = Self::connect(paths).await? {
             return Ok((client, false));
         }
         let deadline = Instant::now() + START_DEADLINE;
         // A msgd that holds the lock but does not answer yet is starting or
         // exiting: wait for it to settle rather than start a second one.
-        while msg_daemon::socket::lock_is_held(paths) && Instant::now() < deadline {
+        while msg_local::socket::lock_is_held(paths) && Instant::now() < deadline {
             tokio::time::sleep(POLL).await;
             if let Some(client) = Self::connect(paths).await? {
                 return Ok((client, false));
@@ -100,7 +98,7 @@ impl Client {
                 if let Some(client) = Self::connect(paths).await? {
                     return Ok((client, false));
                 }
-                return Err(Failure::new(
+                return Err(Refusal::new(
                     codes::DAEMON_UNREACHABLE,
                     format!(
                         "msgd exited at start ({status}); see msgd.log in the msg data directory"
@@ -108,7 +106,7 @@ impl Client {
                 ));
             }
             if Instant::now() >= deadline {
-                return Err(Failure::new(
+                return Err(Refusal::new(
                     codes::DAEMON_UNREACHABLE,
                     "msgd did not start in time; see msgd.log in the msg data directory",
                 ));
@@ -117,17 +115,17 @@ impl Client {
         }
     }
 
-    pub async fn send(&mut self, request: Request) -> Result<(), Failure> {
+    pub async fn send(&mut self, request: Request) -> Result<(), Refusal> {
         self.conn.send(request).await.map_err(|_| lost())
     }
 
     /// The next reply; `None` when msgd closed the connection.
-    pub async fn next(&mut self) -> Result<Option<Reply>, Failure> {
+    pub async fn next(&mut self) -> Result<Option<Reply>, Refusal> {
         match self.conn.next().await {
             Some(Ok(Ok(reply))) => Ok(Some(reply)),
             Some(Ok(Err(e))) => {
                 tracing::warn!("bad frame from msgd: {e}");
-                Err(Failure::new(
+                Err(Refusal::new(
                     codes::INVALID_COMMAND,
                     "msgd sent a malformed reply",
                 ))
@@ -142,33 +140,32 @@ impl Client {
         &mut self,
         request: Request,
         limit: Duration,
-    ) -> Result<Reply, Failure> {
+    ) -> Result<Reply, Refusal> {
         self.send(request).await?;
         match tokio::time::timeout(limit, self.next()).await {
             Ok(Ok(Some(reply))) => Ok(reply),
             Ok(Ok(None)) => Err(lost()),
             Ok(Err(e)) => Err(e),
-            Err(_) => Err(Failure::new(
+            Err(_) => Err(Refusal::new(
                 codes::DAEMON_UNREACHABLE,
                 "msgd did not answer in time",
             )),
         }
     }
 
-    pub async fn call(&mut self, request: Request) -> Result<Reply, Failure> {
+    pub async fn call(&mut self, request: Request) -> Result<Reply, Refusal> {
         self.call_within(request, REPLY_TIMEOUT).await
     }
 }
 
 /// Waits until msgd has gone: no answer on the socket and its lock released
 /// (so `msg daemon start` right after cannot find the old one still exiting).
-pub async fn wait_until_stopped(paths: &Paths) -> Result<(), Failure> {
+pub async fn wait_until_stopped(paths: &Paths) -> Result<(), Refusal> {
     let deadline = Instant::now() + STOP_DEADLINE;
-    while msg_daemon::socket::connect(paths).await.is_ok()
-        || msg_daemon::socket::lock_is_held(paths)
+    while msg_local::socket::connect(paths).await.is_ok() || msg_local::socket::lock_is_held(paths)
     {
         if Instant::now() >= deadline {
-            return Err(Failure::new(
+            return Err(Refusal::new(
                 codes::DAEMON_UNREACHABLE,
                 "msgd did not stop in time",
             ));
@@ -190,9 +187,9 @@ fn daemon_binary() -> PathBuf {
 
 /// Starts msgd detached: its own session, no terminal, stdio away from ours
 /// (its log goes to msgd.log in the data dir).
-fn spawn_daemon(paths: &Paths) -> Result<std::process::Child, Failure> {
+fn spawn_daemon(paths: &Paths) -> Result<std::process::Child, Refusal> {
     let failed = |what: &str, e: std::io::Error| {
-        Failure::new(
+        Refusal::new(
             codes::DAEMON_UNREACHABLE,
             format!("cannot start msgd: {what}: {e}"),
         )

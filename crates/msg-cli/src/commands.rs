@@ -5,16 +5,15 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::CommandFactory;
-use msg_daemon::config::{Config, DEFAULT_SERVER};
-use msg_daemon::paths::Paths;
+use msg_local::config::{Config, DEFAULT_SERVER};
+use msg_local::paths::Paths;
 use msg_proto::control::{Reply, Request, codes};
-use msg_proto::server::Secret;
-use msg_proto::{ErrorCode, validate};
+use msg_proto::{ErrorCode, Refusal, Secret, validate};
 use serde_json::json;
 
 use crate::cli::{Cli, Command, DaemonCommand, LoginArgs, PrivateCommand};
 use crate::client::{self, Client};
-use crate::output::{Failure, Output};
+use crate::output::Output;
 
 /// `msg private start` waits for the other user (up to the server's 60 s).
 const PRIVATE_START_TIMEOUT: Duration = Duration::from_secs(90);
@@ -28,22 +27,22 @@ pub async fn run(cli: Cli, out: Output) -> ExitCode {
     }
 }
 
-fn paths() -> Result<Paths, Failure> {
-    Paths::from_env().map_err(|e| Failure::new(codes::INTERNAL, e.to_string()))
+fn paths() -> Result<Paths, Refusal> {
+    Paths::from_env().map_err(|e| Refusal::new(codes::INTERNAL, e.to_string()))
 }
 
-fn unexpected(reply: Reply) -> Failure {
+fn unexpected(reply: Reply) -> Refusal {
     match reply {
-        Reply::Error { code, message } => Failure::new(code, message),
+        Reply::Error { code, message } => Refusal::new(code, message),
         other => {
             tracing::warn!("unexpected reply: {other:?}");
-            Failure::new(codes::INTERNAL, "msgd sent an unexpected reply")
+            Refusal::new(codes::INTERNAL, "msgd sent an unexpected reply")
         }
     }
 }
 
 /// Sends a request whose success is `done` and prints it.
-async fn simple(out: Output, request: Request) -> Result<ExitCode, Failure> {
+async fn simple(out: Output, request: Request) -> Result<ExitCode, Refusal> {
     let mut client = Client::require(&paths()?).await?;
     match client.call(request).await? {
         Reply::Done { message } => {
@@ -54,7 +53,7 @@ async fn simple(out: Output, request: Request) -> Result<ExitCode, Failure> {
     }
 }
 
-async fn dispatch(command: Command, out: Output) -> Result<ExitCode, Failure> {
+async fn dispatch(command: Command, out: Output) -> Result<ExitCode, Refusal> {
     match command {
         Command::Login(args) => login(out, args, false).await,
         Command::Register(args) => login(out, args, true).await,
@@ -90,32 +89,35 @@ async fn dispatch(command: Command, out: Output) -> Result<ExitCode, Failure> {
 }
 
 /// The server: `--server`/`MSG_SERVER` (clap), else config.toml, else the default.
-fn server_address(args: &LoginArgs, paths: &Paths) -> Result<String, Failure> {
+fn server_address(args: &LoginArgs, paths: &Paths) -> Result<String, Refusal> {
     if let Some(server) = &args.server {
         return Ok(server.clone());
     }
     let config =
-        Config::load(&paths.config_file).map_err(|e| Failure::new("usage", e.to_string()))?;
+        Config::load(&paths.config_file).map_err(|e| Refusal::new(codes::USAGE, e.to_string()))?;
     Ok(config.server.unwrap_or_else(|| DEFAULT_SERVER.to_owned()))
 }
 
-fn read_password(prompt: &str, from_stdin: bool) -> Result<Secret, Failure> {
+fn read_password(prompt: &str, from_stdin: bool) -> Result<Secret, Refusal> {
     let password = if from_stdin {
         let mut line = String::new();
         std::io::stdin().lock().read_line(&mut line).map_err(|e| {
-            Failure::new("usage", format!("cannot read the password from stdin: {e}"))
+            Refusal::new(
+                codes::USAGE,
+                format!("cannot read the password from stdin: {e}"),
+            )
         })?;
         line.trim_end_matches(['\n', '\r']).to_owned()
     } else {
         rpassword::prompt_password(prompt).map_err(|e| {
-            Failure::new(
+            Refusal::new(
                 "usage",
                 format!("cannot read the password from the terminal ({e}); use --password-stdin"),
             )
         })?
     };
     if !validate::is_valid_password(&password) {
-        return Err(Failure::new(
+        return Err(Refusal::new(
             ErrorCode::InvalidPasswordFormat.as_str(),
             "Error. The password must not be empty",
         ));
@@ -124,12 +126,12 @@ fn read_password(prompt: &str, from_stdin: bool) -> Result<Secret, Failure> {
 }
 
 /// Asks twice for a new account's password.
-fn new_password(from_stdin: bool) -> Result<Secret, Failure> {
+fn new_password(from_stdin: bool) -> Result<Secret, Refusal> {
     let password = read_password(NEW_USER_PROMPT, from_stdin)?;
     if !from_stdin {
         let again = read_password("Enter the password again: ", false)?;
         if again != password {
-            return Err(Failure::new(
+            return Err(Refusal::new(
                 "password_mismatch",
                 "The passwords do not match",
             ));
@@ -138,7 +140,7 @@ fn new_password(from_stdin: bool) -> Result<Secret, Failure> {
     Ok(password)
 }
 
-async fn login(out: Output, args: LoginArgs, register: bool) -> Result<ExitCode, Failure> {
+async fn login(out: Output, args: LoginArgs, register: bool) -> Result<ExitCode, Refusal> {
     let paths = paths()?;
     let server = server_address(&args, &paths)?;
     let (mut client, _) = Client::connect_or_start(&paths).await?;
@@ -153,7 +155,7 @@ async fn login(out: Output, args: LoginArgs, register: bool) -> Result<ExitCode,
             );
             return Ok(ExitCode::SUCCESS);
         }
-        return Err(Failure::new(
+        return Err(Refusal::new(
             codes::LOGGED_IN_AS_OTHER,
             format!("Already logged in as {current}. Run `msg logout` first"),
         ));
@@ -180,7 +182,7 @@ async fn login(out: Output, args: LoginArgs, register: bool) -> Result<ExitCode,
         if let Reply::Error { code, .. } = &reply
             && code == ErrorCode::RegistrationDisabled.as_str()
         {
-            return Err(Failure::new(
+            return Err(Refusal::new(
                 ErrorCode::InvalidUser.as_str(),
                 "Error. Invalid user",
             ));
@@ -195,7 +197,7 @@ async fn login(out: Output, args: LoginArgs, register: bool) -> Result<ExitCode,
     }
 }
 
-async fn status(out: Output) -> Result<ExitCode, Failure> {
+async fn status(out: Output) -> Result<ExitCode, Refusal> {
     let Some(mut client) = Client::connect(&paths()?).await? else {
         if out.json {
             out.json(&json!({"running": false}));
@@ -231,7 +233,7 @@ async fn status(out: Output) -> Result<ExitCode, Failure> {
     }
 }
 
-async fn send(out: Output, to: String, text: String) -> Result<ExitCode, Failure> {
+async fn send(out: Output, to: String, text: String) -> Result<ExitCode, Refusal> {
     let mut client = Client::require(&paths()?).await?;
     match client
         .call(Request::Send {
@@ -254,7 +256,7 @@ async fn send(out: Output, to: String, text: String) -> Result<ExitCode, Failure
     }
 }
 
-async fn who(out: Output, since: Option<u64>) -> Result<ExitCode, Failure> {
+async fn who(out: Output, since: Option<u64>) -> Result<ExitCode, Refusal> {
     let mut client = Client::require(&paths()?).await?;
     match client.call(Request::Who { since }).await? {
         Reply::Users { users } => {
@@ -271,7 +273,7 @@ async fn who(out: Output, since: Option<u64>) -> Result<ExitCode, Failure> {
     }
 }
 
-async fn inbox(out: Output, all: bool, peek: bool) -> Result<ExitCode, Failure> {
+async fn inbox(out: Output, all: bool, peek: bool) -> Result<ExitCode, Refusal> {
     let mut client = Client::require(&paths()?).await?;
     client.send(Request::Inbox { all, peek }).await?;
     loop {
@@ -280,7 +282,7 @@ async fn inbox(out: Output, all: bool, peek: bool) -> Result<ExitCode, Failure> 
             Some(Reply::End) => return Ok(ExitCode::SUCCESS),
             Some(other) => return Err(unexpected(other)),
             None => {
-                return Err(Failure::new(
+                return Err(Refusal::new(
                     codes::DAEMON_UNREACHABLE,
                     "The connection to msgd was lost",
                 ));
@@ -289,7 +291,7 @@ async fn inbox(out: Output, all: bool, peek: bool) -> Result<ExitCode, Failure> 
     }
 }
 
-async fn watch(out: Output) -> Result<ExitCode, Failure> {
+async fn watch(out: Output) -> Result<ExitCode, Refusal> {
     let mut client = Client::require(&paths()?).await?;
     client.send(Request::Watch).await?;
     loop {
@@ -302,7 +304,7 @@ async fn watch(out: Output) -> Result<ExitCode, Failure> {
     }
 }
 
-async fn private(out: Output, command: PrivateCommand) -> Result<ExitCode, Failure> {
+async fn private(out: Output, command: PrivateCommand) -> Result<ExitCode, Refusal> {
     match command {
         PrivateCommand::Start { user } => {
             let mut client = Client::require(&paths()?).await?;
@@ -361,7 +363,7 @@ async fn private(out: Output, command: PrivateCommand) -> Result<ExitCode, Failu
     }
 }
 
-async fn daemon(out: Output, command: DaemonCommand) -> Result<ExitCode, Failure> {
+async fn daemon(out: Output, command: DaemonCommand) -> Result<ExitCode, Refusal> {
     let paths = paths()?;
     match command {
         DaemonCommand::Start => {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::{Duration, UNIX_EPOCH};
 
 use msg_proto::control::{InboxItem, codes};
-use msg_proto::server::Timestamp;
+use msg_proto::{Refusal, Timestamp};
 use serde_json::{Value, json};
 
 /// Exit codes of SPEC §4.
@@ -17,30 +17,15 @@ pub mod exit {
     pub const UNREACHABLE: u8 = 4;
 }
 
-/// A refusal or failure: a stable code and the text to show.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    pub code: String,
-    pub message: String,
-}
-
-impl Failure {
-    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            code: code.into(),
-            message: message.into(),
+/// The exit code for a refusal or failure, by its code.
+pub fn exit_code(failure: &Refusal) -> u8 {
+    match &*failure.code {
+        codes::NOT_LOGGED_IN | codes::TIMEOUT => exit::NOT_LOGGED_IN,
+        codes::SERVER_UNREACHABLE | codes::DAEMON_UNREACHABLE | codes::VERSION_MISMATCH => {
+            exit::UNREACHABLE
         }
-    }
-
-    pub fn exit_code(&self) -> u8 {
-        match self.code.as_str() {
-            codes::NOT_LOGGED_IN | codes::TIMEOUT => exit::NOT_LOGGED_IN,
-            codes::SERVER_UNREACHABLE | codes::DAEMON_UNREACHABLE | codes::VERSION_MISMATCH => {
-                exit::UNREACHABLE
-            }
-            "usage" => exit::USAGE,
-            _ => exit::REFUSED,
-        }
+        codes::USAGE => exit::USAGE,
+        _ => exit::REFUSED,
     }
 }
 
@@ -111,13 +96,13 @@ impl Output {
     }
 
     /// Prints a failure and returns its exit code.
-    pub fn fail(&self, failure: &Failure) -> ExitCode {
+    pub fn fail(&self, failure: &Refusal) -> ExitCode {
         if self.json {
             self.json(&json!({"error": {"code": failure.code, "message": failure.message}}));
         } else {
             eprintln!("{}", failure.message);
         }
-        ExitCode::from(failure.exit_code())
+        ExitCode::from(exit_code(failure))
     }
 }
 
@@ -128,13 +113,13 @@ mod tests {
     #[test]
     fn exit_codes_follow_the_spec() {
         assert_eq!(
-            Failure::new("invalid_user", "Error. Invalid user").exit_code(),
+            exit_code(&Refusal::new("invalid_user", "Error. Invalid user")),
             1
         );
-        assert_eq!(Failure::new(codes::NOT_LOGGED_IN, "x").exit_code(), 3);
-        assert_eq!(Failure::new(codes::TIMEOUT, "x").exit_code(), 3);
-        assert_eq!(Failure::new(codes::SERVER_UNREACHABLE, "x").exit_code(), 4);
-        assert_eq!(Failure::new(codes::DAEMON_UNREACHABLE, "x").exit_code(), 4);
+        assert_eq!(exit_code(&Refusal::new(codes::NOT_LOGGED_IN, "x")), 3);
+        assert_eq!(exit_code(&Refusal::new(codes::TIMEOUT, "x")), 3);
+        assert_eq!(exit_code(&Refusal::new(codes::SERVER_UNREACHABLE, "x")), 4);
+        assert_eq!(exit_code(&Refusal::new(codes::DAEMON_UNREACHABLE, "x")), 4);
     }
 
     #[test]

@@ -144,7 +144,7 @@ fn every_control_connection_starts_with_a_version_handshake() {
     let server = Server::start();
     let hans = User::new("hans", &server);
     hans.msg(&["daemon", "start"]).ok();
-    let paths = msg_daemon::paths::Paths {
+    let paths = msg_local::paths::Paths {
         runtime_dir: hans.runtime_dir(),
         data_dir: hans.data_dir(),
         config_file: hans.dir.path().join("unused.toml"),
@@ -157,7 +157,7 @@ fn every_control_connection_starts_with_a_version_handshake() {
         let first = |request: Request| {
             let paths = paths.clone();
             async move {
-                let stream = msg_daemon::socket::connect(&paths).await.unwrap();
+                let stream = msg_local::socket::connect(&paths).await.unwrap();
                 let mut conn = Framed::new(stream, msg_proto::JsonLines::<Reply, Request>::new());
                 conn.send(request).await.unwrap();
                 let reply = tokio::time::timeout(DEADLINE, conn.next()).await.unwrap();

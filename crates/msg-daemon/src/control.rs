@@ -9,12 +9,12 @@ use interprocess::local_socket::tokio::{Listener, Stream, prelude::*};
 use msg_proto::control::{CONTROL_VERSION, InboxItem, ItemKind, Reply, Request, Status, codes};
 use msg_proto::server::ServerFrame;
 use msg_proto::validate::{self, TextError};
-use msg_proto::{ErrorCode, JsonLines};
+use msg_proto::{ErrorCode, JsonLines, Refusal};
 use tokio::sync::{broadcast, oneshot};
 use tokio_util::codec::Framed;
 
-use crate::link::{LinkError, LinkHandle, Note, ServerRequest};
-use crate::state::{PeerCommand, PrivateOutcome, Shared};
+use crate::link::{LinkHandle, Note, ServerRequest};
+use crate::state::{NOT_LOGGED_IN, PeerCommand, PrivateOutcome, Shared};
 
 type Conn = Framed<Stream, JsonLines<Request, Reply>>;
 
@@ -51,7 +51,7 @@ pub async fn serve(listener: Listener, shared: Arc<Shared>, link: LinkHandle) {
 fn authorized(stream: &Stream) -> bool {
     #[cfg(unix)]
     {
-        match crate::socket::peer_is_uid(stream, crate::socket::current_uid()) {
+        match msg_local::socket::peer_is_uid(stream, msg_local::socket::current_uid()) {
             Ok(same) => same,
             Err(e) => {
                 tracing::warn!("cannot read the caller's credentials: {e}");
@@ -142,9 +142,9 @@ async fn handle(stream: Stream, shared: Arc<Shared>, link: LinkHandle) -> std::i
     Ok(())
 }
 
-fn link_error(e: LinkError) -> Reply {
+fn link_error(e: Refusal) -> Reply {
     Reply::Error {
-        code: e.code,
+        code: e.code.into_owned(),
         message: e.message,
     }
 }
@@ -360,7 +360,7 @@ async fn private_start(shared: &Shared, link: &LinkHandle, user: String) -> Repl
             format!("Error. Cannot connect to {user} for private messaging"),
         ),
         Ok(Ok(PrivateOutcome::Gone)) | Ok(Err(_)) => {
-            Reply::error(codes::NOT_LOGGED_IN, "Not logged in. Run `msg login USER`")
+            Reply::error(codes::NOT_LOGGED_IN, NOT_LOGGED_IN)
         }
     }
 }

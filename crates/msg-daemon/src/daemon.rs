@@ -4,14 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::{Config, ConfigError};
 use crate::inbox::{Inbox, InboxError};
 use crate::notifier::Notifier;
-use crate::paths::{Paths, PathsError};
 use crate::peer::PeerListener;
 use crate::socket::{self, BindError};
 use crate::state::Shared;
 use crate::{control, link};
+use msg_local::config::{Config, ConfigError};
+use msg_local::paths::{Paths, PathsError};
 
 /// How long the final logout may take before the daemon exits anyway.
 const LOGOUT_ON_EXIT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -48,7 +48,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     // and a SIGTERM must mean a clean stop, not the default instant death.
     let stop_signals = StopSignals::install()?;
     let bound = socket::bind(&paths).await?;
-    crate::paths::create_private_dir(&paths.data_dir).map_err(DaemonError::DataDir)?;
+    msg_local::paths::create_private_dir(&paths.data_dir).map_err(DaemonError::DataDir)?;
     let inbox = Inbox::open(&paths.inbox_path())?;
     let notifier = Notifier::new(config.notify && !options.no_notify);
     let peer_port = options.peer_port.or(config.peer_port);

@@ -11,7 +11,7 @@
 use std::path::Path;
 
 use msg_proto::control::{InboxItem, ItemKind};
-use msg_proto::server::{MsgId, Timestamp};
+use msg_proto::{MsgId, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
 
 #[derive(Debug, thiserror::Error)]

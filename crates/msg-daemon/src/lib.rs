@@ -6,13 +6,11 @@
 //! with other users' daemons ([`peer`]: listener and handshake, [`private`]:
 //! the sessions). [`daemon::run`] wires them together.
 
-pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod inbox;
 pub mod link;
 pub mod notifier;
-pub mod paths;
 pub mod peer;
 pub mod private;
 pub mod socket;

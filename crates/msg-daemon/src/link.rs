@@ -12,8 +12,11 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use msg_proto::control::{ItemKind, LinkState, codes};
-use msg_proto::server::{ClientFrame, LogoutReason, RequestId, Secret, ServerFrame};
-use msg_proto::{ErrorCode, JsonLines, PROTOCOL_VERSION};
+use msg_proto::server::{ClientFrame, LogoutReason, ServerFrame};
+use msg_proto::{
+    ErrorCode, JsonLines, PING_EVERY, PROTOCOL_VERSION, Refusal, SILENCE_LIMIT, now_ms, random_hex,
+};
+use msg_proto::{RequestId, Secret};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, interval_at, sleep, timeout};
@@ -21,15 +24,10 @@ use tokio_util::codec::Framed;
 
 use crate::inbox::NewItem;
 use crate::peer::{self, PeerListener};
-use crate::state::{Expected, PrivateOutcome, Shared, now_ms};
+use crate::state::{Expected, NOT_LOGGED_IN, PrivateOutcome, Shared};
 
 type Conn = Framed<TcpStream, JsonLines<ServerFrame, ClientFrame>>;
 
-/// Keepalive period (SPEC §2: the server drops connections silent for 45 s).
-pub const PING_EVERY: Duration = Duration::from_secs(15);
-/// A server that has not answered three pings is gone (a vanished host
-/// sends no FIN): reconnect rather than wait for TCP to notice.
-const SILENCE_LIMIT: Duration = Duration::from_secs(45);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
@@ -39,38 +37,18 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// inside the CLI's own reply timeout).
 const RETRY_WINDOW: Duration = Duration::from_secs(30);
 
-/// A refusal to show to the user: a stable code and the text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LinkError {
-    pub code: String,
-    pub message: String,
+fn unreachable(server: &str) -> Refusal {
+    Refusal::new(
+        codes::SERVER_UNREACHABLE,
+        format!("Cannot reach the server at {server}"),
+    )
 }
 
-impl LinkError {
-    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            code: code.into(),
-            message: message.into(),
-        }
-    }
-
-    fn unreachable(server: &str) -> Self {
-        Self::new(
-            codes::SERVER_UNREACHABLE,
-            format!("Cannot reach the server at {server}"),
-        )
-    }
-
-    fn lost() -> Self {
-        Self::new(
-            codes::SERVER_UNREACHABLE,
-            "The connection to the server was lost",
-        )
-    }
-
-    fn from_server(code: ErrorCode, message: String) -> Self {
-        Self::new(code.as_str(), message)
-    }
+fn lost() -> Refusal {
+    Refusal::new(
+        codes::SERVER_UNREACHABLE,
+        "The connection to the server was lost",
+    )
 }
 
 /// A request relayed to the server; the id is added by the link.
@@ -112,13 +90,10 @@ impl ServerRequest {
 
 /// 128 random bits, hex: the idempotency key of one outgoing message.
 fn new_client_id() -> String {
-    use rand::RngCore;
-    let mut bytes = [0u8; 16];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    random_hex(16)
 }
 
-type Reply<T> = oneshot::Sender<Result<T, LinkError>>;
+type Reply<T> = oneshot::Sender<Result<T, Refusal>>;
 
 /// Something to tell the server without waiting for an answer; dropped
 /// when offline (the server's session, and its private pairs, are gone then).
@@ -155,9 +130,9 @@ pub struct LinkHandle {
 }
 
 impl LinkHandle {
-    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, LinkError> {
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, Refusal> {
         let (tx, rx) = oneshot::channel();
-        let gone = || LinkError::new(codes::INTERNAL, "msgd is shutting down");
+        let gone = || Refusal::new(codes::INTERNAL, "msgd is shutting down");
         self.commands.send(make(tx)).await.map_err(|_| gone())?;
         rx.await.map_err(|_| gone())?
     }
@@ -169,7 +144,7 @@ impl LinkHandle {
         user: String,
         password: Secret,
         register: bool,
-    ) -> Result<String, LinkError> {
+    ) -> Result<String, Refusal> {
         self.call(|reply| Command::Login {
             server,
             user,
@@ -181,12 +156,12 @@ impl LinkHandle {
     }
 
     /// Relays a request; the server's reply (never an `error` frame: those
-    /// become [`LinkError`]s).
-    pub async fn request(&self, request: ServerRequest) -> Result<ServerFrame, LinkError> {
+    /// become [`Refusal`]s).
+    pub async fn request(&self, request: ServerRequest) -> Result<ServerFrame, Refusal> {
         self.call(|reply| Command::Request { request, reply }).await
     }
 
-    pub async fn logout(&self) -> Result<(), LinkError> {
+    pub async fn logout(&self) -> Result<(), Refusal> {
         self.call(|reply| Command::Logout { reply }).await
     }
 
@@ -257,9 +232,9 @@ enum Pending {
 }
 
 /// A reply as the control side sees it: server errors become errors.
-fn server_result(frame: ServerFrame) -> Result<ServerFrame, LinkError> {
+fn server_result(frame: ServerFrame) -> Result<ServerFrame, Refusal> {
     match frame {
-        ServerFrame::Error { code, message, .. } => Err(LinkError::from_server(code, message)),
+        ServerFrame::Error { code, message, .. } => Err(Refusal::new(code, message)),
         frame => Ok(frame),
     }
 }
@@ -275,7 +250,7 @@ struct UnansweredSend {
 
 impl UnansweredSend {
     fn give_up(self) {
-        let _ = self.reply.send(Err(LinkError::lost()));
+        let _ = self.reply.send(Err(lost()));
     }
 }
 
@@ -286,10 +261,10 @@ struct Link {
     peers: Option<Arc<PeerListener>>,
 }
 
-fn not_logged_in(shared: &Shared) -> LinkError {
+fn not_logged_in(shared: &Shared) -> Refusal {
     match &shared.status().ended {
-        Some((code, message)) => LinkError::new(code.clone(), message.clone()),
-        None => LinkError::new(codes::NOT_LOGGED_IN, "Not logged in. Run `msg login USER`"),
+        Some(ended) => ended.clone(),
+        None => Refusal::new(codes::NOT_LOGGED_IN, NOT_LOGGED_IN),
     }
 }
 
@@ -347,14 +322,14 @@ impl Link {
         user: &str,
         password: &Secret,
         register: bool,
-    ) -> Result<(Conn, String), LinkError> {
+    ) -> Result<(Conn, String), Refusal> {
         let stream = match timeout(CONNECT_TIMEOUT, TcpStream::connect(server)).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(e)) => {
                 tracing::info!("cannot connect to the server: {e}");
-                return Err(LinkError::unreachable(server));
+                return Err(unreachable(server));
             }
-            Err(_) => return Err(LinkError::unreachable(server)),
+            Err(_) => return Err(unreachable(server)),
         };
         let _ = stream.set_nodelay(true);
         // The peer listener follows the family we reach the server with:
@@ -385,21 +360,21 @@ impl Link {
             agent: Some(format!("msgd {}", env!("CARGO_PKG_VERSION"))),
         };
         let exchange = async {
-            conn.send(hello).await.map_err(|_| LinkError::lost())?;
+            conn.send(hello).await.map_err(|_| lost())?;
             match next_frame(&mut conn).await? {
                 ServerFrame::Hello { .. } => {}
                 ServerFrame::Error { code, message, .. } => {
-                    return Err(LinkError::from_server(code, message));
+                    return Err(Refusal::new(code, message));
                 }
                 other => {
                     tracing::warn!("unexpected answer to hello: {other:?}");
-                    return Err(LinkError::new(
+                    return Err(Refusal::new(
                         codes::INVALID_COMMAND,
                         "The server does not speak the msg protocol",
                     ));
                 }
             }
-            conn.send(login).await.map_err(|_| LinkError::lost())?;
+            conn.send(login).await.map_err(|_| lost())?;
             loop {
                 match next_frame(&mut conn).await? {
                     ServerFrame::Welcome {
@@ -410,7 +385,7 @@ impl Link {
                         return Ok(message).inspect(|_| tracing::info!("logged in as {name}"));
                     }
                     ServerFrame::Error { code, message, .. } => {
-                        return Err(LinkError::from_server(code, message));
+                        return Err(Refusal::new(code, message));
                     }
                     ServerFrame::Pong => {}
                     other => tracing::debug!("ignoring {other:?} before welcome"),
@@ -419,7 +394,7 @@ impl Link {
         };
         let welcome = timeout(REPLY_TIMEOUT, exchange)
             .await
-            .map_err(|_| LinkError::unreachable(server))??;
+            .map_err(|_| unreachable(server))??;
         {
             let mut status = self.shared.status();
             status.server = Some(server.to_owned());
@@ -510,10 +485,10 @@ impl Link {
                         }
                         Some(Command::Login { reply, .. }) => {
                             let busy = "Reconnecting to the server; try again shortly";
-                            let _ = reply.send(Err(LinkError::new(codes::SERVER_UNREACHABLE, busy)));
+                            let _ = reply.send(Err(Refusal::new(codes::SERVER_UNREACHABLE, busy)));
                         }
                         Some(Command::Request { reply, .. }) => {
-                            let _ = reply.send(Err(LinkError::unreachable(&session.server)));
+                            let _ = reply.send(Err(unreachable(&session.server)));
                         }
                         Some(Command::Note(_)) => {}
                     }
@@ -537,7 +512,7 @@ impl Link {
                 }
                 Err(e) => {
                     tracing::warn!("logging in again was refused: {}", e.message);
-                    self.shared.status().ended = Some((e.code.clone(), e.message.clone()));
+                    self.shared.status().ended = Some(e.clone());
                     self.system_item(&session.user, None, &e.message);
                     return None;
                 }
@@ -616,7 +591,7 @@ impl Link {
                                 Ok(format!("Already logged in as {user}"))
                             } else {
                                 let text = format!("Already logged in as {}. Run `msg logout` first", session.user);
-                                Err(LinkError::new(codes::LOGGED_IN_AS_OTHER, text))
+                                Err(Refusal::new(codes::LOGGED_IN_AS_OTHER, text))
                             };
                             let _ = reply.send(answer);
                             continue;
@@ -653,7 +628,7 @@ impl Link {
         for (_, waiting) in pending {
             match waiting {
                 Pending::Request(reply) => {
-                    let _ = reply.send(Err(LinkError::lost()));
+                    let _ = reply.send(Err(lost()));
                 }
                 Pending::Send(send) => {
                     if matches!(end, End::Lost) {
@@ -769,11 +744,12 @@ impl Link {
                     LogoutReason::Shutdown | LogoutReason::SlowConsumer => End::Lost,
                     LogoutReason::Timeout => {
                         self.shared.notifier.notify("msg", &message);
-                        self.shared.status().ended = Some((codes::TIMEOUT.into(), message));
+                        self.shared.status().ended = Some(Refusal::new(codes::TIMEOUT, message));
                         End::Over
                     }
                     LogoutReason::Requested | LogoutReason::Unknown => {
-                        self.shared.status().ended = Some((codes::NOT_LOGGED_IN.into(), message));
+                        self.shared.status().ended =
+                            Some(Refusal::new(codes::NOT_LOGGED_IN, message));
                         End::Over
                     }
                 });
@@ -898,12 +874,12 @@ impl Link {
     }
 }
 
-async fn next_frame(conn: &mut Conn) -> Result<ServerFrame, LinkError> {
+async fn next_frame(conn: &mut Conn) -> Result<ServerFrame, Refusal> {
     loop {
         match conn.next().await {
             Some(Ok(Ok(frame))) => return Ok(frame),
             Some(Ok(Err(e))) => tracing::warn!("bad frame from the server: {e}"),
-            None | Some(Err(_)) => return Err(LinkError::lost()),
+            None | Some(Err(_)) => return Err(lost()),
         }
     }
 }
@@ -911,9 +887,9 @@ async fn next_frame(conn: &mut Conn) -> Result<ServerFrame, LinkError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
     use crate::inbox::Inbox;
     use crate::notifier::Notifier;
+    use msg_local::config::Config;
     use tokio::net::TcpListener;
 
     type ServerSide = Framed<TcpStream, JsonLines<ClientFrame, ServerFrame>>;
@@ -1046,7 +1022,7 @@ mod tests {
         let err = link.request(ServerRequest::Who).await.unwrap_err();
         assert_eq!(
             err,
-            LinkError::new("login_blocked", "Your account is blocked")
+            Refusal::new("login_blocked", "Your account is blocked")
         );
     }
 
@@ -1137,7 +1113,7 @@ mod tests {
         drop(conn);
         wait_for(&shared, |s| s.status().state == LinkState::LoggedOut).await;
         let err = link.request(ServerRequest::Who).await.unwrap_err();
-        assert_eq!(err, LinkError::new(codes::TIMEOUT, message.clone()));
+        assert_eq!(err, Refusal::new(codes::TIMEOUT, message.clone()));
         // No reconnection attempt follows.
         assert!(
             timeout(Duration::from_millis(600), listener.accept())

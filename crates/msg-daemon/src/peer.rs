@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
+use msg_proto::Secret;
 use msg_proto::peer::{PEER_VERSION, PeerFrame, RefusedCode};
-use msg_proto::server::Secret;
 use msg_proto::{FrameError, JsonLines};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -369,10 +369,10 @@ async fn connect(
 mod tests {
     use super::*;
 
-    use crate::config::Config;
     use crate::inbox::Inbox;
     use crate::notifier::Notifier;
     use crate::state::Expected;
+    use msg_local::config::Config;
 
     fn shared() -> Shared {
         Shared::new(

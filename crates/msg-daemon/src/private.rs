@@ -11,13 +11,12 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use msg_proto::JsonLines;
 use msg_proto::control::ItemKind;
 use msg_proto::peer::{PeerFrame, PeerMsgId};
 use msg_proto::validate;
+use msg_proto::{JsonLines, PING_EVERY, SILENCE_LIMIT, now_ms};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, interval_at};
@@ -25,14 +24,10 @@ use tokio_util::codec::Framed;
 
 use crate::inbox::NewItem;
 use crate::link::Note;
-use crate::state::{PeerCommand, Shared, now_ms};
+use crate::state::{PeerCommand, Shared};
 
 pub type PeerConn = Framed<TcpStream, JsonLines<PeerFrame, PeerFrame>>;
 
-/// Keep-alive on the peer link, as on the server link.
-const PING_EVERY: Duration = Duration::from_secs(15);
-/// A peer silent for three pings is gone (a vanished host sends no FIN).
-const SILENCE_LIMIT: Duration = Duration::from_secs(45);
 /// A peer sending this many bad frames is broken or hostile: hang up.
 const MAX_BAD_FRAMES: u32 = 10;
 

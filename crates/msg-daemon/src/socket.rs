@@ -1,19 +1,14 @@
-//! The control socket: its name, binding it safely (single instance, stale
-//! sockets replaced, owner-only) and connecting to it.
-//!
-//! On Unix this is a Unix domain socket file in the 0700 runtime dir, mode
-//! 0600, and every caller's uid is checked. On Windows it is a named pipe
-//! whose name is derived from the runtime dir; named pipes cannot report a
-//! peer's user through `interprocess`, so there the pipe's default ACL (owner,
-//! SYSTEM and administrators get write access) is the protection.
+//! Binding the control socket safely: single instance (a lock file), stale
+//! sockets replaced, owner-only. The socket's name and the client side are
+//! in `msg_local::socket`, shared with `msg`.
 
 use std::fs::{File, OpenOptions};
 use std::io;
 
+use interprocess::local_socket::ListenerOptions;
 use interprocess::local_socket::tokio::{Listener, Stream, prelude::*};
-use interprocess::local_socket::{ListenerOptions, Name};
-
-use crate::paths::{Paths, create_private_dir};
+use msg_local::paths::{Paths, create_private_dir};
+use msg_local::socket::socket_name;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BindError {
@@ -25,30 +20,6 @@ pub enum BindError {
     Lock(io::Error),
     #[error("cannot listen on the control socket: {0}")]
     Listen(io::Error),
-}
-
-/// The socket's name for `interprocess`.
-pub fn socket_name(paths: &Paths) -> io::Result<Name<'static>> {
-    #[cfg(unix)]
-    {
-        use interprocess::local_socket::{GenericFilePath, ToFsName};
-        paths.socket_path().to_fs_name::<GenericFilePath>()
-    }
-    #[cfg(not(unix))]
-    {
-        use interprocess::local_socket::{GenericNamespaced, ToNsName};
-        // One pipe per runtime dir, like one socket file per dir on Unix.
-        let key = paths.runtime_dir.to_string_lossy();
-        let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        });
-        format!("msgd-{hash:016x}").to_ns_name::<GenericNamespaced>()
-    }
-}
-
-/// Connects to a running daemon.
-pub async fn connect(paths: &Paths) -> io::Result<Stream> {
-    Stream::connect(socket_name(paths)?).await
 }
 
 /// A bound control socket plus the lock that makes this daemon the only one
@@ -112,34 +83,10 @@ fn take_lock(paths: &Paths) -> Result<File, BindError> {
     }
 }
 
-/// Whether a msgd holds the lock for these paths. A stopping msgd removes
-/// its socket before it exits; the lock is released only at exit, so this
-/// is what tells that a new one can start.
-pub fn lock_is_held(paths: &Paths) -> bool {
-    match OpenOptions::new().write(true).open(paths.lock_path()) {
-        // Probing takes the lock for an instant; dropping the file frees it.
-        Ok(file) => matches!(file.try_lock(), Err(std::fs::TryLockError::WouldBlock)),
-        Err(_) => false,
-    }
-}
-
-/// Whether the process at the other end of `stream` runs as `uid`.
-#[cfg(unix)]
-pub fn peer_is_uid(stream: &Stream, uid: u32) -> io::Result<bool> {
-    let creds = stream.peer_creds()?;
-    Ok(creds.euid() == Some(uid))
-}
-
-/// The effective uid of this process.
-#[cfg(unix)]
-pub fn current_uid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
-}
-
 #[cfg(all(test, unix))]
 mod tests {
     use super::*;
+    use msg_local::socket::{connect, current_uid, lock_is_held, peer_is_uid};
 
     fn paths(dir: &std::path::Path) -> Paths {
         Paths {

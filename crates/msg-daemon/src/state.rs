@@ -2,18 +2,17 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use msg_proto::control::{InboxItem, LinkState, PrivateList};
-use msg_proto::server::{Secret, Timestamp};
+use msg_proto::{Refusal, Secret, now_ms};
 use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
 use crate::inbox::{Inbox, InboxError, NewItem};
 use crate::link::{Note, WeakLink};
 use crate::notifier::Notifier;
+use msg_local::config::Config;
 
 /// How a private-session request we made ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,14 +121,17 @@ impl PrivateState {
     }
 }
 
+/// What commands that need a session say while there is none.
+pub const NOT_LOGGED_IN: &str = "Not logged in. Run `msg login USER`";
+
 #[derive(Debug, Clone)]
 pub struct LinkStatus {
     pub server: Option<String>,
     pub user: Option<String>,
     pub state: LinkState,
-    /// Why the server ended the last session (code, text), shown by commands
-    /// that need a session until the next login.
-    pub ended: Option<(String, String)>,
+    /// Why the server ended the last session, shown by commands that need
+    /// a session until the next login.
+    pub ended: Option<Refusal>,
 }
 
 pub struct Shared {
@@ -146,12 +148,6 @@ pub struct Shared {
     /// that the link task still ends when the control side is gone.
     link: OnceLock<WeakLink>,
     pub shutdown: CancellationToken,
-}
-
-pub fn now_ms() -> Timestamp {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as Timestamp)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::server::{MsgId, Secret, Timestamp};
+use crate::{MsgId, Secret, Timestamp};
 
 /// Version of the control protocol, checked on every control connection.
 pub const CONTROL_VERSION: u32 = 1;
@@ -33,6 +33,8 @@ pub mod codes {
     pub const INVALID_COMMAND: &str = "invalid_command";
     /// The daemon failed internally (e.g. its inbox could not be written).
     pub const INTERNAL: &str = "internal";
+    /// The command line or its input was wrong (the CLI's own code; exit 2).
+    pub const USAGE: &str = "usage";
     /// No open private session with that user (`msg private send`).
     pub const PRIVATE_NOT_ENABLED: &str = "private_not_enabled";
     pub const NO_PRIVATE_SESSION: &str = "no_private_session";

@@ -1,4 +1,7 @@
-//! Stable machine codes for every error a user or script can meet.
+//! Stable machine codes for every error a user or script can meet, and
+//! [`Refusal`], the one error type that carries a code with its text.
+
+use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
@@ -98,6 +101,78 @@ impl ErrorCode {
     }
 }
 
+impl ErrorCode {
+    /// Every known code, for parsing.
+    pub const ALL: [ErrorCode; 28] = [
+        Self::InvalidPassword,
+        Self::AccountBlocked,
+        Self::LoginBlocked,
+        Self::InvalidUser,
+        Self::AlreadyLoggedIn,
+        Self::NotLoggedIn,
+        Self::AlreadyAuthenticated,
+        Self::RegistrationDisabled,
+        Self::UserExists,
+        Self::InvalidUsername,
+        Self::InvalidPasswordFormat,
+        Self::CannotMessageSelf,
+        Self::BlockedByRecipient,
+        Self::EmptyMessage,
+        Self::MessageTooLong,
+        Self::CannotBlockSelf,
+        Self::AlreadyBlocked,
+        Self::NotBlocked,
+        Self::UserOffline,
+        Self::CannotPrivateSelf,
+        Self::BlockedYou,
+        Self::NoPrivateRequest,
+        Self::PrivateUnavailable,
+        Self::InvalidCommand,
+        Self::FrameTooLarge,
+        Self::HelloRequired,
+        Self::VersionMismatch,
+        Self::Internal,
+    ];
+
+    /// The code for its wire name; [`ErrorCode::Unknown`] for any other.
+    pub fn parse(code: &str) -> Self {
+        Self::ALL
+            .into_iter()
+            .find(|known| known.as_str() == code)
+            .unwrap_or(Self::Unknown)
+    }
+}
+
+impl From<ErrorCode> for Cow<'static, str> {
+    fn from(code: ErrorCode) -> Self {
+        Cow::Borrowed(code.as_str())
+    }
+}
+
+/// A refused request or a failed operation, the way every part of msg
+/// reports one: a stable machine code (an [`ErrorCode`], or one of the
+/// local side's own codes) and the text a person sees.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Refusal {
+    pub code: Cow<'static, str>,
+    pub message: String,
+}
+
+impl Refusal {
+    pub fn new(code: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Whether this refusal carries `code`.
+    pub fn is(&self, code: impl Into<Cow<'static, str>>) -> bool {
+        self.code == code.into()
+    }
+}
+
 impl std::fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -120,6 +195,23 @@ mod tests {
             let json = serde_json::to_string(&code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));
         }
+    }
+
+    #[test]
+    fn every_code_parses_back() {
+        for code in ErrorCode::ALL {
+            assert_eq!(ErrorCode::parse(code.as_str()), code);
+        }
+        assert_eq!(ErrorCode::parse("from_the_future"), ErrorCode::Unknown);
+    }
+
+    #[test]
+    fn refusals_compare_by_code() {
+        let refusal = Refusal::new(ErrorCode::InvalidUser, "Error. Invalid user");
+        assert!(refusal.is(ErrorCode::InvalidUser));
+        assert!(refusal.is("invalid_user"));
+        assert!(!refusal.is(ErrorCode::UserOffline));
+        assert_eq!(refusal.to_string(), "Error. Invalid user");
     }
 
     #[test]

@@ -9,6 +9,9 @@
 //! - [`control`]: what the `msg` CLI and its user's `msgd` exchange.
 //! - [`peer`]: what two users' daemons exchange in a private session.
 //! - [`codec`]: the NDJSON codec with a frame-size limit, for tokio-util.
+//! - [`types`]: ids, times, secrets, random tokens and keep-alive periods,
+//!   shared by every protocol.
+//! - [`error`]: the stable error codes and [`Refusal`], code plus text.
 //! - [`validate`]: the rules for usernames, passwords and message texts, so that
 //!   clients can refuse bad input before it reaches the wire.
 
@@ -17,10 +20,14 @@ pub mod control;
 pub mod error;
 pub mod peer;
 pub mod server;
+pub mod types;
 pub mod validate;
 
 pub use codec::{FrameError, JsonLines, encode_line};
-pub use error::ErrorCode;
+pub use error::{ErrorCode, Refusal};
+pub use types::{
+    MsgId, PING_EVERY, RequestId, SILENCE_LIMIT, Secret, Timestamp, now_ms, random_hex,
+};
 
 /// Version of the server protocol; exchanged in `hello` and checked by both sides.
 pub const PROTOCOL_VERSION: u32 = 1;

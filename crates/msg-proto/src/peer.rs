@@ -12,7 +12,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::server::Secret;
+use crate::Secret;
 
 /// Version of the peer protocol, sent in `hello` and `welcome`.
 pub const PEER_VERSION: u32 = 1;

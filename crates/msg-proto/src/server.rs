@@ -7,44 +7,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ErrorCode;
-
-/// Chosen by the client, echoed by the reply to that request.
-pub type RequestId = u64;
-
-/// Assigned by the server; unique across server restarts, so a client can
-/// de-duplicate a message delivered twice (e.g. after a lost ack).
-pub type MsgId = u64;
-
-/// Milliseconds since the Unix epoch, UTC.
-pub type Timestamp = u64;
+use crate::{ErrorCode, MsgId, Refusal, RequestId, Secret, Timestamp};
 
 /// Longest `client_id` a `send` may carry, in bytes.
 pub const MAX_CLIENT_ID_LEN: usize = 128;
-
-/// A password on the wire. Its `Debug` output is redacted so that logging a
-/// frame can never leak it.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(pub String);
-
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl From<&str> for Secret {
-    fn from(s: &str) -> Self {
-        Self(s.to_owned())
-    }
-}
 
 /// Frames a client sends to the server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -304,6 +270,15 @@ impl ServerFrame {
             id,
             code,
             message: message.into(),
+        }
+    }
+
+    /// The error reply that carries `refusal`.
+    pub fn refusal(id: Option<RequestId>, refusal: Refusal) -> Self {
+        Self::Error {
+            id,
+            code: ErrorCode::parse(&refusal.code),
+            message: refusal.message,
         }
     }
 

@@ -14,7 +14,6 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::accounts::{self, Accounts, PasswordChange};
-use crate::clock::now_ms;
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::server;
@@ -204,7 +203,7 @@ fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         Ok(dir) => dir,
         Err(e) => return usage_error(e),
     };
-    let (store, snapshot) = match Store::open(&state_dir, now_ms()) {
+    let (store, snapshot) = match Store::open(&state_dir, msg_proto::now_ms()) {
         Ok(opened) => opened,
         Err(e) => return usage_error(format_args!("cannot open the state directory: {e}")),
     };

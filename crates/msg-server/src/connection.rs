@@ -18,11 +18,10 @@ use std::task::Poll;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use msg_proto::server::{
-    ClientFrame, LogoutReason, MAX_CLIENT_ID_LEN, RequestId, Secret, ServerFrame,
-};
+use msg_proto::server::{ClientFrame, LogoutReason, MAX_CLIENT_ID_LEN, ServerFrame};
 use msg_proto::validate::{self, TextError};
-use msg_proto::{ErrorCode, FrameError, PROTOCOL_VERSION};
+use msg_proto::{ErrorCode, FrameError, PROTOCOL_VERSION, Refusal};
+use msg_proto::{RequestId, Secret};
 use tokio::io::Ready;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot::error::RecvError;
@@ -30,7 +29,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::accounts::AccountsError;
-use crate::hub::{ConnId, DRAIN_PAGE, Hub, QueuePage, Refusal, SessionSpec};
+use crate::hub::{ConnId, DRAIN_PAGE, Hub, QueuePage, SessionSpec};
 use crate::outbox::{Outbox, ReplySlot};
 use crate::store::{StoreError, StoredMessage};
 use crate::texts;
@@ -511,7 +510,7 @@ impl Connection {
     }
 
     fn refuse(&self, id: Option<RequestId>, refusal: Refusal) {
-        self.reply(refusal.into_frame(id));
+        self.reply(ServerFrame::refusal(id, refusal));
     }
 
     fn on_bad_frame(&mut self, bad: FrameError) -> Flow {
@@ -945,7 +944,7 @@ impl Connection {
             client_id,
         } = send;
         if let Err((refusal, slot)) = self.hub.send(user, &to, text, client_id, (slot, id)) {
-            slot.fill(&refusal.into_frame(Some(id)));
+            slot.fill(&ServerFrame::refusal(Some(id), refusal));
         }
     }
 

@@ -14,12 +14,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use msg_proto::ErrorCode;
-use msg_proto::server::{MsgId, PrivateEndReason, RequestId, Secret, ServerFrame, Timestamp};
+use msg_proto::server::{PrivateEndReason, ServerFrame};
+use msg_proto::{ErrorCode, Refusal, now_ms};
+use msg_proto::{MsgId, RequestId, Secret, Timestamp};
 use tokio::sync::oneshot;
 
 use crate::accounts::Accounts;
-use crate::clock::now_ms;
 use crate::config::Config;
 use crate::outbox::{Outbox, Push, ReplySlot};
 use crate::store::{Snapshot, Store, StoreError, StoredMessage};
@@ -31,26 +31,6 @@ pub type ConnId = u64;
 
 /// Queued messages read per store round trip while draining at login.
 pub const DRAIN_PAGE: usize = 1000;
-
-/// A request the server refuses, with the user-facing text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    pub code: ErrorCode,
-    pub message: String,
-}
-
-impl Refusal {
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-        }
-    }
-
-    pub fn into_frame(self, id: Option<RequestId>) -> ServerFrame {
-        ServerFrame::error(id, self.code, self.message)
-    }
-}
 
 fn store_failed(err: &StoreError) -> Refusal {
     tracing::error!(error = %err, "store operation failed");
@@ -436,7 +416,7 @@ impl Hub {
                             msg_id,
                             queued: true,
                         },
-                        Err(e) => store_failed(e).into_frame(Some(id)),
+                        Err(e) => ServerFrame::refusal(Some(id), store_failed(e)),
                     };
                     slot.fill(&frame);
                 }
@@ -883,10 +863,7 @@ fn canonical_ip(ip: IpAddr) -> IpAddr {
 
 /// 128 random bits, hex: unguessable, single-use proof of a brokered session.
 fn one_time_token() -> String {
-    use rand::RngCore;
-    let mut bytes = [0u8; 16];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    msg_proto::random_hex(16)
 }
 
 /// Seconds until the next housekeeping pass.

@@ -11,7 +11,6 @@
 
 pub mod accounts;
 pub mod cli;
-pub mod clock;
 pub mod config;
 pub mod connection;
 pub mod hub;

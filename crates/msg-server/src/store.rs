@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-use msg_proto::server::{MsgId, Timestamp};
+use msg_proto::{MsgId, Timestamp};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use tokio::sync::oneshot;
 

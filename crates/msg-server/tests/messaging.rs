@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use common::*;
 use msg_proto::ErrorCode;
-use msg_proto::server::{ClientFrame, RequestId, ServerFrame};
+use msg_proto::RequestId;
+use msg_proto::server::{ClientFrame, ServerFrame};
 
 fn text_of(frame: &ServerFrame) -> (&str, &str) {
     match frame {

@@ -14,8 +14,9 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use msg_proto::server::{ClientFrame, MsgId, RequestId, ServerFrame};
+use msg_proto::server::{ClientFrame, ServerFrame};
 use msg_proto::{ErrorCode, JsonLines, PROTOCOL_VERSION};
+use msg_proto::{MsgId, RequestId};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
