@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use bytes::BytesMut;
 use futures::{SinkExt, StreamExt};
 use msg_proto::Secret;
-use msg_proto::server::{ClientFrame, ServerFrame};
+use msg_proto::server::{ClientFrame, LoginRequest, ServerFrame};
 use msg_proto::{JsonLines, PROTOCOL_VERSION};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
@@ -51,12 +51,12 @@ pub async fn login(addr: SocketAddr, user: &str) -> anyhow::Result<Conn> {
         ServerFrame::Hello { .. } => {}
         other => bail!("expected hello, got {other:?}"),
     }
-    conn.send(ClientFrame::Login {
+    conn.send(ClientFrame::Login(LoginRequest {
         id: 1,
         user: user.to_owned(),
         password: Secret::from(PASSWORD),
         peer_port: None,
-    })
+    }))
     .await?;
     loop {
         match next(&mut conn).await? {

@@ -12,7 +12,10 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use msg_proto::control::{ItemKind, LinkState, codes};
-use msg_proto::server::{ClientFrame, LogoutReason, ServerFrame};
+use msg_proto::server::{
+    BroadcastRequest, ClientFrame, LoginRequest, LogoutReason, SendRequest, ServerFrame,
+    UserRequest, WhoSinceRequest,
+};
 use msg_proto::{
     ErrorCode, JsonLines, PING_EVERY, PROTOCOL_VERSION, Refusal, SILENCE_LIMIT, now_ms, random_hex,
 };
@@ -69,21 +72,21 @@ pub enum ServerRequest {
 impl ServerRequest {
     fn frame(self, id: RequestId) -> ClientFrame {
         match self {
-            Self::Send { to, text } => ClientFrame::Send {
+            Self::Send { to, text } => ClientFrame::Send(SendRequest {
                 id,
                 to,
                 text,
                 client_id: Some(new_client_id()),
-            },
-            Self::Broadcast { text } => ClientFrame::Broadcast { id, text },
+            }),
+            Self::Broadcast { text } => ClientFrame::Broadcast(BroadcastRequest { id, text }),
             Self::Who => ClientFrame::Who { id },
-            Self::WhoSince { secs } => ClientFrame::WhoSince { id, secs },
-            Self::Block { user } => ClientFrame::Block { id, user },
-            Self::Unblock { user } => ClientFrame::Unblock { id, user },
-            Self::PrivateRequest { user } => ClientFrame::PrivateRequest { id, user },
-            Self::PrivateAccept { user } => ClientFrame::PrivateAccept { id, user },
-            Self::PrivateDecline { user } => ClientFrame::PrivateDecline { id, user },
-            Self::PrivateEnd { user } => ClientFrame::PrivateEnd { id, user },
+            Self::WhoSince { secs } => ClientFrame::WhoSince(WhoSinceRequest { id, secs }),
+            Self::Block { user } => ClientFrame::Block(UserRequest { id, user }),
+            Self::Unblock { user } => ClientFrame::Unblock(UserRequest { id, user }),
+            Self::PrivateRequest { user } => ClientFrame::PrivateRequest(UserRequest { id, user }),
+            Self::PrivateAccept { user } => ClientFrame::PrivateAccept(UserRequest { id, user }),
+            Self::PrivateDecline { user } => ClientFrame::PrivateDecline(UserRequest { id, user }),
+            Self::PrivateEnd { user } => ClientFrame::PrivateEnd(UserRequest { id, user }),
         }
     }
 }
@@ -341,19 +344,19 @@ impl Link {
         let mut conn = Framed::new(stream, JsonLines::new());
         let id = self.id();
         let login = if register {
-            ClientFrame::Register {
+            ClientFrame::Register(LoginRequest {
                 id,
                 user: user.into(),
                 password: password.clone(),
                 peer_port,
-            }
+            })
         } else {
-            ClientFrame::Login {
+            ClientFrame::Login(LoginRequest {
                 id,
                 user: user.into(),
                 password: password.clone(),
                 peer_port,
-            }
+            })
         };
         let hello = ClientFrame::Hello {
             version: PROTOCOL_VERSION,
@@ -533,7 +536,7 @@ impl Link {
         let mut connected = true;
         for mut send in std::mem::take(unanswered) {
             let id = self.id();
-            if let ClientFrame::Send { id: frame_id, .. } = &mut send.frame {
+            if let ClientFrame::Send(SendRequest { id: frame_id, .. }) = &mut send.frame {
                 *frame_id = id;
             }
             connected = connected && conn.send(send.frame.clone()).await.is_ok();
@@ -563,7 +566,7 @@ impl Link {
                             let id = self.id();
                             let frame = request.frame(id);
                             let waiting = match &frame {
-                                ClientFrame::Send { .. } => Pending::Send(UnansweredSend {
+                                ClientFrame::Send(SendRequest { .. }) => Pending::Send(UnansweredSend {
                                     frame: frame.clone(),
                                     reply,
                                     first_sent: Instant::now(),
@@ -584,7 +587,7 @@ impl Link {
                         }
                         Command::Note(Note::PrivateEnd(user)) => {
                             let id = self.id();
-                            (ClientFrame::PrivateEnd { id, user }, (id, Pending::Internal))
+                            (ClientFrame::PrivateEnd(UserRequest { id, user }), (id, Pending::Internal))
                         }
                         Command::Login { user, reply, .. } => {
                             let answer = if user == session.user {
@@ -772,7 +775,7 @@ impl Link {
                     let id = self.id();
                     pending.insert(id, Pending::Internal);
                     if conn
-                        .send(ClientFrame::PrivateAccept { id, user: from })
+                        .send(ClientFrame::PrivateAccept(UserRequest { id, user: from }))
                         .await
                         .is_err()
                     {
@@ -929,12 +932,12 @@ mod tests {
     }
 
     async fn welcome(conn: &mut ServerSide, login: &ClientFrame) {
-        let ClientFrame::Login {
+        let ClientFrame::Login(LoginRequest {
             id,
             user,
             password,
             peer_port,
-        } = login
+        }) = login
         else {
             panic!("{login:?}")
         };
@@ -1012,7 +1015,7 @@ mod tests {
         // Dropped again, and this time the server refuses (lockout): over.
         drop(conn);
         let (mut conn, frame) = greet(&listener).await;
-        let ClientFrame::Login { id, .. } = frame else {
+        let ClientFrame::Login(LoginRequest { id, .. }) = frame else {
             panic!("{frame:?}")
         };
         let refusal =
@@ -1040,11 +1043,11 @@ mod tests {
                 link.request(request).await
             }
         });
-        let ClientFrame::Send {
+        let ClientFrame::Send(SendRequest {
             id: first_id,
             client_id: first_key,
             ..
-        } = recv(&mut conn).await
+        }) = recv(&mut conn).await
         else {
             panic!("expected the send")
         };
@@ -1054,12 +1057,12 @@ mod tests {
 
         let (mut conn, frame) = greet(&listener).await;
         welcome(&mut conn, &frame).await;
-        let ClientFrame::Send {
+        let ClientFrame::Send(SendRequest {
             id,
             to,
             text,
             client_id,
-        } = recv(&mut conn).await
+        }) = recv(&mut conn).await
         else {
             panic!("expected the send again")
         };

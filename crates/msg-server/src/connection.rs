@@ -18,7 +18,10 @@ use std::task::Poll;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use msg_proto::server::{ClientFrame, LogoutReason, MAX_CLIENT_ID_LEN, ServerFrame};
+use msg_proto::server::{
+    BroadcastRequest, ClientFrame, LoginRequest, LogoutReason, MAX_CLIENT_ID_LEN, SendRequest,
+    ServerFrame, UserRequest, WhoSinceRequest,
+};
 use msg_proto::validate::{self, TextError};
 use msg_proto::{ErrorCode, FrameError, PROTOCOL_VERSION, Refusal};
 use msg_proto::{RequestId, Secret};
@@ -549,12 +552,12 @@ impl Connection {
             }
             (
                 Phase::Anonymous,
-                ClientFrame::Login {
+                ClientFrame::Login(LoginRequest {
                     id,
                     user,
                     password,
                     peer_port,
-                },
+                }),
             ) => {
                 return Step::Later(Box::pin(
                     self.on_login(id, user, password, peer_port, false),
@@ -562,18 +565,19 @@ impl Connection {
             }
             (
                 Phase::Anonymous,
-                ClientFrame::Register {
+                ClientFrame::Register(LoginRequest {
                     id,
                     user,
                     password,
                     peer_port,
-                },
+                }),
             ) => {
                 return Step::Later(Box::pin(self.on_login(id, user, password, peer_port, true)));
             }
             (
                 Phase::Session(_),
-                ClientFrame::Login { id, .. } | ClientFrame::Register { id, .. },
+                ClientFrame::Login(LoginRequest { id, .. })
+                | ClientFrame::Register(LoginRequest { id, .. }),
             ) => {
                 let refusal = Refusal::new(
                     ErrorCode::AlreadyAuthenticated,
@@ -795,12 +799,12 @@ impl Connection {
         let hub = &self.hub;
         let user = &*user;
         let (id, result) = match frame {
-            ClientFrame::Send {
+            ClientFrame::Send(SendRequest {
                 id,
                 to,
                 text,
                 client_id,
-            } => {
+            }) => {
                 let text = match checked_text(&text) {
                     // Usually nothing was trimmed: keep the decoded string.
                     Ok(trimmed) if trimmed.len() == text.len() => text,
@@ -836,12 +840,12 @@ impl Connection {
                             + to.len()
                             + text.len()
                             + client_id.as_ref().map_or(0, String::len);
-                        let frame = ClientFrame::Send {
+                        let frame = ClientFrame::Send(SendRequest {
                             id,
                             to,
                             text,
                             client_id,
-                        };
+                        });
                         self.held
                             .get_or_insert_with(Box::default)
                             .push_front(Ok(frame), cost);
@@ -849,7 +853,7 @@ impl Connection {
                 }
                 return Step::Done(Flow::Continue);
             }
-            ClientFrame::Broadcast { id, text } => {
+            ClientFrame::Broadcast(BroadcastRequest { id, text }) => {
                 let result = checked_text(&text).map(|text| {
                     let skipped = hub.broadcast(user, text.to_owned());
                     ServerFrame::ok(id, skipped.then(|| texts::BROADCAST_PARTLY_BLOCKED.into()))
@@ -863,11 +867,11 @@ impl Connection {
                     users: hub.who(user),
                 }),
             ),
-            ClientFrame::WhoSince { id, secs } => {
+            ClientFrame::WhoSince(WhoSinceRequest { id, secs }) => {
                 let users = hub.who_since(user, secs);
                 (id, Ok(ServerFrame::Users { id, users }))
             }
-            ClientFrame::Block { id, user: target } => {
+            ClientFrame::Block(UserRequest { id, user: target }) => {
                 let user = user.to_owned();
                 return Step::Later(Box::pin(async move {
                     let result = self.hub.block(&user, &target).await;
@@ -875,7 +879,7 @@ impl Connection {
                     Flow::Continue
                 }));
             }
-            ClientFrame::Unblock { id, user: target } => {
+            ClientFrame::Unblock(UserRequest { id, user: target }) => {
                 let user = user.to_owned();
                 return Step::Later(Box::pin(async move {
                     let result = self.hub.unblock(&user, &target).await;
@@ -900,30 +904,30 @@ impl Connection {
                 return Step::Done(Flow::Continue);
             }
             ClientFrame::Activity => return Step::Done(Flow::Continue),
-            ClientFrame::PrivateRequest { id, user: callee } => (
+            ClientFrame::PrivateRequest(UserRequest { id, user: callee }) => (
                 id,
                 hub.private_request(user, &callee)
                     .map(|()| ServerFrame::ok(id, None)),
             ),
-            ClientFrame::PrivateAccept { id, user: asker } => (
+            ClientFrame::PrivateAccept(UserRequest { id, user: asker }) => (
                 id,
                 hub.private_accept(user, &asker)
                     .map(|()| ServerFrame::ok(id, None)),
             ),
-            ClientFrame::PrivateDecline { id, user: asker } => (
+            ClientFrame::PrivateDecline(UserRequest { id, user: asker }) => (
                 id,
                 hub.private_decline(user, &asker)
                     .map(|()| ServerFrame::ok(id, None)),
             ),
-            ClientFrame::PrivateEnd { id, user: other } => {
+            ClientFrame::PrivateEnd(UserRequest { id, user: other }) => {
                 hub.private_end(user, &other);
                 (id, Ok(ServerFrame::ok(id, None)))
             }
             // Handled before a session exists or in `on_frame`.
             ClientFrame::Hello { .. }
             | ClientFrame::Ping
-            | ClientFrame::Login { .. }
-            | ClientFrame::Register { .. } => return Step::Done(Flow::Continue),
+            | ClientFrame::Login(LoginRequest { .. })
+            | ClientFrame::Register(LoginRequest { .. }) => return Step::Done(Flow::Continue),
         };
         self.answer(id, result);
         Step::Done(Flow::Continue)

@@ -179,6 +179,7 @@ impl Wire {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use msg_proto::server::BroadcastRequest;
     use std::time::Duration;
     use tokio::io::AsyncWriteExt;
 
@@ -224,7 +225,10 @@ mod tests {
         assert!(matches!(frame, Ok(ClientFrame::Ping)));
         assert_eq!(len, 16);
         let (frame, len) = read_frame(&mut wire).await;
-        assert!(matches!(frame, Ok(ClientFrame::Broadcast { .. })));
+        assert!(matches!(
+            frame,
+            Ok(ClientFrame::Broadcast(BroadcastRequest { .. }))
+        ));
         assert_eq!(len, big.len());
         assert_eq!(wire.read_buf.capacity(), 0, "no buffer kept while idle");
         drop(client);

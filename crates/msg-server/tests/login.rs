@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use msg_proto::ErrorCode;
-use msg_proto::server::{ClientFrame, ServerFrame};
+use msg_proto::server::{ClientFrame, LoginRequest, ServerFrame};
 
 #[tokio::test]
 async fn three_failures_across_connections_block_the_account_until_the_duration_passes() {
@@ -130,11 +130,13 @@ async fn registration_is_off_by_default() {
     let server = env.start(&[]);
     let mut client = Client::connect(server.addr).await;
     let reply = client
-        .request(|id| ClientFrame::Register {
-            id,
-            user: "rey".into(),
-            password: "jakku".into(),
-            peer_port: None,
+        .request(|id| {
+            ClientFrame::Register(LoginRequest {
+                id,
+                user: "rey".into(),
+                password: "jakku".into(),
+                peer_port: None,
+            })
         })
         .await;
     assert_eq!(error_of(&reply).0, ErrorCode::RegistrationDisabled);
@@ -152,11 +154,13 @@ async fn registration_appends_a_hashed_account_and_logs_in() {
     let mut client = Client::connect(server.addr).await;
     let register = |user: &str, password: &str| {
         let (user, password) = (user.to_owned(), password.to_owned());
-        move |id| ClientFrame::Register {
-            id,
-            user,
-            password: password.as_str().into(),
-            peer_port: None,
+        move |id| {
+            ClientFrame::Register(LoginRequest {
+                id,
+                user,
+                password: password.as_str().into(),
+                peer_port: None,
+            })
         }
     };
     let reply = client.request(register("bad name", "pw")).await;

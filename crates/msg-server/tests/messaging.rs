@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::*;
 use msg_proto::ErrorCode;
 use msg_proto::RequestId;
-use msg_proto::server::{ClientFrame, ServerFrame};
+use msg_proto::server::{BroadcastRequest, ClientFrame, LoginRequest, SendRequest, ServerFrame};
 
 fn text_of(frame: &ServerFrame) -> (&str, &str) {
     match frame {
@@ -26,11 +26,13 @@ async fn online_delivery_is_acknowledged_to_the_sender_after_the_recipient_acks(
     luke.auto_ack = false;
 
     let id = hans
-        .submit(|id| ClientFrame::Send {
-            id,
-            to: "luke".into(),
-            text: "  I am your friend  ".into(),
-            client_id: Some("hans-1".into()),
+        .submit(|id| {
+            ClientFrame::Send(SendRequest {
+                id,
+                to: "luke".into(),
+                text: "  I am your friend  ".into(),
+                client_id: Some("hans-1".into()),
+            })
         })
         .await;
     let message = luke.next_message().await;
@@ -74,11 +76,13 @@ async fn offline_messages_arrive_in_order_exactly_once_at_the_next_login() {
     }
     let mut yoda = Client::login(server.addr, "yoda").await;
     let reply = yoda
-        .request(|id| ClientFrame::Send {
-            id,
-            to: "luke".into(),
-            text: "from yoda".into(),
-            client_id: Some("yoda-7".into()),
+        .request(|id| {
+            ClientFrame::Send(SendRequest {
+                id,
+                to: "luke".into(),
+                text: "from yoda".into(),
+                client_id: Some("yoda-7".into()),
+            })
         })
         .await;
     assert!(matches!(reply, ServerFrame::Sent { queued: true, .. }));
@@ -193,11 +197,13 @@ async fn acknowledged_queue_survives_sigkill_and_is_delivered_once() {
     let mut hans = Client::login(server.addr, "hans").await;
     luke.auto_ack = true;
     let id = hans
-        .submit(|id| ClientFrame::Send {
-            id,
-            to: "luke".into(),
-            text: "new".into(),
-            client_id: None,
+        .submit(|id| {
+            ClientFrame::Send(SendRequest {
+                id,
+                to: "luke".into(),
+                text: "new".into(),
+                client_id: None,
+            })
         })
         .await;
     let frame = luke
@@ -251,11 +257,13 @@ async fn message_errors_use_the_spec_texts() {
     }
     // Online delivery is acknowledged only once luke reads: submit, read, reply.
     let id = hans
-        .submit(|id| ClientFrame::Send {
-            id,
-            to: "luke".into(),
-            text: "x".repeat(4000),
-            client_id: None,
+        .submit(|id| {
+            ClientFrame::Send(SendRequest {
+                id,
+                to: "luke".into(),
+                text: "x".repeat(4000),
+                client_id: None,
+            })
         })
         .await;
     assert_eq!(
@@ -276,11 +284,13 @@ async fn message_errors_use_the_spec_texts() {
     );
     luke.unblock("hans").await;
     let id = hans
-        .submit(|id| ClientFrame::Send {
-            id,
-            to: "luke".into(),
-            text: "thanks".into(),
-            client_id: None,
+        .submit(|id| {
+            ClientFrame::Send(SendRequest {
+                id,
+                to: "luke".into(),
+                text: "thanks".into(),
+                client_id: None,
+            })
         })
         .await;
     // Nothing from the blocked period was stored: the next message is this one.
@@ -360,11 +370,13 @@ async fn a_reader_that_stalls_is_disconnected_and_its_messages_stay_queued() {
     let mut ids = Vec::new();
     for n in 0..50 {
         ids.push(
-            hans.submit(|id| ClientFrame::Send {
-                id,
-                to: "luke".into(),
-                text: format!("m{n}"),
-                client_id: None,
+            hans.submit(|id| {
+                ClientFrame::Send(SendRequest {
+                    id,
+                    to: "luke".into(),
+                    text: format!("m{n}"),
+                    client_id: None,
+                })
             })
             .await,
         );
@@ -448,11 +460,13 @@ async fn two_hundred_concurrent_sessions_lose_nothing() {
                 let to = to.clone();
                 pending.push(
                     client
-                        .submit(|id| ClientFrame::Send {
-                            id,
-                            to,
-                            text,
-                            client_id: None,
+                        .submit(|id| {
+                            ClientFrame::Send(SendRequest {
+                                id,
+                                to,
+                                text,
+                                client_id: None,
+                            })
                         })
                         .await,
                 );
@@ -540,11 +554,13 @@ async fn two_users_pipelining_past_the_outstanding_limit_do_not_wait_for_each_ot
 
 fn send_to(to: &str, text: &str) -> impl FnOnce(RequestId) -> ClientFrame {
     let (to, text) = (to.to_owned(), text.to_owned());
-    move |id| ClientFrame::Send {
-        id,
-        to,
-        text,
-        client_id: None,
+    move |id| {
+        ClientFrame::Send(SendRequest {
+            id,
+            to,
+            text,
+            client_id: None,
+        })
     }
 }
 
@@ -617,9 +633,11 @@ async fn a_client_the_server_stopped_reading_is_not_taken_for_silent() {
     let mut broadcasts = Vec::new();
     for _ in 0..80 {
         let id = hans
-            .submit(|id| ClientFrame::Broadcast {
-                id,
-                text: padding.clone(),
+            .submit(|id| {
+                ClientFrame::Broadcast(BroadcastRequest {
+                    id,
+                    text: padding.clone(),
+                })
             })
             .await;
         broadcasts.push(id);
@@ -732,11 +750,13 @@ async fn a_client_that_half_closes_after_login_still_gets_its_offline_queue() {
     let mut luke = Client::connect(server.addr).await;
     luke.auto_ack = false;
     let login = luke
-        .submit(|id| ClientFrame::Login {
-            id,
-            user: "luke".into(),
-            password: password_of("luke").into(),
-            peer_port: None,
+        .submit(|id| {
+            ClientFrame::Login(LoginRequest {
+                id,
+                user: "luke".into(),
+                password: password_of("luke").into(),
+                peer_port: None,
+            })
         })
         .await;
     luke.shutdown_write().await;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use common::*;
 use msg_proto::ErrorCode;
-use msg_proto::server::{ClientFrame, ServerFrame};
+use msg_proto::server::{ClientFrame, SendRequest, ServerFrame};
 
 #[tokio::test]
 async fn presence_notices_follow_logins_and_logouts() {
@@ -162,11 +162,13 @@ async fn block_rules_and_texts_and_persistence_across_restart() {
         Some("vader is unblocked")
     );
     let id = vader
-        .submit(|id| ClientFrame::Send {
-            id,
-            to: "luke".into(),
-            text: "join me".into(),
-            client_id: None,
+        .submit(|id| {
+            ClientFrame::Send(SendRequest {
+                id,
+                to: "luke".into(),
+                text: "join me".into(),
+                client_id: None,
+            })
         })
         .await;
     luke.next_message().await;

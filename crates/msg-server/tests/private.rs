@@ -4,22 +4,26 @@ mod common;
 
 use common::*;
 use msg_proto::ErrorCode;
-use msg_proto::server::{ClientFrame, PrivateEndReason, ServerFrame};
+use msg_proto::server::{ClientFrame, PrivateEndReason, ServerFrame, UserRequest};
 
 async fn ask(client: &mut Client, user: &str) -> ServerFrame {
     client
-        .request(|id| ClientFrame::PrivateRequest {
-            id,
-            user: user.into(),
+        .request(|id| {
+            ClientFrame::PrivateRequest(UserRequest {
+                id,
+                user: user.into(),
+            })
         })
         .await
 }
 
 async fn accept(client: &mut Client, user: &str) -> ServerFrame {
     client
-        .request(|id| ClientFrame::PrivateAccept {
-            id,
-            user: user.into(),
+        .request(|id| {
+            ClientFrame::PrivateAccept(UserRequest {
+                id,
+                user: user.into(),
+            })
         })
         .await
 }
@@ -136,9 +140,11 @@ async fn requests_are_checked_declined_and_expire() {
     ask(&mut hans, "luke").await;
     luke.event_matching(is_request_from("hans")).await;
     let reply = luke
-        .request(|id| ClientFrame::PrivateDecline {
-            id,
-            user: "hans".into(),
+        .request(|id| {
+            ClientFrame::PrivateDecline(UserRequest {
+                id,
+                user: "hans".into(),
+            })
         })
         .await;
     assert!(matches!(reply, ServerFrame::Ok { .. }));

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use futures::{SinkExt, StreamExt};
-use msg_proto::server::{ClientFrame, ServerFrame};
+use msg_proto::server::{BroadcastRequest, ClientFrame, ServerFrame};
 use rumqttc::{Event, Packet, QoS};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::{Instant, sleep_until};
@@ -142,7 +142,7 @@ async fn msg_run(addr: SocketAddr, m: usize, window: usize, secs: Duration) -> a
                 let mut batch = 1;
                 loop {
                     id += 1;
-                    sink.feed(ClientFrame::Broadcast { id, text: payload::text(sent, clock.now_ns()) }).await?;
+                    sink.feed(ClientFrame::Broadcast(BroadcastRequest { id, text: payload::text(sent, clock.now_ns()) })).await?;
                     sent += 1;
                     if batch >= 64 || Instant::now() >= end {
                         break;

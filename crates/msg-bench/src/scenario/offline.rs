@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use futures::{FutureExt, SinkExt, StreamExt};
-use msg_proto::server::{ClientFrame, ServerFrame};
+use msg_proto::server::{ClientFrame, SendRequest, ServerFrame};
 use rumqttc::{Event, Outgoing, Packet, QoS};
 use tokio::time::Instant;
 
@@ -92,12 +92,12 @@ async fn msg_enqueue(addr: SocketAddr, q: u64, window: usize) -> anyhow::Result<
     let (mut sent, mut confirmed) = (0u64, 0u64);
     while confirmed < q {
         while sent < q && sent - confirmed < window {
-            sink.feed(ClientFrame::Send {
+            sink.feed(ClientFrame::Send(SendRequest {
                 id: sent + 2,
                 to: to.clone(),
                 text: payload::text(sent, clock.now_ns()),
                 client_id: None,
-            })
+            }))
             .await?;
             sent += 1;
         }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use futures::{FutureExt, SinkExt, StreamExt};
-use msg_proto::server::{ClientFrame, ServerFrame};
+use msg_proto::server::{ClientFrame, SendRequest, ServerFrame};
 use rumqttc::{Event, Packet, QoS};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::{Instant, sleep_until};
@@ -241,12 +241,12 @@ async fn msg_sender(
                     // up to 1 ms of the bench's own to every figure.
                     let stamp = now;
                     request_id += 1;
-                    sink.feed(ClientFrame::Send {
+                    sink.feed(ClientFrame::Send(SendRequest {
                         id: request_id,
                         to: to.clone(),
                         text: payload::text(sent, plan.clock.ns(stamp.into_std())),
                         client_id: None,
-                    })
+                    }))
                     .await?;
                     sent += 1;
                     batch += 1;

@@ -14,7 +14,10 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use msg_proto::server::{ClientFrame, ServerFrame};
+use msg_proto::server::{
+    BroadcastRequest, ClientFrame, LoginRequest, SendRequest, ServerFrame, UserRequest,
+    WhoSinceRequest,
+};
 use msg_proto::{ErrorCode, JsonLines, PROTOCOL_VERSION};
 use msg_proto::{MsgId, RequestId};
 use tokio::io::AsyncWriteExt;
@@ -283,11 +286,13 @@ impl Client {
 
     pub async fn try_login(&mut self, user: &str, password: &str) -> ServerFrame {
         self.user = user.to_owned();
-        self.request(|id| ClientFrame::Login {
-            id,
-            user: user.into(),
-            password: password.into(),
-            peer_port: Some(40000),
+        self.request(|id| {
+            ClientFrame::Login(LoginRequest {
+                id,
+                user: user.into(),
+                password: password.into(),
+                peer_port: Some(40000),
+            })
         })
         .await
     }
@@ -453,11 +458,13 @@ impl Client {
     /// Sends a message and waits for the `sent` reply (the recipient, if
     /// online, must be acknowledging).
     pub async fn message(&mut self, to: &str, text: &str) -> ServerFrame {
-        self.request(|id| ClientFrame::Send {
-            id,
-            to: to.into(),
-            text: text.into(),
-            client_id: None,
+        self.request(|id| {
+            ClientFrame::Send(SendRequest {
+                id,
+                to: to.into(),
+                text: text.into(),
+                client_id: None,
+            })
         })
         .await
     }
@@ -470,32 +477,41 @@ impl Client {
     }
 
     pub async fn who_since(&mut self, secs: u64) -> Vec<String> {
-        match self.request(|id| ClientFrame::WhoSince { id, secs }).await {
+        match self
+            .request(|id| ClientFrame::WhoSince(WhoSinceRequest { id, secs }))
+            .await
+        {
             ServerFrame::Users { users, .. } => users,
             other => panic!("who_since: {other:?}"),
         }
     }
 
     pub async fn block(&mut self, user: &str) -> ServerFrame {
-        self.request(|id| ClientFrame::Block {
-            id,
-            user: user.into(),
+        self.request(|id| {
+            ClientFrame::Block(UserRequest {
+                id,
+                user: user.into(),
+            })
         })
         .await
     }
 
     pub async fn unblock(&mut self, user: &str) -> ServerFrame {
-        self.request(|id| ClientFrame::Unblock {
-            id,
-            user: user.into(),
+        self.request(|id| {
+            ClientFrame::Unblock(UserRequest {
+                id,
+                user: user.into(),
+            })
         })
         .await
     }
 
     pub async fn broadcast(&mut self, text: &str) -> ServerFrame {
-        self.request(|id| ClientFrame::Broadcast {
-            id,
-            text: text.into(),
+        self.request(|id| {
+            ClientFrame::Broadcast(BroadcastRequest {
+                id,
+                text: text.into(),
+            })
         })
         .await
     }

@@ -1,0 +1,170 @@
+//! Frames the server sends: replies to requests (with their `id`) and
+//! events it pushes on its own (without).
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ErrorCode, MsgId, Refusal, RequestId, Secret, Timestamp};
+
+/// Why the server ended a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogoutReason {
+    /// The client asked (`logout`).
+    Requested,
+    /// No user command for the inactivity timeout.
+    Timeout,
+    /// The server is shutting down.
+    Shutdown,
+    /// The client read too slowly and its queue overflowed.
+    SlowConsumer,
+    #[serde(other)]
+    Unknown,
+}
+
+/// Why a private session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrivateEndReason {
+    /// One side stopped it.
+    Stopped,
+    /// The peer logged out, timed out or disconnected.
+    LoggedOut,
+    /// One side blocked the other.
+    Blocked,
+    #[serde(other)]
+    Unknown,
+}
+
+/// Frames the server sends: replies (with the request's `id`) and events.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    Hello {
+        version: u32,
+        server: String,
+    },
+    /// Successful `login` or `register`. Queued offline messages follow as
+    /// `message` events, oldest first.
+    Welcome {
+        id: RequestId,
+        user: String,
+        message: String,
+    },
+    /// Success without data; `message` is the text to show, if any.
+    Ok {
+        id: RequestId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
+    /// The reply to `send`: delivered to the recipient's client, or stored
+    /// durably for an offline recipient (`queued`).
+    Sent {
+        id: RequestId,
+        msg_id: MsgId,
+        queued: bool,
+    },
+    /// The reply to `who` and `who_since`: sorted usernames.
+    Users {
+        id: RequestId,
+        users: Vec<String>,
+    },
+    /// A refused request (with its `id`) or a bad frame (without).
+    Error {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<RequestId>,
+        code: ErrorCode,
+        message: String,
+    },
+    /// A direct message. The client must `ack` it once stored.
+    Message {
+        msg_id: MsgId,
+        from: String,
+        text: String,
+        at: Timestamp,
+        /// The sender's `client_id`, if it gave one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_id: Option<String>,
+    },
+    Broadcast {
+        from: String,
+        text: String,
+        at: Timestamp,
+    },
+    /// `user` logged in (`online: true`) or out.
+    Presence {
+        user: String,
+        online: bool,
+        at: Timestamp,
+    },
+    /// The server ended this session; the connection closes after this frame.
+    LoggedOut {
+        reason: LogoutReason,
+        message: String,
+    },
+    /// `from` asks for a private session; answer with `private_accept` or
+    /// `private_decline` within the request timeout.
+    PrivateRequest {
+        from: String,
+        at: Timestamp,
+    },
+    /// A private session with `peer` is agreed. The asker receives `addr`
+    /// (where to dial) and the token to present; the callee receives the same
+    /// token without `addr`, to check the caller. Tokens are single-use.
+    PrivateReady {
+        peer: String,
+        /// Redacted in `Debug` output, so logging a frame cannot leak it.
+        token: Secret,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        addr: Option<String>,
+        /// Seconds the token stays valid.
+        expires_in: u64,
+    },
+    PrivateDeclined {
+        peer: String,
+    },
+    /// The request to or from `peer` was not answered in time.
+    PrivateExpired {
+        peer: String,
+    },
+    /// The private session with `peer` is over.
+    PrivateEnded {
+        peer: String,
+        reason: PrivateEndReason,
+    },
+    Pong,
+}
+
+impl ServerFrame {
+    pub fn error(id: Option<RequestId>, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::Error {
+            id,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The error reply that carries `refusal`.
+    pub fn refusal(id: Option<RequestId>, refusal: Refusal) -> Self {
+        Self::Error {
+            id,
+            code: ErrorCode::parse(&refusal.code),
+            message: refusal.message,
+        }
+    }
+
+    pub fn ok(id: RequestId, message: Option<String>) -> Self {
+        Self::Ok { id, message }
+    }
+
+    /// The request this frame answers, if it is a reply.
+    pub fn request_id(&self) -> Option<RequestId> {
+        match self {
+            Self::Welcome { id, .. }
+            | Self::Ok { id, .. }
+            | Self::Sent { id, .. }
+            | Self::Users { id, .. } => Some(*id),
+            Self::Error { id, .. } => *id,
+            _ => None,
+        }
+    }
+}

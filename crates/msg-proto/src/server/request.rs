@@ -1,0 +1,134 @@
+//! Frames a client sends to the server.
+//!
+//! Requests with fields are structs of their own (wrapped by a
+//! [`ClientFrame`] variant, with the fields beside `"type"` on the wire), so
+//! that the server can hold a request, queue it or hand it to its handler
+//! without taking it apart and building it again.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{MsgId, RequestId, Secret};
+
+/// Longest `client_id` a `send` may carry, in bytes.
+pub const MAX_CLIENT_ID_LEN: usize = 128;
+
+/// `login` and `register`. `peer_port` is the TCP port of the client's
+/// listener for private sessions, if it has one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoginRequest {
+    pub id: RequestId,
+    pub user: String,
+    pub password: Secret,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_port: Option<u16>,
+}
+
+/// A direct message; the reply is [`crate::server::ServerFrame::Sent`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SendRequest {
+    pub id: RequestId,
+    pub to: String,
+    pub text: String,
+    /// Chosen by the sending client, unique per message (at most
+    /// [`MAX_CLIENT_ID_LEN`] bytes). Passed through to the recipient, so a
+    /// send retried after a lost reply can be recognised there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BroadcastRequest {
+    pub id: RequestId,
+    pub text: String,
+}
+
+/// Users online at any moment in the last `secs` seconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WhoSinceRequest {
+    pub id: RequestId,
+    pub secs: u64,
+}
+
+/// A request about one other user: block, unblock and the private-session
+/// requests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserRequest {
+    pub id: RequestId,
+    pub user: String,
+}
+
+/// Frames a client sends to the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    /// Must be the first frame on a connection.
+    Hello {
+        version: u32,
+        /// Free-form client name and version, for the server's logs.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        agent: Option<String>,
+    },
+    /// Log in.
+    Login(LoginRequest),
+    /// Create an account and log in (only with `--allow-register`).
+    Register(LoginRequest),
+    /// A direct message; the reply is `sent`.
+    Send(SendRequest),
+    Broadcast(BroadcastRequest),
+    /// Users online now; the reply is `users`.
+    Who {
+        id: RequestId,
+    },
+    WhoSince(WhoSinceRequest),
+    Block(UserRequest),
+    Unblock(UserRequest),
+    /// End the session; the server replies `ok` and closes the connection.
+    Logout {
+        id: RequestId,
+    },
+    /// Keep-alive. Answered with `pong`; not user activity.
+    Ping,
+    /// The client has durably stored message `msg_id`; the server may forget it.
+    Ack {
+        msg_id: MsgId,
+    },
+    /// The user did something the server cannot see (sent a private message):
+    /// resets the inactivity timer. Carries no content.
+    Activity,
+    /// Ask `user` for a private session.
+    PrivateRequest(UserRequest),
+    /// Accept the pending private-session request from `user`.
+    PrivateAccept(UserRequest),
+    /// Decline the pending private-session request from `user`.
+    PrivateDecline(UserRequest),
+    /// The private session with `user` has ended (stopped or the peer vanished).
+    PrivateEnd(UserRequest),
+}
+
+impl ClientFrame {
+    /// The id a reply to this frame must carry, if it is a request.
+    pub fn request_id(&self) -> Option<RequestId> {
+        match self {
+            Self::Login(LoginRequest { id, .. })
+            | Self::Register(LoginRequest { id, .. })
+            | Self::Send(SendRequest { id, .. })
+            | Self::Broadcast(BroadcastRequest { id, .. })
+            | Self::Who { id }
+            | Self::WhoSince(WhoSinceRequest { id, .. })
+            | Self::Block(UserRequest { id, .. })
+            | Self::Unblock(UserRequest { id, .. })
+            | Self::Logout { id }
+            | Self::PrivateRequest(UserRequest { id, .. })
+            | Self::PrivateAccept(UserRequest { id, .. })
+            | Self::PrivateDecline(UserRequest { id, .. })
+            | Self::PrivateEnd(UserRequest { id, .. }) => Some(*id),
+            Self::Hello { .. } | Self::Ping | Self::Ack { .. } | Self::Activity => None,
+        }
+    }
+
+    /// Whether the frame is something the user did, which resets the
+    /// inactivity timer. Keep-alives and acks of received messages are not.
+    pub fn is_user_activity(&self) -> bool {
+        !matches!(self, Self::Hello { .. } | Self::Ping | Self::Ack { .. })
+    }
+}
