@@ -1,97 +1,14 @@
-//! The command line and the run of the chosen scenarios.
+//! The run of the chosen scenarios and the printed report.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 
+use crate::args::{Cli, Scenario};
+use crate::env::Env;
 use crate::report::{self, Figure};
 use crate::{launch, procfs, scenario};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Scenario {
-    Pairs,
-    Broadcast,
-    Idle,
-    Offline,
-    Cli,
-    All,
-}
-
-/// Load generator for msg-server, side by side with Eclipse Mosquitto.
-#[derive(Debug, Parser)]
-#[command(name = "msg-bench", version)]
-pub struct Cli {
-    /// Scenarios to run.
-    #[arg(value_enum, default_values_t = [Scenario::All])]
-    pub scenarios: Vec<Scenario>,
-    /// Print the figures as one JSON object instead of a table.
-    #[arg(long)]
-    pub json: bool,
-    /// The msg-server binary [default: beside this executable].
-    #[arg(long, value_name = "PATH")]
-    pub server_bin: Option<PathBuf>,
-    /// Target a running msg-server instead of starting one. It must know the
-    /// bench accounts (see --print-accounts).
-    #[arg(long, value_name = "ADDR")]
-    pub server: Option<SocketAddr>,
-    /// Pid of the server given with --server, to sample its memory.
-    #[arg(long, value_name = "PID", requires = "server")]
-    pub server_pid: Option<u32>,
-    /// The mosquitto binary.
-    #[arg(long, value_name = "PATH", default_value = "mosquitto")]
-    pub mosquitto_bin: PathBuf,
-    /// The mosquitto_pub binary (cli scenario).
-    #[arg(long, value_name = "PATH", default_value = "mosquitto_pub")]
-    pub mosquitto_pub_bin: PathBuf,
-    /// Skip the Mosquitto column.
-    #[arg(long)]
-    pub no_mqtt: bool,
-    /// Print the accounts lines for N bench users (for --server) and exit.
-    #[arg(long, value_name = "N")]
-    pub print_accounts: Option<usize>,
-
-    /// pairs: sender/recipient pairs.
-    #[arg(long, default_value_t = 50)]
-    pub pairs: usize,
-    /// pairs: messages in flight per pair (sent, not yet confirmed).
-    #[arg(long, default_value_t = 32)]
-    pub window: usize,
-    /// pairs: offered rate (messages/s, all pairs together) of the latency run.
-    #[arg(long, default_value_t = 20_000)]
-    pub rate: u64,
-    /// Seconds each timed run lasts (pairs throughput, pairs latency, broadcast).
-    #[arg(long, default_value_t = 5.0)]
-    pub secs: f64,
-    /// broadcast: online recipients.
-    #[arg(long, default_value_t = 1000)]
-    pub subscribers: usize,
-    /// broadcast: broadcasts in flight (sent, not yet received by everyone).
-    #[arg(long, default_value_t = 16)]
-    pub broadcast_window: usize,
-    /// idle: logged-in idle sessions.
-    #[arg(long, default_value_t = 10_000)]
-    pub sessions: usize,
-    /// offline: messages queued to an offline user.
-    #[arg(long, default_value_t = 100_000)]
-    pub messages: usize,
-    /// offline: sends awaiting their reply (the server allows 1,024).
-    #[arg(long, default_value_t = 1000)]
-    pub offline_window: usize,
-    /// cli: timed runs of each one-shot command.
-    #[arg(long, default_value_t = 200)]
-    pub runs: usize,
-}
-
-/// Everything a scenario needs to know about where to run.
-pub struct Env {
-    pub cli: Cli,
-    pub server_bin: PathBuf,
-    /// Directory of this executable, where `msg` and `msgd` are looked for.
-    pub bin_dir: PathBuf,
-}
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::bench::Env;
+use crate::env::Env;
 use crate::procfs::{self, Sampler};
 
 /// Password of every bench account (plain: cheap to check for 10,000 logins).

@@ -5,9 +5,15 @@
 //! figures mean. Unix only: it reads `/proc` and manages child processes.
 
 #[cfg(unix)]
+mod args;
+#[cfg(unix)]
 mod bench;
 #[cfg(unix)]
 mod client;
+#[cfg(unix)]
+mod compare;
+#[cfg(unix)]
+mod env;
 #[cfg(unix)]
 mod launch;
 #[cfg(unix)]

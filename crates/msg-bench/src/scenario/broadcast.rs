@@ -18,8 +18,9 @@ use tokio::sync::{Semaphore, watch};
 use tokio::time::{Instant, sleep_until};
 
 use super::{DRAIN, Tasks, count_at_end, join_all};
-use crate::bench::Env;
-use crate::launch::{Mosquitto, MsgServer, user};
+use crate::compare::compare;
+use crate::env::Env;
+use crate::launch::user;
 use crate::payload;
 use crate::report::Figure;
 use crate::{client, mqtt};
@@ -58,30 +59,26 @@ pub async fn run(env: &Env) -> anyhow::Result<Vec<Figure>> {
     let c = &env.cli;
     let m = c.subscribers.max(1);
     let secs = Duration::from_secs_f64(c.secs);
-    let server = MsgServer::start(env, m + 1)?;
-    let msg = msg_run(server.addr, m, c.broadcast_window, secs)
-        .await
-        .context("msg broadcast run")?;
-    let msg_rss = server.peak_kib();
-    drop(server);
-    let (mq, mq_rss) = if c.no_mqtt {
-        (None, None)
-    } else {
-        let broker = Mosquitto::start(env)?;
-        let v = mqtt_run(broker.port, m, c.broadcast_window, secs)
-            .await
-            .context("mosquitto broadcast run")?;
-        (Some(v), broker.peak_kib())
-    };
-    Ok(vec![
-        Figure::new(
-            "broadcast",
-            format!("1 sender to {m} online"),
-            "deliveries/s",
-        )
-        .values(Some(msg), mq)
-        .rss(msg_rss, mq_rss),
-    ])
+    let window = c.broadcast_window;
+    let runs = compare(
+        env,
+        m + 1,
+        async |server| {
+            let measured = msg_run(server.addr, m, window, secs).await?;
+            Ok(server.finish(measured))
+        },
+        async |broker| {
+            let measured = mqtt_run(broker.port, m, window, secs).await?;
+            Ok(broker.finish(measured))
+        },
+    )
+    .await?;
+    Ok(vec![runs.figure(
+        "broadcast",
+        format!("1 sender to {m} online"),
+        "deliveries/s",
+        |per_sec| Some(*per_sec),
+    )])
 }
 
 // ---- msg ---------------------------------------------------------------------

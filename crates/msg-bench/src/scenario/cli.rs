@@ -16,7 +16,8 @@ use tokio::process::Command;
 use tokio::time::Instant;
 
 use super::Tasks;
-use crate::bench::Env;
+use crate::compare::compare;
+use crate::env::Env;
 use crate::launch::{self, Mosquitto, MsgServer, PASSWORD, user};
 use crate::report::Figure;
 use crate::{client, mqtt, payload, procfs};
@@ -27,37 +28,33 @@ const RUN: Duration = Duration::from_secs(20);
 const WARMUP: usize = 3;
 
 pub async fn run(env: &Env) -> anyhow::Result<Vec<Figure>> {
-    let c = &env.cli;
-    let runs = c.runs.max(1);
+    let runs = env.cli.runs.max(1);
     let trivial = time_runs(runs, || Command::new("/bin/true")).await?;
 
-    let server = MsgServer::start(env, 2)?;
-    let msg = msg_runs(env, &server, runs)
-        .await
-        .context("msg send runs")?;
-    let msg_rss = server.peak_kib();
-    drop(server);
-
-    let (mq, mq_rss) = if c.no_mqtt {
-        (None, None)
-    } else {
-        let broker = Mosquitto::start(env)?;
-        let v = mqtt_runs(env, &broker, runs)
-            .await
-            .context("mosquitto_pub runs")?;
-        (Some(v), broker.peak_kib())
-    };
+    let sends = compare(
+        env,
+        2,
+        async |server| {
+            let measured = msg_runs(env, &server, runs).await?;
+            Ok(server.finish(measured))
+        },
+        async |broker| {
+            let measured = mqtt_runs(env, &broker, runs).await?;
+            Ok(broker.finish(measured))
+        },
+    )
+    .await?;
     let mut figures = Vec::new();
     for (i, q) in ["p50", "p99"].iter().enumerate() {
         figures.push(
-            Figure::new(
-                "cli",
-                format!("one-shot send {q} (msg send / mosquitto_pub -q 1)"),
-                "ms",
-            )
-            .lower_is_better()
-            .values(Some(msg[i]), mq.map(|v| v[i]))
-            .rss(msg_rss, mq_rss),
+            sends
+                .figure(
+                    "cli",
+                    format!("one-shot send {q} (msg send / mosquitto_pub -q 1)"),
+                    "ms",
+                    |p| Some(p[i]),
+                )
+                .lower_is_better(),
         );
     }
     for (i, q) in ["p50", "p99"].iter().enumerate() {

@@ -20,7 +20,8 @@ use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 
 use super::Tasks;
-use crate::bench::Env;
+use crate::compare::{Run, compare};
+use crate::env::Env;
 use crate::launch::{Mosquitto, MsgServer, user};
 use crate::report::Figure;
 use crate::{client, mqtt, procfs};
@@ -42,35 +43,42 @@ pub async fn run(env: &Env) -> anyhow::Result<Vec<Figure>> {
     if k + 64 > fds {
         bail!("{k} sessions need more open files than the limit ({fds}); lower --sessions");
     }
-    let server = MsgServer::start(env, k)?;
-    let (measured, sessions) = msg_run(&server, k).await;
-    let msg_rss = server.peak_kib();
-    // Kill the server before the sessions close, so it does not announce K
-    // logouts to everyone.
-    drop(server);
-    drop(sessions);
-    let (msg_per, msg_secs) = measured.context("msg idle run")?;
-    let mut mq = None;
-    let mut mq_rss = None;
-    if !c.no_mqtt {
-        let broker = Mosquitto::start(env)?;
-        let (measured, sessions) = mqtt_run(&broker, k).await;
-        mq_rss = broker.peak_kib();
-        drop(broker);
-        drop(sessions);
-        mq = Some(measured.context("mosquitto idle run")?);
-    }
+    let runs = compare(
+        env,
+        k,
+        async |server| {
+            let (measured, sessions) = msg_run(&server, k).await;
+            // Stop the server before the sessions close, so it does not
+            // announce K logouts to everyone.
+            let Run { peak_kib, .. } = server.finish(());
+            drop(sessions);
+            Ok(Run {
+                value: measured?,
+                peak_kib,
+            })
+        },
+        async |broker| {
+            let (measured, sessions) = mqtt_run(&broker, k).await;
+            let Run { peak_kib, .. } = broker.finish(());
+            drop(sessions);
+            Ok(Run {
+                value: measured?,
+                peak_kib,
+            })
+        },
+    )
+    .await?;
     Ok(vec![
-        Figure::new("idle", format!("memory per idle session ({k})"), "bytes")
-            .lower_is_better()
-            .values(msg_per, mq.and_then(|(per, _)| per))
-            .rss(msg_rss, mq_rss),
-        Figure::new("idle", format!("sessions set up ({k})"), "logins/s")
-            .values(
-                Some(k as f64 / msg_secs),
-                mq.map(|(_, secs)| k as f64 / secs),
-            )
-            .rss(msg_rss, mq_rss),
+        runs.figure(
+            "idle",
+            format!("memory per idle session ({k})"),
+            "bytes",
+            |m| m.0,
+        )
+        .lower_is_better(),
+        runs.figure("idle", format!("sessions set up ({k})"), "logins/s", |m| {
+            Some(k as f64 / m.1)
+        }),
     ])
 }
 

@@ -16,8 +16,9 @@ use rumqttc::{Event, Outgoing, Packet, QoS};
 use tokio::time::Instant;
 
 use super::Tasks;
-use crate::bench::Env;
-use crate::launch::{Mosquitto, MsgServer, user};
+use crate::compare::compare;
+use crate::env::Env;
+use crate::launch::user;
 use crate::payload;
 use crate::report::Figure;
 use crate::{client, mqtt};
@@ -28,56 +29,58 @@ const PHASE: Duration = Duration::from_secs(120);
 pub async fn run(env: &Env) -> anyhow::Result<Vec<Figure>> {
     let c = &env.cli;
     let q = c.messages.max(1) as u64;
-    let server = MsgServer::start(env, 2)?;
-    let enqueue = msg_enqueue(server.addr, q, c.offline_window)
-        .await
-        .context("msg enqueue")?;
-    let disk = server.disk_bytes();
-    let drain = msg_drain(server.addr, q).await.context("msg drain")?;
-    let msg_rss = server.peak_kib();
-    drop(server);
-    let (mq, mq_rss) = if c.no_mqtt {
-        (None, None)
-    } else {
-        let broker = Mosquitto::start(env)?;
-        let v = mqtt_run(broker.port, q)
-            .await
-            .context("mosquitto offline run")?;
-        (Some(v), broker.peak_kib())
-    };
-    let fig = |name: String, unit, msg, mq| {
-        Figure::new("offline", name, unit)
-            .values(msg, mq)
-            .rss(msg_rss, mq_rss)
-    };
+    let window = c.offline_window;
+    let runs = compare(
+        env,
+        2,
+        async |server| {
+            let enqueue = msg_enqueue(server.addr, q, window)
+                .await
+                .context("enqueue")?;
+            let disk = server.disk_bytes();
+            let drain = msg_drain(server.addr, q).await.context("drain")?;
+            Ok(server.finish(Phases {
+                enqueue,
+                drain,
+                disk,
+            }))
+        },
+        async |broker| {
+            let (enqueue, drain) = mqtt_run(broker.port, q).await?;
+            Ok(broker.finish(Phases {
+                enqueue,
+                drain,
+                disk: None,
+            }))
+        },
+    )
+    .await?;
     Ok(vec![
-        fig(
+        runs.figure(
+            "offline",
             format!("enqueue {q} (durable; mosq: memory)"),
             "msg/s",
-            Some(q as f64 / enqueue),
-            mq.map(|(e, _)| q as f64 / e),
+            |p| Some(q as f64 / p.enqueue),
         ),
-        fig(
-            format!("drain {q} at login"),
-            "msg/s",
-            Some(q as f64 / drain),
-            mq.map(|(_, d)| q as f64 / d),
-        ),
-        fig(
-            format!("drain {q} at login"),
-            "ms",
-            Some(drain * 1e3),
-            mq.map(|(_, d)| d * 1e3),
-        )
+        runs.figure("offline", format!("drain {q} at login"), "msg/s", |p| {
+            Some(q as f64 / p.drain)
+        }),
+        runs.figure("offline", format!("drain {q} at login"), "ms", |p| {
+            Some(p.drain * 1e3)
+        })
         .lower_is_better(),
-        fig(
-            "queue on disk (msg.db + WAL)".into(),
-            "bytes",
-            disk.map(|b| b as f64),
-            None,
-        )
+        runs.figure("offline", "queue on disk (msg.db + WAL)", "bytes", |p| {
+            p.disk.map(|b| b as f64)
+        })
         .lower_is_better(),
     ])
+}
+
+/// Seconds each phase took, and the queue's size on disk (msg only).
+struct Phases {
+    enqueue: f64,
+    drain: f64,
+    disk: Option<u64>,
 }
 
 /// Seconds to get `q` `sent` (queued) replies with `window` outstanding.

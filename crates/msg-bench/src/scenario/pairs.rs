@@ -21,8 +21,9 @@ use tokio::sync::{Semaphore, watch};
 use tokio::time::{Instant, sleep_until};
 
 use super::{DRAIN, Tasks, count_at_end, join_all};
-use crate::bench::Env;
-use crate::launch::{Mosquitto, MsgServer, user};
+use crate::compare::compare;
+use crate::env::Env;
+use crate::launch::user;
 use crate::payload::{self, Clock};
 use crate::report::Figure;
 use crate::{client, mqtt};
@@ -87,65 +88,60 @@ impl Plan {
 pub async fn run(env: &Env) -> anyhow::Result<Vec<Figure>> {
     let c = &env.cli;
     let n = c.pairs.max(1);
-    let server = MsgServer::start(env, 4 * n)?;
-    let msg_tp = msg_run(server.addr, 0, Plan::new(Mode::Closed, n, c.window, c.secs))
-        .await
-        .context("msg throughput run")?;
-    let msg_lat = msg_run(
-        server.addr,
-        2 * n,
-        Plan::new(Mode::Rate(c.rate), n, c.window, c.secs),
+    let (window, secs, rate) = (c.window, c.secs, c.rate);
+    let closed = move || Plan::new(Mode::Closed, n, window, secs);
+    let paced = move || Plan::new(Mode::Rate(rate), n, window, secs);
+    let mut runs = compare(
+        env,
+        4 * n,
+        async |server| {
+            let throughput = msg_run(server.addr, 0, closed())
+                .await
+                .context("throughput run")?;
+            let latency = msg_run(server.addr, 2 * n, paced())
+                .await
+                .context("latency run")?;
+            Ok(server.finish([throughput, latency]))
+        },
+        async |broker| {
+            let throughput = mqtt_run(broker.port, "t", closed())
+                .await
+                .context("throughput run")?;
+            let latency = mqtt_run(broker.port, "l", paced())
+                .await
+                .context("latency run")?;
+            Ok(broker.finish([throughput, latency]))
+        },
     )
-    .await
-    .context("msg latency run")?;
-    let msg_rss = server.peak_kib();
-    drop(server);
-
-    let (mq_tp, mq_lat, mq_rss) = if c.no_mqtt {
-        (None, None, None)
-    } else {
-        let broker = Mosquitto::start(env)?;
-        let tp = mqtt_run(
-            broker.port,
-            "t",
-            Plan::new(Mode::Closed, n, c.window, c.secs),
-        )
-        .await
-        .context("mosquitto throughput run")?;
-        let lat = mqtt_run(
-            broker.port,
-            "l",
-            Plan::new(Mode::Rate(c.rate), n, c.window, c.secs),
-        )
-        .await
-        .context("mosquitto latency run")?;
-        (Some(tp), Some(lat), broker.peak_kib())
-    };
-
-    let mut msg_lat = msg_lat;
-    let mut mq_lat = mq_lat;
-    let msg_p = payload::percentiles(&mut msg_lat.latencies);
-    let mq_p = mq_lat
+    .await?;
+    let msg_p = payload::percentiles(&mut runs.msg.value[1].latencies);
+    let mq_p = runs
+        .mosquitto
         .as_mut()
-        .and_then(|o| payload::percentiles(&mut o.latencies));
-    let rate = c.rate;
+        .and_then(|run| payload::percentiles(&mut run.value[1].latencies));
     let mut figures = vec![
-        Figure::new("pairs", format!("{n} pairs, window {}", c.window), "msg/s")
-            .values(Some(msg_tp.per_sec), mq_tp.as_ref().map(|o| o.per_sec)),
-        Figure::new("pairs", format!("delivered at {rate}/s offered"), "msg/s")
-            .values(Some(msg_lat.per_sec), mq_lat.as_ref().map(|o| o.per_sec)),
+        runs.figure(
+            "pairs",
+            format!("{n} pairs, window {window}"),
+            "msg/s",
+            |o| Some(o[0].per_sec),
+        ),
+        runs.figure(
+            "pairs",
+            format!("delivered at {rate}/s offered"),
+            "msg/s",
+            |o| Some(o[1].per_sec),
+        ),
     ];
     for (i, q) in ["p50", "p99", "p99.9"].iter().enumerate() {
-        figures.push(
-            Figure::new("pairs", format!("latency {q} at {rate}/s"), "µs")
-                .lower_is_better()
-                .values(msg_p.map(|p| p[i]), mq_p.map(|p| p[i])),
-        );
+        let mut figure = runs
+            .figure("pairs", format!("latency {q} at {rate}/s"), "µs", |_| None)
+            .lower_is_better();
+        figure.msg = msg_p.map(|p| p[i]);
+        figure.mosquitto = mq_p.map(|p| p[i]);
+        figures.push(figure);
     }
-    Ok(figures
-        .into_iter()
-        .map(|f| f.rss(msg_rss, mq_rss))
-        .collect())
+    Ok(figures)
 }
 
 // ---- msg ---------------------------------------------------------------------
