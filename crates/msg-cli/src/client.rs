@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use futures::{SinkExt, StreamExt};
 use interprocess::local_socket::tokio::Stream;
 use msg_local::paths::{Paths, create_private_dir};
+use msg_local::socket::ConnectError;
 use msg_proto::control::{CONTROL_VERSION, Reply, Request, codes};
 use msg_proto::{JsonLines, Refusal};
 use tokio_util::codec::Framed;
@@ -39,12 +40,15 @@ impl Client {
     pub async fn connect(paths: &Paths) -> Result<Option<Self>, Refusal> {
         let stream = match msg_local::socket::connect(paths).await {
             Ok(stream) => stream,
-            Err(e) => {
-                tracing::debug!("no msgd: {e}");
-                if e.kind() == std::io::ErrorKind::PermissionDenied {
+            Err(ConnectError::Untrusted(why)) => {
+                return Err(Refusal::new(codes::UNTRUSTED_DAEMON, capitalized(&why)));
+            }
+            Err(ConnectError::NotRunning { path, source }) => {
+                tracing::debug!("no msgd: {source}");
+                if source.kind() == std::io::ErrorKind::PermissionDenied {
                     return Err(Refusal::new(
                         codes::DAEMON_UNREACHABLE,
-                        "Permission denied: the msgd socket belongs to another user",
+                        format!("Permission denied: {}", path.display()),
                     ));
                 }
                 return Ok(None);
@@ -229,4 +233,12 @@ fn spawn_daemon(paths: &Paths) -> Result<std::process::Child, Refusal> {
     }
     tracing::debug!("starting msgd");
     command.spawn().map_err(|e| failed("spawn", e))
+}
+
+/// The text with its first letter in upper case, as the CLI's messages are.
+fn capitalized(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map_or_else(String::new, |first| {
+        first.to_uppercase().chain(chars).collect()
+    })
 }

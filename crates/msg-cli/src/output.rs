@@ -21,9 +21,10 @@ pub mod exit {
 pub fn exit_code(failure: &Refusal) -> u8 {
     match &*failure.code {
         codes::NOT_LOGGED_IN | codes::TIMEOUT => exit::NOT_LOGGED_IN,
-        codes::SERVER_UNREACHABLE | codes::DAEMON_UNREACHABLE | codes::VERSION_MISMATCH => {
-            exit::UNREACHABLE
-        }
+        codes::SERVER_UNREACHABLE
+        | codes::DAEMON_UNREACHABLE
+        | codes::UNTRUSTED_DAEMON
+        | codes::VERSION_MISMATCH => exit::UNREACHABLE,
         codes::USAGE => exit::USAGE,
         _ => exit::REFUSED,
     }

@@ -63,19 +63,143 @@ impl Paths {
     }
 }
 
-/// Creates `dir` (and its parents) readable by the owner only.
+/// Creates `dir` (and missing parents) readable by the owner only, or
+/// checks the one that is there: it must be a real directory (a symlink in
+/// its place is refused, never followed), owned by this user; a looser mode
+/// is tightened to 0700 through the opened directory itself, so a path
+/// swapped in between cannot redirect the change.
 pub fn create_private_dir(dir: &Path) -> io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
     #[cfg(unix)]
     {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-        builder.mode(0o700);
-        builder.create(dir)?;
-        // The directory may predate us with a looser mode.
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+        if let Some(parent) = dir.parent()
+            && !parent.as_os_str().is_empty()
+        {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .map_err(|e| at(dir, e))?;
+        }
+        // Not recursive: mkdir never follows a symlink in the last place.
+        match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(at(dir, e)),
+        }
+        let opened = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+            .open(dir)
+            .map_err(|e| match e.raw_os_error() {
+                // Linux says ENOTDIR for a symlink opened with O_DIRECTORY.
+                Some(libc::ELOOP | libc::ENOTDIR) => {
+                    let symlink = std::fs::symlink_metadata(dir)
+                        .is_ok_and(|meta| meta.file_type().is_symlink());
+                    if symlink {
+                        untrusted(dir, "it is a symbolic link")
+                    } else {
+                        untrusted(dir, "it is not a directory")
+                    }
+                }
+                _ => at(dir, e),
+            })?;
+        let meta = opened.metadata().map_err(|e| at(dir, e))?;
+        let me = crate::socket::current_uid();
+        if meta.uid() != me {
+            return Err(untrusted(
+                dir,
+                &format!("it belongs to uid {}, not to you (uid {me})", meta.uid()),
+            ));
+        }
+        if meta.mode() & 0o077 != 0 {
+            opened
+                .set_permissions(std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| at(dir, e))?;
+        }
+        Ok(())
     }
     #[cfg(not(unix))]
-    builder.create(dir)?;
-    Ok(())
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .create(dir)
+        .map_err(|e| at(dir, e))
+}
+
+/// The error `e` with the path it is about.
+fn at(path: &Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+}
+
+/// A directory msg must not use, and why.
+#[cfg(unix)]
+fn untrusted(path: &Path, why: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        format!(
+            "refusing to use {}: {why}; remove it or point MSG_RUNTIME_DIR elsewhere",
+            path.display()
+        ),
+    )
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn creates_missing_dirs_private_and_tightens_a_loose_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a/b/run");
+        create_private_dir(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        create_private_dir(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+    }
+
+    #[test]
+    fn a_planted_symlink_is_refused_and_its_target_untouched() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = tmp.path().join("victim");
+        std::fs::create_dir(&target).unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let link = tmp.path().join("run");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let err = create_private_dir(&link).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert!(
+            err.to_string().contains(&link.display().to_string()),
+            "{err}"
+        );
+        assert_eq!(mode(&target), 0o755, "the link's target keeps its mode");
+        let file = tmp.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        assert!(
+            create_private_dir(&file)
+                .unwrap_err()
+                .to_string()
+                .contains("not a directory")
+        );
+    }
+
+    #[test]
+    fn a_directory_of_another_user_is_refused() {
+        if crate::socket::current_uid() != 0 {
+            eprintln!("not root: cannot give a directory to another user here");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("run");
+        std::fs::create_dir(&dir).unwrap();
+        std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
+        let err = create_private_dir(&dir).unwrap_err();
+        assert!(err.to_string().contains("belongs to uid 65534"), "{err}");
+    }
 }

@@ -25,6 +25,9 @@ pub mod codes {
     pub const SERVER_UNREACHABLE: &str = "server_unreachable";
     /// The daemon is not running or does not answer (exit 4).
     pub const DAEMON_UNREACHABLE: &str = "daemon_unreachable";
+    /// Something listens on the control socket, but not this user's own
+    /// msgd (another user's socket or directory): nothing is sent (exit 4).
+    pub const UNTRUSTED_DAEMON: &str = "untrusted_daemon";
     /// `msg login` while another user is logged in (exit 1).
     pub const LOGGED_IN_AS_OTHER: &str = "logged_in_as_other";
     /// The two sides speak different control protocol versions.
