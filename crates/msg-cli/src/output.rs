@@ -9,6 +9,8 @@ use msg_proto::control::{InboxItem, codes};
 use msg_proto::{Refusal, Timestamp};
 use serde_json::{Value, json};
 
+use crate::terminal;
+
 /// Exit codes of SPEC §4.
 pub mod exit {
     pub const REFUSED: u8 = 1;
@@ -59,10 +61,10 @@ fn println(line: &str) {
 }
 
 impl Output {
-    /// A human line (suppressed by `-q`).
+    /// A human line (suppressed by `-q`), made safe for the terminal.
     pub fn line(&self, text: &str) {
         if !self.quiet {
-            println(text);
+            println(&terminal::safe(text));
         }
     }
 
@@ -90,9 +92,10 @@ impl Output {
         if self.json {
             self.json(&item_json(item));
         } else if stamped && item.at > 0 {
-            println(&format!("[{}] {}", rfc3339(item.at), item.line()));
+            let line = format!("[{}] {}", rfc3339(item.at), item.line());
+            println(&terminal::safe(&line));
         } else {
-            println(&item.line());
+            println(&terminal::safe(&item.line()));
         }
     }
 
@@ -101,7 +104,7 @@ impl Output {
         if self.json {
             self.json(&json!({"error": {"code": failure.code, "message": failure.message}}));
         } else {
-            eprintln!("{}", failure.message);
+            eprintln!("{}", terminal::safe(&failure.message));
         }
         ExitCode::from(exit_code(failure))
     }

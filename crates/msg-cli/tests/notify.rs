@@ -189,3 +189,49 @@ fn a_missing_notification_service_is_logged_once_and_never_fatal() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+#[test]
+fn notifications_show_markup_and_escapes_as_text() {
+    let bus = Bus::start();
+    let server = Server::start();
+    let hans = User::new("hans", &server);
+    hans.login().ok();
+    let luke = User::new("luke", &server);
+    bus.login(&luke);
+    hans.msg(&[
+        "send",
+        "luke",
+        "<img src=\"file:///etc/passwd\"/> & \u{1b}[2J\u{202e}",
+    ])
+    .ok();
+    assert_eq!(
+        bus.next_call(),
+        call(
+            "hans",
+            "&lt;img src=\"file:///etc/passwd\"/&gt; &amp; \\x1b[2J\\u{202e}"
+        )
+    );
+}
+
+#[test]
+fn a_burst_becomes_a_few_notifications_and_one_summary() {
+    let bus = Bus::start();
+    let server = Server::start();
+    let hans = User::new("hans", &server);
+    hans.login().ok();
+    let luke = User::new("luke", &server);
+    bus.login(&luke);
+    for i in 0..12 {
+        hans.msg(&["send", "luke", &format!("message {i}")]).ok();
+    }
+    for i in 0..5 {
+        assert_eq!(bus.next_call(), call("hans", &format!("message {i}")));
+    }
+    // The other seven are summed up once the rate-limit window ends.
+    assert_eq!(
+        bus.next_call(),
+        call("msg", "7 more items arrived; see `msg inbox`")
+    );
+    assert_eq!(luke.status()["unread"], 12, "every message is in the inbox");
+    assert!(bus.calls.try_recv().is_err());
+}
