@@ -106,6 +106,12 @@ fn is_content(line: &str) -> bool {
 fn read_table(path: &Path) -> Result<(Table, LoadReport), AccountsError> {
     let stamp = stamp(path);
     let text = fs::read_to_string(path).map_err(AccountsError::Read)?;
+    let (users, report) = parse_text(&text);
+    Ok((Table { users, stamp }, report))
+}
+
+/// The accounts in the text of a credentials file, and a summary.
+fn parse_text(text: &str) -> (HashMap<String, Credential>, LoadReport) {
     let mut report = LoadReport::default();
     let mut users = HashMap::new();
     for (number, line) in text.lines().enumerate() {
@@ -125,7 +131,13 @@ fn read_table(path: &Path) -> Result<(Table, LoadReport), AccountsError> {
         .values()
         .filter(|c| matches!(c, Credential::Plain(_)))
         .count();
-    Ok((Table { users, stamp }, report))
+    (users, report)
+}
+
+/// Parses the text of a credentials file as loading it does, and returns
+/// the summary: the entry point for the fuzzer and for checking a file.
+pub fn check_credentials(text: &str) -> LoadReport {
+    parse_text(text).1
 }
 
 /// The live account list, shared by all connections.
