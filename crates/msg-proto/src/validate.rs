@@ -7,13 +7,27 @@ pub const MAX_TEXT_CHARS: usize = 4000;
 /// Longest username, in characters.
 pub const MAX_USERNAME_LEN: usize = 32;
 
-/// 1–32 characters of `[A-Za-z0-9_.-]`.
+/// How a username must look, in the words every error about one uses.
+pub const USERNAME_RULE: &str =
+    "1-32 characters of A-Z a-z 0-9 _ . -, starting with a letter or digit";
+
+/// 1–32 characters of `[A-Za-z0-9_.-]`, the first a letter or digit: a name
+/// can never pass for a command-line flag (`-v`, `--help`) or a path (`..`).
 pub fn is_valid_username(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_USERNAME_LEN
+    name.len() <= MAX_USERNAME_LEN
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// The form two names are compared in for uniqueness: `Luke` and `luke`
+/// cannot both be accounts.
+pub fn username_key(name: &str) -> String {
+    name.to_ascii_lowercase()
 }
 
 /// Any non-empty UTF-8 without a line break (the credentials file is line-based).
@@ -54,6 +68,11 @@ mod tests {
         assert!(!is_valid_username("han s"));
         assert!(!is_valid_username("hänsel"));
         assert!(!is_valid_username("a/b"));
+        for flag_or_path in ["-v", "--help", "..", ".hidden", "_x"] {
+            assert!(!is_valid_username(flag_or_path), "{flag_or_path}");
+        }
+        assert!(is_valid_username("7of9"));
+        assert_eq!(username_key("Luke"), username_key("luke"));
     }
 
     #[test]

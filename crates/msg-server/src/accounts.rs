@@ -15,7 +15,7 @@ use std::time::SystemTime;
 use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use msg_proto::validate::{is_valid_password, is_valid_username};
+use msg_proto::validate::{USERNAME_RULE, is_valid_password, is_valid_username, username_key};
 use subtle::ConstantTimeEq;
 
 #[derive(Debug, thiserror::Error)]
@@ -24,12 +24,15 @@ pub enum AccountsError {
     Read(std::io::Error),
     #[error("cannot write the credentials file: {0}")]
     Write(std::io::Error),
-    #[error("invalid username (1-32 characters of A-Z a-z 0-9 _ . -)")]
+    #[error("invalid username ({rule})", rule = USERNAME_RULE)]
     InvalidUsername,
     #[error("invalid password (must be non-empty, without line breaks)")]
     InvalidPassword,
     #[error("user already exists")]
     UserExists,
+    /// Another account has the same name but for case (`Luke` and `luke`).
+    #[error("the account {0} already exists (names are unique ignoring case)")]
+    NameTaken(String),
     #[error("cannot hash the password: {0}")]
     Hash(String),
 }
@@ -113,10 +116,24 @@ fn read_table(path: &Path) -> Result<(Table, LoadReport), AccountsError> {
 /// The accounts in the text of a credentials file, and a summary.
 fn parse_text(text: &str) -> (HashMap<String, Credential>, LoadReport) {
     let mut report = LoadReport::default();
-    let mut users = HashMap::new();
+    let mut users: HashMap<String, Credential> = HashMap::new();
+    // Name (ignoring case) -> the spelling that has it.
+    let mut spellings: HashMap<String, String> = HashMap::new();
     for (number, line) in text.lines().enumerate() {
         match parse_line(line) {
             Some((user, password)) => {
+                let spelling = spellings
+                    .entry(username_key(user))
+                    .or_insert_with(|| user.to_owned());
+                if spelling != user {
+                    report.skipped_lines += 1;
+                    tracing::warn!(
+                        line = number + 1,
+                        "ignoring an account whose name differs from an earlier one only in case"
+                    );
+                    continue;
+                }
+                // The same name again: the later line wins, as it always did.
                 users.insert(user.to_owned(), Credential::parse(password));
             }
             None if is_content(line) => {
@@ -169,6 +186,16 @@ impl Accounts {
         self.current().users.contains_key(user)
     }
 
+    /// The account whose name equals `user` ignoring case, if any.
+    pub fn spelled(&self, user: &str) -> Option<String> {
+        let key = username_key(user);
+        self.current()
+            .users
+            .keys()
+            .find(|name| username_key(name) == key)
+            .cloned()
+    }
+
     /// Checks a password. Slow (argon2): run it on a blocking thread.
     /// Unknown users return `None`.
     pub fn verify(&self, user: &str, password: &str) -> Option<bool> {
@@ -196,8 +223,10 @@ impl Accounts {
         let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
         // Re-read first so an account added by `passwd` a moment ago counts.
         self.reload()?;
-        if self.exists(user) {
-            return Err(AccountsError::UserExists);
+        match self.spelled(user) {
+            Some(name) if name == user => return Err(AccountsError::UserExists),
+            Some(name) => return Err(AccountsError::NameTaken(name)),
+            None => {}
         }
         set_password(&self.path, user, password)?;
         self.reload()?;
@@ -235,6 +264,18 @@ pub fn set_password(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return Err(AccountsError::Read(e)),
     };
+    // The spelling that holds the name is the first one in the file (as
+    // loading reads it); another spelling may not add a twin.
+    let key = username_key(user);
+    let holder = original
+        .lines()
+        .filter_map(parse_line)
+        .find(|(name, _)| username_key(name) == key);
+    if let Some((name, _)) = holder
+        && name != user
+    {
+        return Err(AccountsError::NameTaken(name.to_owned()));
+    }
     let (text, change) = with_password(&original, user, &hash);
     write_atomically(path, &text).map_err(AccountsError::Write)?;
     Ok(change)
@@ -279,14 +320,20 @@ fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
         .unwrap_or_else(|| "credentials".into());
     let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
     let result = (|| {
-        let mut file = fs::File::create(&tmp)?;
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            // Password hashes: the owner's alone, whatever the umask or the
+            // old file's mode.
+            options.mode(0o600);
+        }
+        let mut file = options.open(&tmp)?;
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = fs::metadata(path)
-                .map(|m| m.permissions().mode() & 0o777)
-                .unwrap_or(0o600);
-            file.set_permissions(fs::Permissions::from_mode(mode))?;
+            file.set_permissions(fs::Permissions::from_mode(0o600))?;
         }
         file.write_all(text.as_bytes())?;
         file.sync_all()?;
@@ -372,6 +419,43 @@ mod tests {
         assert_eq!(accounts.verify("nobody", "x"), None);
         let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temp file is left behind");
+    }
+
+    #[test]
+    fn names_are_unique_ignoring_case() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.txt");
+        fs::write(&path, "luke jedi\nLuke sith\n").unwrap();
+        let (accounts, report) = Accounts::load(&path).unwrap();
+        assert_eq!(report.accounts, 1);
+        assert_eq!(report.skipped_lines, 1, "the case twin is ignored");
+        assert_eq!(accounts.verify("luke", "jedi"), Some(true));
+        assert!(!accounts.exists("Luke"));
+        assert!(matches!(
+            accounts.register("LUKE", "x"),
+            Err(AccountsError::NameTaken(name)) if name == "luke"
+        ));
+        assert!(matches!(
+            set_password(&path, "Luke", "x"),
+            Err(AccountsError::NameTaken(name)) if name == "luke"
+        ));
+        assert_eq!(
+            set_password(&path, "luke", "new").unwrap(),
+            PasswordChange::Changed
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn rewrites_are_private_whatever_the_old_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.txt");
+        fs::write(&path, "hans falcon\n").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        set_password(&path, "hans", "new").unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
     }
 
     #[test]

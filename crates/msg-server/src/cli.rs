@@ -21,6 +21,9 @@ use crate::store::Store;
 
 /// Exit status for a bad command line or configuration (also clap's).
 const EXIT_USAGE: u8 = 2;
+/// The longest duration any flag takes: a year, in seconds. Larger values
+/// would overflow deadlines (`Instant + Duration`) or wrap lockout times.
+pub const MAX_SECS: u64 = 366 * 24 * 3600;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -68,21 +71,22 @@ pub struct ServeArgs {
     pub port_arg: Option<u16>,
     /// Seconds an account stays blocked after 3 failed logins (positional).
     #[arg(value_name = "BLOCK_DURATION", conflicts_with = "block_duration",
-          value_parser = clap::value_parser!(u64).range(1..))]
+          value_parser = clap::value_parser!(u64).range(1..=MAX_SECS))]
     pub block_duration_arg: Option<u64>,
     /// Inactivity timeout in seconds, 0 to disable (positional).
-    #[arg(value_name = "TIMEOUT", conflicts_with = "timeout")]
+    #[arg(value_name = "TIMEOUT", conflicts_with = "timeout",
+          value_parser = clap::value_parser!(u64).range(0..=MAX_SECS))]
     pub timeout_arg: Option<u64>,
 
     /// TCP port to listen on (0 picks a free one).
     #[arg(long)]
     pub port: Option<u16>,
     /// Seconds an account stays blocked after 3 failed logins [default: 60].
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=MAX_SECS))]
     pub block_duration: Option<u64>,
     /// Seconds without a user command before a session is logged out;
     /// 0 disables [default: 600].
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=MAX_SECS))]
     pub timeout: Option<u64>,
     /// Address to listen on (`::` for IPv6 and IPv4).
     #[arg(long, default_value = "0.0.0.0")]
@@ -103,13 +107,17 @@ pub struct ServeArgs {
     pub max_rate: u32,
 
     // Tuning for tests; the defaults are the documented behaviour.
-    #[arg(long, hide = true, value_name = "MS")]
+    #[arg(long, hide = true, value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(1..=MAX_SECS * 1000))]
     pub login_timeout_ms: Option<u64>,
-    #[arg(long, hide = true, value_name = "MS")]
+    #[arg(long, hide = true, value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(1..=MAX_SECS * 1000))]
     pub dead_timeout_ms: Option<u64>,
-    #[arg(long, hide = true, value_name = "MS")]
+    #[arg(long, hide = true, value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(1..=MAX_SECS * 1000))]
     pub private_timeout_ms: Option<u64>,
-    #[arg(long, hide = true, value_name = "MS")]
+    #[arg(long, hide = true, value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(1..=MAX_SECS * 1000))]
     pub ack_timeout_ms: Option<u64>,
     #[arg(long, hide = true, value_name = "N")]
     pub max_outstanding_sends: Option<usize>,
@@ -245,7 +253,10 @@ fn config_checked(args: &ServeArgs) -> anyhow::Result<Config> {
 
 fn passwd(args: &PasswdArgs) -> anyhow::Result<ExitCode> {
     if !msg_proto::validate::is_valid_username(&args.user) {
-        return usage_error("invalid username (1-32 characters of A-Z a-z 0-9 _ . -)");
+        return usage_error(format_args!(
+            "invalid username ({})",
+            msg_proto::validate::USERNAME_RULE
+        ));
     }
     let password = if args.password_stdin {
         let mut line = String::new();
@@ -273,4 +284,24 @@ fn passwd(args: &PasswdArgs) -> anyhow::Result<ExitCode> {
         Err(e) => return Err(e.into()),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parses(args: &[&str]) -> bool {
+        Cli::try_parse_from(std::iter::once("msg-server").chain(args.iter().copied())).is_ok()
+    }
+
+    #[test]
+    fn durations_are_bounded() {
+        assert!(parses(&["--timeout", "0"]));
+        assert!(parses(&["--timeout", &MAX_SECS.to_string()]));
+        assert!(!parses(&["--timeout", "18446744073709551615"]));
+        assert!(!parses(&["--block-duration", "18446744073709551615"]));
+        assert!(!parses(&["--block-duration", "0"]));
+        assert!(!parses(&["4747", &(MAX_SECS + 1).to_string(), "10"]));
+        assert!(!parses(&["--dead-timeout-ms", "18446744073709551615"]));
+    }
 }
