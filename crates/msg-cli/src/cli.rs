@@ -1,4 +1,4 @@
-//! The command tree (SPEC §3–4). Completions are generated from it.
+//! The command tree. Completions are generated from it.
 
 use clap::{Args, Parser, Subcommand};
 use clap_complete::Shell;

@@ -172,7 +172,7 @@ async fn login(out: Output, args: LoginArgs, register: bool) -> Result<ExitCode,
         register,
     };
     let mut reply = client.call(request(password, register)).await?;
-    // SPEC §1: logging in with an unknown name offers to create the account.
+    // Logging in with an unknown name offers to create the account.
     let offer = !register && !args.password_stdin && std::io::stdin().is_terminal();
     if let (true, Reply::Error { code, .. }) = (offer, &reply)
         && code == ErrorCode::InvalidUser.as_str()

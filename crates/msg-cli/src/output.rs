@@ -1,5 +1,5 @@
-//! What the user sees: SPEC texts for humans, SPEC shapes with `--json`, and
-//! exit codes (SPEC §4).
+//! What the user sees: the texts for humans, one JSON object per reply with
+//! `--json`, and the exit codes (docs/BEHAVIOUR.md, "The client side").
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::terminal;
 
-/// Exit codes of SPEC §4.
+/// The exit codes every script can rely on.
 pub mod exit {
     pub const REFUSED: u8 = 1;
     pub const USAGE: u8 = 2;

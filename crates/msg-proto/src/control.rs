@@ -15,7 +15,7 @@ use crate::{MsgId, Secret, Timestamp};
 pub const CONTROL_VERSION: u32 = 1;
 
 /// Error codes the daemon adds to the server's [`crate::ErrorCode`]s. The CLI
-/// maps them to exit codes (SPEC §4).
+/// maps them to exit codes.
 pub mod codes {
     /// The daemon holds no session (exit 3).
     pub const NOT_LOGGED_IN: &str = "not_logged_in";
@@ -253,7 +253,8 @@ pub struct InboxItem {
 }
 
 impl InboxItem {
-    /// The one-line human form of SPEC §4.
+    /// The one-line human form: `luke: hi`, `luke (broadcast): hi`,
+    /// `luke(private): hi`, or the text alone for notices.
     pub fn line(&self) -> String {
         match (self.kind, &self.from) {
             (ItemKind::Message, Some(from)) => format!("{from}: {}", self.text),
