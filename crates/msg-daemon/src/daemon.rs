@@ -4,12 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::control::{self, Context};
 use crate::inbox::{Inbox, InboxError};
+use crate::link;
 use crate::notifier::Notifier;
-use crate::peer::PeerListener;
+use crate::private::{PeerListener, Private};
 use crate::socket::{self, BindError};
 use crate::state::Shared;
-use crate::{control, link};
 use msg_local::config::{Config, ConfigError};
 use msg_local::paths::{Paths, PathsError};
 
@@ -53,19 +54,21 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     let notifier = Notifier::new(config.notify && !options.no_notify);
     let peer_port = options.peer_port.or(config.peer_port);
     let shared = Arc::new(Shared::new(inbox, notifier, config));
-    let peers = PeerListener::new(Arc::clone(&shared), peer_port);
-    let link = link::spawn(Arc::clone(&shared), Some(peers));
+    let private = Private::new(Arc::clone(&shared));
+    let peers = PeerListener::new(Arc::clone(&private), peer_port);
+    let link = link::spawn(Arc::clone(&shared), Arc::clone(&private), Some(peers));
     tracing::info!(
         notifications = shared.notifier.enabled(),
         "msgd {} ready",
         env!("CARGO_PKG_VERSION")
     );
 
-    let server = tokio::spawn(control::serve(
-        bound.listener,
-        Arc::clone(&shared),
-        link.clone(),
-    ));
+    let context = Context {
+        shared: Arc::clone(&shared),
+        private: Arc::clone(&private),
+        link: link.clone(),
+    };
+    let server = tokio::spawn(control::serve(bound.listener, context));
     stop_signals.wait(&shared).await?;
     shared.shutdown.cancel();
     // Leave the server cleanly so that the others see us go.

@@ -1,13 +1,13 @@
 //! A running private session: one task per direct connection to a peer's
-//! daemon, after the handshake ([`crate::peer`]).
+//! daemon, once the handshake is through.
 //!
 //! It stores what the peer sends (in the inbox, *then* acks), sends what our
 //! user sends (and answers `msg private send` once the peer has acked), pings
 //! so that a vanished peer is noticed, and on the end of the connection tells
 //! the user and the server. Whoever ends a session on our side (stop, logout,
-//! the server's `private_ended`) removes it from [`crate::state::PrivateState`]
-//! and tells the user; that drops the task's command channel and the task
-//! says `bye` and closes.
+//! the server's `private_ended`) removes it from the state and tells the
+//! user; that drops the task's command channel and the task says `bye` and
+//! closes.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,48 +23,52 @@ use tokio::time::{Instant, interval_at};
 use tokio_util::codec::Framed;
 
 use crate::inbox::NewItem;
-use crate::link::Note;
-use crate::state::{PeerCommand, Shared};
+use crate::private::state::{PeerCommand, Private};
+use crate::state::Shared;
+use crate::texts;
+use crate::upstream::Note;
 
 pub type PeerConn = Framed<TcpStream, JsonLines<PeerFrame, PeerFrame>>;
 
 /// A peer sending this many bad frames is broken or hostile: hang up.
 const MAX_BAD_FRAMES: u32 = 10;
-
+/// Private messages queued for one connection at most.
+const COMMAND_QUEUE: usize = 16;
 /// Installs the command channel of session `id` with `peer`, before the
 /// session is announced, so that a `msg private send` right after it finds
 /// the connection. `None` when the session ended in the meantime.
-pub fn attach(shared: &Shared, peer: &str, id: u64) -> Option<mpsc::Receiver<PeerCommand>> {
-    let (tx, rx) = mpsc::channel(16);
-    let mut private = shared.private();
-    let session = private.sessions.get_mut(peer).filter(|s| s.id == id)?;
-    session.link = Some(tx);
+pub fn attach(private: &Private, peer: &str, id: u64) -> Option<mpsc::Receiver<PeerCommand>> {
+    let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+    let mut state = private.state();
+    let session = state.sessions.get_mut(peer).filter(|s| s.id == id)?;
+    session.connection = Some(tx);
     Some(rx)
 }
 
 /// Runs session `id` with `peer` on `conn` until it ends.
 pub fn spawn(
-    shared: Arc<Shared>,
+    private: Arc<Private>,
     peer: String,
     id: u64,
     conn: PeerConn,
     commands: mpsc::Receiver<PeerCommand>,
 ) {
-    tokio::spawn(async move {
-        let end = run(&shared, &peer, conn, commands).await;
+    let tasks = Arc::clone(&private);
+    tasks.spawn(async move {
+        let end = run(&private.shared, &peer, conn, commands).await;
         let text = match end {
             End::Local => return,
-            End::Remote => format!("Private messaging with {peer} stopped"),
+            End::Remote => texts::private_stopped(&peer),
             End::Lost => {
                 tracing::info!("the private connection with {peer} was lost");
-                format!("Private messaging with {peer} stopped (connection lost)")
+                texts::private_connection_lost(&peer)
             }
         };
-        if shared.private().end(&peer, Some(id)) {
-            shared.tell(Some(&peer), &text);
+        if private.state().end(&peer, Some(id)) {
+            private.shared.tell(Some(&peer), &text);
             // The server pairs us until told; it also tells the peer if it
             // is still there.
-            shared.note(Note::PrivateEnd(peer));
+            private.shared.note(Note::PrivateEnd(peer));
         }
     });
 }
@@ -156,10 +160,15 @@ async fn run(
         }
     };
     if let End::Local = end {
-        // Best effort: a peer that is gone learns it from the closed socket.
-        let _ = conn.send(PeerFrame::Bye).await;
+        goodbye(conn).await;
     }
     end
+}
+
+/// Ends a connection from our side with `bye`. Best effort: a peer that is
+/// gone learns it from the closed socket.
+async fn goodbye(mut conn: PeerConn) {
+    let _ = conn.send(PeerFrame::Bye).await;
 }
 
 /// Stores a private message and notifies; false when it was refused or could
