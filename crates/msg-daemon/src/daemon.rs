@@ -16,6 +16,8 @@ use msg_local::paths::{Paths, PathsError};
 
 /// How long the final logout may take before the daemon exits anyway.
 const LOGOUT_ON_EXIT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long private connections get to say goodbye before the daemon exits.
+const GOODBYES_ON_EXIT_TIMEOUT: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -74,6 +76,9 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     // Leave the server cleanly so that the others see us go.
     let _ = tokio::time::timeout(LOGOUT_ON_EXIT_TIMEOUT, link.logout()).await;
     let _ = server.await;
+    // Exiting now would drop the peer connections mid-goodbye: the peers
+    // would see them vanish instead of a stop.
+    private.wait_for_goodbyes(GOODBYES_ON_EXIT_TIMEOUT).await;
     tracing::info!("msgd stopped");
     // `bound._lock` is released when the process exits; the socket file was
     // removed when the listener dropped.

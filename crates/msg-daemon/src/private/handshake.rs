@@ -13,7 +13,6 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use msg_proto::peer::{PEER_VERSION, PeerFrame, RefusedCode};
 use msg_proto::{FrameError, JsonLines, Secret};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout, timeout_at};
 use tokio_util::codec::Framed;
@@ -29,9 +28,6 @@ pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// us before our own `private_ready` does. Wait this long for it.
 const READY_GRACE: Duration = Duration::from_secs(3);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long and how much a refused caller's remaining input is drained.
-const DRAIN_TIME: Duration = Duration::from_secs(1);
-const DRAIN_LIMIT: usize = 256 * 1024;
 
 /// A caller let in: who, for which session, on which connection.
 pub struct Admitted {
@@ -147,22 +143,8 @@ async fn refuse(mut conn: PeerConn, code: RefusedCode, message: &str) {
     if timeout(HELLO_TIMEOUT, conn.send(refused)).await.is_err() {
         return;
     }
-    // Closing with unread input would reset the connection, and the caller
-    // might lose the refusal: half-close, then discard what it still sends,
-    // within bounds.
-    let mut stream = conn.into_inner();
-    let drain = async {
-        let _ = stream.shutdown().await;
-        let mut buf = [0u8; 8192];
-        let mut left = DRAIN_LIMIT;
-        while left > 0 {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => left = left.saturating_sub(n),
-            }
-        }
-    };
-    let _ = timeout(DRAIN_TIME, drain).await;
+    // The caller must get to read the refusal.
+    session::close_quietly(conn.into_inner()).await;
 }
 
 /// Welcomes an admitted caller and starts the session.
@@ -217,8 +199,7 @@ pub async fn dial(private: Arc<Private>, peer: String, id: u64, addr: String, to
             }
             None => {
                 // Ended while we dialed (the server's private_ended).
-                let mut conn = conn;
-                let _ = conn.send(PeerFrame::Bye).await;
+                session::goodbye(conn).await;
                 PrivateOutcome::Unreachable
             }
         },

@@ -6,20 +6,26 @@
 //! so that a vanished peer is noticed, and on the end of the connection tells
 //! the user and the server. Whoever ends a session on our side (stop, logout,
 //! the server's `private_ended`) removes it from the state and tells the
-//! user; that drops the task's command channel and the task says `bye` and
-//! closes.
+//! user; that drops the task's command channel and the task says goodbye.
+//!
+//! Saying goodbye is `bye`, then a half-close, then reading until the peer
+//! closes too (briefly, within bounds). Closing with unread input would
+//! reset the connection, and a reset may destroy the `bye` before the peer
+//! reads it; the peer would then report a lost connection instead of a stop.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use msg_proto::control::ItemKind;
 use msg_proto::peer::{PeerFrame, PeerMsgId};
 use msg_proto::validate;
 use msg_proto::{JsonLines, PING_EVERY, SILENCE_LIMIT, now_ms};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::{Instant, interval_at};
+use tokio::time::{Instant, interval_at, timeout};
 use tokio_util::codec::Framed;
 
 use crate::inbox::NewItem;
@@ -34,6 +40,11 @@ pub type PeerConn = Framed<TcpStream, JsonLines<PeerFrame, PeerFrame>>;
 const MAX_BAD_FRAMES: u32 = 10;
 /// Private messages queued for one connection at most.
 const COMMAND_QUEUE: usize = 16;
+/// How long a goodbye waits for the peer to close its side, and how much of
+/// its remaining input it reads (and discards) meanwhile.
+const CLOSE_TIME: Duration = Duration::from_secs(2);
+const CLOSE_READ_LIMIT: usize = 256 * 1024;
+
 /// Installs the command channel of session `id` with `peer`, before the
 /// session is announced, so that a `msg private send` right after it finds
 /// the connection. `None` when the session ended in the meantime.
@@ -74,7 +85,7 @@ pub fn spawn(
 }
 
 enum End {
-    /// Ended on our side (already told); say bye.
+    /// Ended on our side (already told); we said goodbye.
     Local,
     /// The peer said bye.
     Remote,
@@ -165,10 +176,33 @@ async fn run(
     end
 }
 
-/// Ends a connection from our side with `bye`. Best effort: a peer that is
-/// gone learns it from the closed socket.
-async fn goodbye(mut conn: PeerConn) {
-    let _ = conn.send(PeerFrame::Bye).await;
+/// Ends a connection from our side: `bye`, then close without a reset.
+/// Best effort: a peer that is gone learns it from the closed socket.
+pub async fn goodbye(mut conn: PeerConn) {
+    let said = timeout(CLOSE_TIME, conn.send(PeerFrame::Bye)).await;
+    if matches!(said, Ok(Ok(()))) {
+        close_quietly(conn.into_inner()).await;
+    }
+}
+
+/// Half-closes (the peer reads everything we sent, then the end) and reads
+/// until the peer closes as well, within bounds, so that no unread input
+/// turns our close into a reset.
+pub async fn close_quietly(mut stream: TcpStream) {
+    let drain = async {
+        if stream.shutdown().await.is_err() {
+            return;
+        }
+        let mut buf = [0u8; 8192];
+        let mut left = CLOSE_READ_LIMIT;
+        while left > 0 {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = timeout(CLOSE_TIME, drain).await;
 }
 
 /// Stores a private message and notifies; false when it was refused or could
@@ -201,5 +235,40 @@ fn receive(shared: &Shared, peer: &str, text: &str) -> bool {
             tracing::error!("{e}; private message left unacknowledged");
             false
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// Deadline for every wait in these tests.
+    const DEADLINE: Duration = Duration::from_secs(10);
+
+    async fn pair() -> (PeerConn, PeerConn) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ours = TcpStream::connect(listener.local_addr().unwrap());
+        let (ours, accepted) = tokio::join!(ours, listener.accept());
+        let theirs = accepted.unwrap().0;
+        (
+            Framed::new(ours.unwrap(), JsonLines::new()),
+            Framed::new(theirs, JsonLines::new()),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_goodbye_is_bye_then_the_end_and_waits_for_the_peer() {
+        let (ours, mut theirs) = pair().await;
+        // Input we never read must not turn our close into a reset.
+        theirs.send(PeerFrame::Ping).await.unwrap();
+        let goodbye = tokio::spawn(goodbye(ours));
+        let next = timeout(DEADLINE, theirs.next()).await.unwrap();
+        assert!(matches!(next, Some(Ok(Ok(PeerFrame::Bye)))), "{next:?}");
+        let next = timeout(DEADLINE, theirs.next()).await.unwrap();
+        assert!(next.is_none(), "the end, not a reset: {next:?}");
+        // Done once the peer has closed too.
+        drop(theirs);
+        timeout(DEADLINE, goodbye).await.unwrap().unwrap();
     }
 }

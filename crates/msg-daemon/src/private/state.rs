@@ -1,15 +1,17 @@
 //! The bookkeeping of private sessions (which are agreed, open, asked for or
 //! awaited) and [`Private`], the hub the other private modules share: that
-//! state and the daemon's shared state.
+//! state, the daemon's shared state and the session tasks.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use msg_proto::Secret;
 use msg_proto::control::PrivateList;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
 
 use crate::state::{Shared, lock};
 
@@ -140,6 +142,9 @@ pub struct Private {
     /// Woken when a session is agreed, so that a caller whose `hello` beat
     /// the server's `private_ready` to us can be let in.
     pub agreed: Notify,
+    /// Dials and sessions, so that the daemon can let them say goodbye
+    /// before it exits.
+    tasks: TaskTracker,
 }
 
 impl Private {
@@ -148,6 +153,7 @@ impl Private {
             shared,
             state: Mutex::new(PrivateState::default()),
             agreed: Notify::new(),
+            tasks: TaskTracker::new(),
         })
     }
 
@@ -155,8 +161,21 @@ impl Private {
         lock(&self.state)
     }
 
-    /// Runs a dial or a session.
+    /// Runs a dial or a session as a task the daemon waits for at exit.
     pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
-        tokio::spawn(task);
+        self.tasks.spawn(task);
+    }
+
+    /// At exit, after the sessions were ended: waits (at most `within`) for
+    /// their tasks to say `bye` and close, so that the peers hear it from
+    /// us rather than see the connection drop.
+    pub async fn wait_for_goodbyes(&self, within: Duration) {
+        self.tasks.close();
+        if tokio::time::timeout(within, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::info!("some private connections did not close in time");
+        }
     }
 }
