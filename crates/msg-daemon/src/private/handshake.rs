@@ -206,10 +206,9 @@ pub async fn dial(private: Arc<Private>, peer: String, id: u64, addr: String, to
         Err(e) => {
             tracing::warn!("cannot open the private session with {peer}: {e}");
             if private.state().end(&peer, Some(id)) {
-                private
-                    .shared
-                    .tell(Some(&peer), &texts::private_unreachable(&peer));
                 private.shared.note(Note::PrivateEnd(peer.clone()));
+                let text = texts::private_unreachable(&peer);
+                private.shared.tell(Some(&peer), &text);
             }
             PrivateOutcome::Unreachable
         }

@@ -76,10 +76,11 @@ pub fn spawn(
             }
         };
         if private.state().end(&peer, Some(id)) {
-            private.shared.tell(Some(&peer), &text);
             // The server pairs us until told; it also tells the peer if it
-            // is still there.
-            private.shared.note(Note::PrivateEnd(peer));
+            // is still there. Told before the user, so that whatever the
+            // user does next reaches the server after it.
+            private.shared.note(Note::PrivateEnd(peer.clone()));
+            private.shared.tell(Some(&peer), &text);
         }
     });
 }
