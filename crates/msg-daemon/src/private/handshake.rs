@@ -160,8 +160,14 @@ pub async fn open_inbound(private: Arc<Private>, admitted: Admitted) {
         version: PEER_VERSION,
         user: me,
     };
-    if timeout(HELLO_TIMEOUT, conn.send(welcome)).await.is_err() {
+    if !matches!(timeout(HELLO_TIMEOUT, conn.send(welcome)).await, Ok(Ok(()))) {
         tracing::warn!("{peer}'s daemon did not take our welcome");
+        // Agreed but never open: over for the server, the peer and the user.
+        if private.state().end(&peer, Some(id)) {
+            private.shared.note(Note::PrivateEnd(peer.clone()));
+            let text = texts::private_connection_lost(&peer);
+            private.shared.tell(Some(&peer), &text);
+        }
         return;
     }
     private
