@@ -106,11 +106,11 @@ pub async fn send(private: &Private, upstream: &Upstream, user: String, text: &s
         return not_enabled();
     };
     let (reply, stored) = oneshot::channel();
-    if connection
-        .send(PeerCommand::Send { text, reply })
-        .await
-        .is_err()
-    {
+    let queued = connection.send(PeerCommand::Send { text, reply }).await;
+    // Only the session may keep its channel open: a stop while we wait for
+    // the ack must close the connection at once, not when we give up.
+    drop(connection);
+    if queued.is_err() {
         return not_enabled();
     }
     // Counts as activity whether or not the ack comes: the user did act.
