@@ -69,8 +69,8 @@ impl Link {
                 ServerFrame::Error { code, message, .. } => {
                     return Err(Refusal::new(code, message));
                 }
-                other => {
-                    tracing::warn!("unexpected answer to hello: {other:?}");
+                _ => {
+                    tracing::warn!("unexpected answer to hello");
                     return Err(Refusal::new(
                         codes::INVALID_COMMAND,
                         texts::NOT_A_MSG_SERVER,
@@ -92,7 +92,8 @@ impl Link {
                         return Err(Refusal::new(code, message));
                     }
                     ServerFrame::Pong => {}
-                    other => tracing::debug!("ignoring {other:?} before welcome"),
+                    // Nothing else is expected yet; not logged, it may carry a text.
+                    _ => tracing::debug!("ignoring a frame before the welcome"),
                 }
             }
         };

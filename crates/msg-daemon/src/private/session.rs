@@ -111,6 +111,9 @@ async fn run(
             command = commands.recv() => match command {
                 None => break End::Local,
                 Some(PeerCommand::Send { text, reply }) => {
+                    // Forget the sends whose caller gave up waiting, so that
+                    // a peer that never acks cannot make this grow forever.
+                    unacked.retain(|_, waiting| !waiting.is_closed());
                     next_id += 1;
                     unacked.insert(next_id, reply);
                     if conn.send(PeerFrame::Message { id: next_id, text }).await.is_err() {
