@@ -1,7 +1,7 @@
 //! The control server: accepts `msg` connections on the local socket, checks
 //! who is calling, does the version handshake and hands each request to the
-//! module for its kind: [`session`] (login, logout, status, stopping msgd),
-//! [`messaging`] (send, broadcast, who, block, unblock), [`inbox`] (inbox,
+//! module for its kind: `session` (login, logout, status, stopping msgd),
+//! `messaging` (send, broadcast, who, block, unblock), `inbox` (inbox,
 //! watch) and the private-session requests in [`crate::private::control`].
 
 mod inbox;

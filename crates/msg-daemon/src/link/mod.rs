@@ -7,10 +7,10 @@
 //! backoff and logs in again with the credentials it holds in memory,
 //! unless the server ended the session (logout, timeout, lockout).
 //!
-//! Here: the task's states (logged out, in a session). [`handle`]: the
-//! handle and starting the task; [`login`]: logging in and reconnecting;
-//! [`online`]: a logged-in connection, its pending requests and send
-//! retries; [`inbound`]: what the server pushes, one function per event.
+//! Here: the task's states (logged out, in a session). `handle`: the
+//! handle and starting the task; `login`: logging in and reconnecting;
+//! `online`: a logged-in connection, its pending requests and send
+//! retries; `inbound`: what the server pushes, one function per event.
 
 mod handle;
 mod inbound;
