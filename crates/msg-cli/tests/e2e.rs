@@ -249,10 +249,16 @@ fn inactivity_timeout_ends_the_session() {
     });
     let hans = User::new("hans", &server);
     hans.login().ok();
-    let (_watch, lines) = hans.watch(false);
-    lines.until(|l| l == "You have been logged out due to inactivity");
+    // Waits on the state, not on a watcher: one started after the login
+    // could subscribe only after the (short) timeout under load.
     let status = hans.wait_status(|s| s["state"] == "logged_out");
     assert_eq!(status["user"], serde_json::Value::Null);
+    // The notice was stored before the state changed.
+    let inbox = hans.msg(&["inbox", "--peek"]).ok().out().to_owned();
+    assert!(
+        inbox.ends_with("You have been logged out due to inactivity"),
+        "{inbox}"
+    );
     let send = hans.msg(&["send", "luke", "still there?"]);
     assert_eq!(
         (send.code, send.err()),

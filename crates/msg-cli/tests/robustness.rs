@@ -89,10 +89,10 @@ fn another_user_cannot_use_the_socket() {
     }
     // Another user must be able to reach the binaries: not so when the
     // checkout sits in a private directory (`mktemp -d` makes it 0700).
-    let reachable = std::process::Command::new(&bins().msg)
-        .arg("--version")
-        .uid(65534)
-        .gid(65534)
+    let mut version = std::process::Command::new(&bins().msg);
+    version.arg("--version").uid(65534).gid(65534);
+    let reachable = assert_cmd::Command::from_std(version)
+        .timeout(DEADLINE)
         .output();
     if let Err(e) = reachable {
         eprintln!(

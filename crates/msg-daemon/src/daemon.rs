@@ -4,17 +4,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::control::{self, Context};
 use crate::inbox::{Inbox, InboxError};
+use crate::link;
 use crate::notifier::Notifier;
-use crate::peer::PeerListener;
+use crate::private::{PeerListener, Private};
 use crate::socket::{self, BindError};
 use crate::state::Shared;
-use crate::{control, link};
 use msg_local::config::{Config, ConfigError};
 use msg_local::paths::{Paths, PathsError};
 
 /// How long the final logout may take before the daemon exits anyway.
 const LOGOUT_ON_EXIT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long private connections get to say goodbye before the daemon exits.
+const GOODBYES_ON_EXIT_TIMEOUT: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -53,24 +56,29 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     let notifier = Notifier::new(config.notify && !options.no_notify);
     let peer_port = options.peer_port.or(config.peer_port);
     let shared = Arc::new(Shared::new(inbox, notifier, config));
-    let peers = PeerListener::new(Arc::clone(&shared), peer_port);
-    let link = link::spawn(Arc::clone(&shared), Some(peers));
+    let private = Private::new(Arc::clone(&shared));
+    let peers = PeerListener::new(Arc::clone(&private), peer_port);
+    let link = link::spawn(Arc::clone(&shared), Arc::clone(&private), Some(peers));
     tracing::info!(
         notifications = shared.notifier.enabled(),
         "msgd {} ready",
         env!("CARGO_PKG_VERSION")
     );
 
-    let server = tokio::spawn(control::serve(
-        bound.listener,
-        Arc::clone(&shared),
-        link.clone(),
-    ));
+    let context = Context {
+        shared: Arc::clone(&shared),
+        private: Arc::clone(&private),
+        link: link.clone(),
+    };
+    let server = tokio::spawn(control::serve(bound.listener, context));
     stop_signals.wait(&shared).await?;
     shared.shutdown.cancel();
     // Leave the server cleanly so that the others see us go.
     let _ = tokio::time::timeout(LOGOUT_ON_EXIT_TIMEOUT, link.logout()).await;
     let _ = server.await;
+    // Exiting now would drop the peer connections mid-goodbye: the peers
+    // would see them vanish instead of a stop.
+    private.wait_for_goodbyes(GOODBYES_ON_EXIT_TIMEOUT).await;
     tracing::info!("msgd stopped");
     // `bound._lock` is released when the process exits; the socket file was
     // removed when the listener dropped.

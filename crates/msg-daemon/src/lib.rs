@@ -3,15 +3,22 @@
 //! It holds one account's server connection ([`link`]), serves the `msg` CLI
 //! on a local socket ([`control`], [`socket`]), keeps the inbox ([`inbox`]),
 //! raises desktop notifications ([`notifier`]) and runs private sessions
-//! with other users' daemons ([`peer`]: listener and handshake, [`private`]:
-//! the sessions). [`daemon::run`] wires them together.
+//! with other users' daemons ([`private`]). [`daemon::run`] wires them
+//! together.
+//!
+//! Modules depend on each other in one direction only, from the leaves up:
+//! [`texts`], [`upstream`] (the queue to the server link), [`inbox`],
+//! [`notifier`], [`socket`]; then [`state`] and [`replies`]; then
+//! [`private`]; then [`link`]; then [`control`]; then [`daemon`].
 
 pub mod control;
 pub mod daemon;
 pub mod inbox;
 pub mod link;
 pub mod notifier;
-pub mod peer;
 pub mod private;
+pub mod replies;
 pub mod socket;
 pub mod state;
+pub mod texts;
+pub mod upstream;

@@ -364,9 +364,10 @@ impl User {
     }
 
     pub fn daemon_pid(&self) -> Option<i32> {
-        let out = self
-            .command(&bins().msg)
+        let mut cmd = assert_cmd::Command::from_std(self.command(&bins().msg));
+        let out = cmd
             .args(["status", "--json"])
+            .timeout(DEADLINE)
             .output()
             .ok()?;
         let status: Value = serde_json::from_slice(&out.stdout).ok()?;
@@ -446,32 +447,61 @@ pub fn online(server: &Server, users: &[&str]) -> Vec<User> {
         .collect()
 }
 
-/// A `msg` command running on a thread (for commands that wait, such as
-/// `msg private start`); `join` returns what the user saw.
-pub struct Background(std::thread::JoinHandle<Outcome>);
+/// A `msg` command running in the background (for commands that wait, such
+/// as `msg private start`); `join` returns what the user saw. Dropped
+/// unjoined (a test that failed first), it kills the command.
+pub struct Background {
+    child: ChildGuard,
+    stdout: std::thread::JoinHandle<String>,
+    stderr: std::thread::JoinHandle<String>,
+}
+
+/// Reads a pipe to its end on a thread, so that a full pipe never stalls
+/// the child.
+fn read_to_end(mut from: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = from.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
 
 impl Background {
+    /// Waits, within the deadline, for the command to finish.
     pub fn join(self) -> Outcome {
-        self.0.join().expect("the msg thread")
+        let Self {
+            mut child,
+            stdout,
+            stderr,
+        } = self;
+        let deadline = Instant::now() + DEADLINE;
+        let status = loop {
+            if let Some(status) = child.0.try_wait().expect("wait for msg") {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "msg did not finish in time");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        Outcome {
+            code: status.code().unwrap_or(-1),
+            stdout: stdout.join().expect("the stdout reader"),
+            stderr: stderr.join().expect("the stderr reader"),
+        }
     }
 }
 
 impl User {
     pub fn background(&self, args: &[&str]) -> Background {
         let mut cmd = self.command(&bins().msg);
-        cmd.args(args);
-        Background(std::thread::spawn(move || {
-            // assert_cmd kills the child when the deadline passes.
-            let output = assert_cmd::Command::from_std(cmd)
-                .timeout(DEADLINE)
-                .output()
-                .expect("run msg");
-            Outcome {
-                code: output.status.code().unwrap_or(-1),
-                stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-            }
-        }))
+        cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("start msg");
+        let stdout = read_to_end(child.stdout.take().expect("piped stdout"));
+        let stderr = read_to_end(child.stderr.take().expect("piped stderr"));
+        Background {
+            child: ChildGuard(child),
+            stdout,
+            stderr,
+        }
     }
 
     /// Writes this user's config.toml (before their msgd starts).

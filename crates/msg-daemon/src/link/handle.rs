@@ -1,0 +1,100 @@
+//! The control side's handle on the link task, and starting the task.
+
+use std::sync::Arc;
+
+use msg_proto::control::codes;
+use msg_proto::{Refusal, RequestId, Secret};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::link::Link;
+use crate::private::{PeerListener, Private};
+use crate::state::Shared;
+use crate::texts;
+use crate::upstream::Upstream;
+
+/// Commands waiting for the link task at most.
+const QUEUE: usize = 64;
+
+pub(super) type Reply<T> = oneshot::Sender<Result<T, Refusal>>;
+
+/// What only the control side asks of the link: its session.
+pub(super) enum Command {
+    Login {
+        server: String,
+        user: String,
+        password: Secret,
+        register: bool,
+        reply: Reply<String>,
+    },
+    Logout {
+        reply: Reply<()>,
+    },
+}
+
+/// The control side's handle on the link task; the task ends when the last
+/// one is dropped.
+#[derive(Clone)]
+pub struct LinkHandle {
+    commands: mpsc::Sender<Command>,
+    upstream: Upstream,
+}
+
+impl LinkHandle {
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, Refusal> {
+        let (tx, rx) = oneshot::channel();
+        let gone = || Refusal::new(codes::INTERNAL, texts::SHUTTING_DOWN);
+        self.commands.send(make(tx)).await.map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+
+    /// Logs in; the welcome text on success.
+    pub async fn login(
+        &self,
+        server: String,
+        user: String,
+        password: Secret,
+        register: bool,
+    ) -> Result<String, Refusal> {
+        self.call(|reply| Command::Login {
+            server,
+            user,
+            password,
+            register,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn logout(&self) -> Result<(), Refusal> {
+        self.call(|reply| Command::Logout { reply }).await
+    }
+
+    /// The way for requests and notes to the server.
+    pub fn upstream(&self) -> &Upstream {
+        &self.upstream
+    }
+}
+
+/// Starts the link task; the port of `peers` is advertised to the server at
+/// login.
+pub fn spawn(
+    shared: Arc<Shared>,
+    private: Arc<Private>,
+    peers: Option<Arc<PeerListener>>,
+) -> LinkHandle {
+    let (commands, commands_rx) = mpsc::channel(QUEUE);
+    let (upstream, upstream_rx) = Upstream::channel();
+    shared.set_upstream(upstream.downgrade());
+    tokio::spawn(
+        Link {
+            shared,
+            private,
+            commands: commands_rx,
+            upstream: upstream_rx,
+            next_id: RequestId::default(),
+            peers,
+        }
+        .run(),
+    );
+    LinkHandle { commands, upstream }
+}

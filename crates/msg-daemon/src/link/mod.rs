@@ -1,0 +1,165 @@
+//! The server link: one task that owns the TCP connection to msg-server.
+//!
+//! The control side talks to it through [`LinkHandle`] (login, logout) and
+//! everyone through the upstream queue (requests, notes). It logs in, relays
+//! requests and their replies, stores what the server pushes (in the inbox,
+//! *then* acks), pings, and when the connection drops it reconnects with
+//! backoff and logs in again with the credentials it holds in memory,
+//! unless the server ended the session (logout, timeout, lockout).
+//!
+//! Here: the task's states (logged out, in a session). `handle`: the
+//! handle and starting the task; `login`: logging in and reconnecting;
+//! `online`: a logged-in connection, its pending requests and send
+//! retries; `inbound`: what the server pushes, one function per event.
+
+mod handle;
+mod inbound;
+mod login;
+mod online;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use msg_proto::control::{LinkState, codes};
+use msg_proto::server::{ClientFrame, ServerFrame};
+use msg_proto::{JsonLines, Refusal, RequestId, Secret};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_util::codec::Framed;
+
+use crate::private::{self, PeerListener, Private};
+use crate::state::Shared;
+use crate::texts;
+use crate::upstream::Outgoing;
+
+use handle::Command;
+pub use handle::{LinkHandle, spawn};
+use online::Retries;
+
+type Conn = Framed<TcpStream, JsonLines<ServerFrame, ClientFrame>>;
+
+fn unreachable(server: &str) -> Refusal {
+    Refusal::new(codes::SERVER_UNREACHABLE, texts::cannot_reach(server))
+}
+
+fn lost() -> Refusal {
+    Refusal::new(codes::SERVER_UNREACHABLE, texts::CONNECTION_LOST)
+}
+
+/// Credentials held in memory only, for logging in again after a drop.
+struct Session {
+    server: String,
+    user: String,
+    password: Secret,
+}
+
+/// Why a session loop returned.
+enum End {
+    /// Over for good: logged out by the user or the server.
+    Over,
+    /// The connection dropped (or the server restarts): log in again.
+    Lost,
+    /// The daemon is stopping.
+    Stop,
+}
+
+struct Link {
+    shared: Arc<Shared>,
+    private: Arc<Private>,
+    commands: mpsc::Receiver<Command>,
+    upstream: mpsc::Receiver<Outgoing>,
+    next_id: RequestId,
+    /// Whose port is advertised at login.
+    peers: Option<Arc<PeerListener>>,
+}
+
+impl Link {
+    fn id(&mut self) -> RequestId {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    /// Why a request cannot be served now: the reason the server ended the
+    /// last session, or that there is none.
+    fn not_logged_in(&self) -> Refusal {
+        match &self.shared.status().ended {
+            Some(ended) => ended.clone(),
+            None => Refusal::new(codes::NOT_LOGGED_IN, texts::NOT_LOGGED_IN),
+        }
+    }
+
+    /// Logged out: serves logins until the handles are gone.
+    async fn run(mut self) {
+        loop {
+            tokio::select! {
+                command = self.commands.recv() => match command {
+                    None => return,
+                    Some(Command::Login { server, user, password, register, reply }) => {
+                        match self.connect_and_login(&server, &user, &password, register).await {
+                            Ok((conn, welcome)) => {
+                                let _ = reply.send(Ok(welcome));
+                                let session = Session { server, user, password };
+                                if self.session(conn, session).await {
+                                    return;
+                                }
+                            }
+                            Err(e) => {
+                                let _ = reply.send(Err(e));
+                            }
+                        }
+                    }
+                    Some(Command::Logout { reply }) => {
+                        let _ = reply.send(Err(self.not_logged_in()));
+                    }
+                },
+                Some(outgoing) = self.upstream.recv() => {
+                    refuse(outgoing, self.not_logged_in());
+                }
+            }
+        }
+    }
+
+    /// Runs a logged-in session across reconnections. True when the daemon
+    /// is stopping.
+    async fn session(&mut self, mut conn: Conn, session: Session) -> bool {
+        let mut retries = Retries::default();
+        loop {
+            match self.online(&mut conn, &session, &mut retries).await {
+                End::Over => {
+                    self.logged_out(&session.user);
+                    return false;
+                }
+                End::Stop => return true,
+                End::Lost => {
+                    // The server ends a dropped session's private sessions.
+                    private::events::end_all(&self.private, &session.user);
+                    self.shared.status().state = LinkState::Reconnecting;
+                    tracing::info!("connection to the server lost; reconnecting");
+                    match self.reconnect(&session, &mut retries).await {
+                        Some(new_conn) => conn = new_conn,
+                        None => {
+                            retries.give_up_all();
+                            self.logged_out(&session.user);
+                            return self.commands.is_closed();
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn logged_out(&self, user: &str) {
+        private::events::end_all(&self.private, user);
+        let mut status = self.shared.status();
+        status.state = LinkState::LoggedOut;
+        status.user = None;
+    }
+}
+
+/// Answers a request with `refusal` (notes are dropped: nobody waits).
+fn refuse(outgoing: Outgoing, refusal: Refusal) {
+    if let Outgoing::Request { reply, .. } = outgoing {
+        let _ = reply.send(Err(refusal));
+    }
+}

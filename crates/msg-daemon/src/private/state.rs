@@ -1,0 +1,181 @@
+//! The bookkeeping of private sessions (which are agreed, open, asked for or
+//! awaited) and [`Private`], the hub the other private modules share: that
+//! state, the daemon's shared state and the session tasks.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use msg_proto::Secret;
+use msg_proto::control::PrivateList;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
+
+use crate::state::{Shared, lock};
+
+/// How a private-session request we made ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrivateOutcome {
+    /// The direct connection is up.
+    Ready,
+    Declined,
+    Expired,
+    /// Agreed, but the peer's daemon could not be reached or refused us.
+    Unreachable,
+    /// The session ended (we logged out) before an answer came.
+    Gone,
+}
+
+/// What a running peer connection is asked to do.
+#[derive(Debug)]
+pub enum PeerCommand {
+    /// Send a private message; answered once the peer has stored it.
+    Send {
+        text: String,
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// The token the server gave us (the callee) for one caller.
+#[derive(Debug)]
+pub struct Expected {
+    pub token: Secret,
+    pub until: Instant,
+}
+
+/// One agreed private session.
+#[derive(Debug)]
+pub struct PrivateSession {
+    /// Tells this session from an earlier or later one with the same peer,
+    /// so a closing connection cannot end its successor.
+    pub id: u64,
+    /// Callee side, until the caller has presented the token.
+    pub expected: Option<Expected>,
+    /// The open peer connection; `None` while dialing or being dialed.
+    /// Dropping it (the only sender kept) makes the connection say `bye`.
+    pub connection: Option<mpsc::Sender<PeerCommand>>,
+}
+
+#[derive(Debug, Default)]
+pub struct PrivateState {
+    pub sessions: BTreeMap<String, PrivateSession>,
+    /// Requests from others that our user has not answered.
+    pub incoming: BTreeSet<String>,
+    /// Our requests the others have not answered.
+    pub outgoing: BTreeSet<String>,
+    /// `msg private start` calls waiting for the answer, by peer.
+    pub waiters: HashMap<String, oneshot::Sender<PrivateOutcome>>,
+    next_id: u64,
+}
+
+impl PrivateState {
+    pub fn list(&self) -> PrivateList {
+        PrivateList {
+            sessions: self.sessions.keys().cloned().collect(),
+            incoming: self.incoming.iter().cloned().collect(),
+            outgoing: self.outgoing.iter().cloned().collect(),
+        }
+    }
+
+    /// Records an agreed session with `peer` (replacing any older one) and
+    /// returns its id.
+    pub fn open(&mut self, peer: &str, expected: Option<Expected>) -> u64 {
+        self.next_id += 1;
+        let session = PrivateSession {
+            id: self.next_id,
+            expected,
+            connection: None,
+        };
+        self.sessions.insert(peer.to_owned(), session);
+        self.next_id
+    }
+
+    /// Ends the session with `peer` if it is session `id` (any, for `None`).
+    /// True when it was open, i.e. when the caller should tell the user.
+    pub fn end(&mut self, peer: &str, id: Option<u64>) -> bool {
+        match self.sessions.get(peer) {
+            Some(session) if id.is_none_or(|id| id == session.id) => {
+                self.sessions.remove(peer);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The connection of the open session with `peer`, if any.
+    pub fn connection(&self, peer: &str) -> Option<mpsc::Sender<PeerCommand>> {
+        self.sessions.get(peer)?.connection.clone()
+    }
+
+    /// Settles a request between us and `peer`: no longer pending either
+    /// way, and a `msg private start` waiting for it learns `outcome`.
+    pub fn answered(&mut self, peer: &str, outcome: PrivateOutcome) {
+        self.incoming.remove(peer);
+        self.outgoing.remove(peer);
+        if let Some(waiter) = self.waiters.remove(peer) {
+            let _ = waiter.send(outcome);
+        }
+    }
+
+    /// Forgets everything: the server session is over. Returns the peers
+    /// whose sessions were open.
+    pub fn clear(&mut self) -> Vec<String> {
+        for (_, waiter) in self.waiters.drain() {
+            let _ = waiter.send(PrivateOutcome::Gone);
+        }
+        let peers = self.sessions.keys().cloned().collect();
+        *self = Self {
+            next_id: self.next_id,
+            ..Self::default()
+        };
+        peers
+    }
+}
+
+/// Everything private sessions need, shared by the listener, the link's
+/// event handlers, the control requests and the session tasks.
+pub struct Private {
+    pub shared: Arc<Shared>,
+    state: Mutex<PrivateState>,
+    /// Woken when a session is agreed, so that a caller whose `hello` beat
+    /// the server's `private_ready` to us can be let in.
+    pub agreed: Notify,
+    /// Dials and sessions, so that the daemon can let them say goodbye
+    /// before it exits.
+    tasks: TaskTracker,
+}
+
+impl Private {
+    pub fn new(shared: Arc<Shared>) -> Arc<Self> {
+        Arc::new(Self {
+            shared,
+            state: Mutex::new(PrivateState::default()),
+            agreed: Notify::new(),
+            tasks: TaskTracker::new(),
+        })
+    }
+
+    pub fn state(&self) -> MutexGuard<'_, PrivateState> {
+        lock(&self.state)
+    }
+
+    /// Runs a dial or a session as a task the daemon waits for at exit.
+    pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        self.tasks.spawn(task);
+    }
+
+    /// At exit, after the sessions were ended: waits (at most `within`) for
+    /// their tasks to say `bye` and close, so that the peers hear it from
+    /// us rather than see the connection drop.
+    pub async fn wait_for_goodbyes(&self, within: Duration) {
+        self.tasks.close();
+        if tokio::time::timeout(within, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::info!("some private connections did not close in time");
+        }
+    }
+}

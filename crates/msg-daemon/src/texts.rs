@@ -1,0 +1,108 @@
+//! Every text a user sees from msgd itself, in one place, so that the same
+//! event reads the same wherever it is reported (a `msg` reply, the inbox,
+//! `msg watch`, a peer's refusal). Texts the server sends are passed through
+//! as they come.
+
+// Sessions with the server.
+
+/// What commands that need a session say while there is none.
+pub const NOT_LOGGED_IN: &str = "Not logged in. Run `msg login USER`";
+pub const CONNECTION_LOST: &str = "The connection to the server was lost";
+pub const NOT_A_MSG_SERVER: &str = "The server does not speak the msg protocol";
+pub const RECONNECTING: &str = "Reconnecting to the server; try again shortly";
+pub const SHUTTING_DOWN: &str = "msgd is shutting down";
+pub const STOPPED: &str = "msgd stopped";
+pub const UNEXPECTED_REPLY: &str = "Unexpected reply from the server";
+
+pub fn cannot_reach(server: &str) -> String {
+    format!("Cannot reach the server at {server}")
+}
+
+pub fn already_logged_in(user: &str) -> String {
+    format!("Already logged in as {user}")
+}
+
+pub fn logged_in_as_other(user: &str) -> String {
+    format!("Already logged in as {user}. Run `msg logout` first")
+}
+
+pub fn presence(user: &str, online: bool) -> String {
+    format!("{user} logged {}", if online { "in" } else { "out" })
+}
+
+// The control socket.
+
+pub const INVALID_COMMAND: &str = "Error. Invalid command";
+pub const PERMISSION_DENIED: &str = "Permission denied: msgd belongs to another user";
+pub const EMPTY_MESSAGE: &str = "Error. Message is empty";
+pub const MESSAGE_TOO_LONG: &str = "Error. Message too long";
+pub const INBOX_UNREADABLE: &str = "The inbox cannot be read";
+
+pub fn control_version_mismatch(theirs: u32, ours: u32) -> String {
+    format!(
+        "msg and msgd versions differ (control protocol {theirs}, msgd speaks {ours}); restart msgd with `msg daemon stop`"
+    )
+}
+
+pub fn watcher_skipped(n: u64) -> String {
+    format!("({n} items skipped; see `msg inbox --all`)")
+}
+
+// Private sessions.
+
+pub fn private_request(from: &str) -> String {
+    format!("{from} would like to private message")
+}
+
+pub fn private_started(peer: &str) -> String {
+    format!("Start private messaging with {peer}")
+}
+
+pub fn private_stopped(peer: &str) -> String {
+    format!("Private messaging with {peer} stopped")
+}
+
+/// The direct connection broke (a crashed peer, a network failure) without
+/// either side stopping the session.
+pub fn private_connection_lost(peer: &str) -> String {
+    format!("Private messaging with {peer} stopped (connection lost)")
+}
+
+pub fn private_declined(peer: &str) -> String {
+    format!("{peer} declined private messaging")
+}
+
+/// Our request to `peer` went unanswered.
+pub fn private_unanswered(peer: &str) -> String {
+    format!("Error. {peer} did not answer")
+}
+
+/// `from`'s request to us went unanswered.
+pub fn private_request_expired(from: &str) -> String {
+    format!("The private messaging request from {from} expired")
+}
+
+pub fn private_unreachable(peer: &str) -> String {
+    format!("Error. Cannot connect to {peer} for private messaging")
+}
+
+pub fn private_not_enabled(peer: &str) -> String {
+    format!("Error. Private messaging to {peer} not enabled")
+}
+
+pub fn no_private_session(peer: &str) -> String {
+    format!("Error. No private session with {peer}")
+}
+
+pub fn private_unconfirmed(peer: &str) -> String {
+    format!("Error. {peer} did not confirm the private message")
+}
+
+// Refusals sent to a peer daemon that calls us.
+
+pub const PEER_HELLO_REQUIRED: &str = "Error. The first frame must be hello";
+pub const PEER_BAD_TOKEN: &str = "Error. No private session agreed with this token";
+
+pub fn peer_version_mismatch(theirs: u32, ours: u32) -> String {
+    format!("Error. Peer protocol version {theirs} is not supported (this daemon speaks {ours})")
+}
