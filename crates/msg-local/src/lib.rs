@@ -8,3 +8,4 @@
 pub mod config;
 pub mod paths;
 pub mod socket;
+pub mod uid;

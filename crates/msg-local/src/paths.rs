@@ -105,7 +105,7 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
                 _ => at(dir, e),
             })?;
         let meta = opened.metadata().map_err(|e| at(dir, e))?;
-        let me = crate::socket::current_uid();
+        let me = crate::uid::current_uid();
         if meta.uid() != me {
             return Err(untrusted(
                 dir,
@@ -191,7 +191,7 @@ mod tests {
 
     #[test]
     fn a_directory_of_another_user_is_refused() {
-        if crate::socket::current_uid() != 0 {
+        if crate::uid::current_uid() != 0 {
             eprintln!("not root: cannot give a directory to another user here");
             return;
         }

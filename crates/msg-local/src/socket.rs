@@ -15,6 +15,8 @@ use interprocess::local_socket::Name;
 use interprocess::local_socket::tokio::{Stream, prelude::*};
 
 use crate::paths::Paths;
+#[cfg(unix)]
+pub use crate::uid::current_uid;
 
 /// The socket's name for `interprocess`.
 pub fn socket_name(paths: &Paths) -> io::Result<Name<'static>> {
@@ -134,11 +136,4 @@ pub fn lock_is_held(paths: &Paths) -> bool {
 pub fn peer_is_uid(stream: &Stream, uid: u32) -> io::Result<bool> {
     let creds = stream.peer_creds()?;
     Ok(creds.euid() == Some(uid))
-}
-
-/// The effective uid of this process.
-#[cfg(unix)]
-pub fn current_uid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
 }
