@@ -64,7 +64,15 @@ impl Client {
             .await?
         {
             Reply::Hello { .. } => Ok(Some(client)),
-            Reply::Error { code, message } => Err(Refusal::new(code, message)),
+            Reply::Error {
+                code,
+                message,
+                retry_after,
+            } => Err(Refusal {
+                code: code.into(),
+                message,
+                retry_after,
+            }),
             _ => Err(Refusal::new(
                 codes::VERSION_MISMATCH,
                 "msgd answered the handshake oddly; restart it with `msg daemon stop`",

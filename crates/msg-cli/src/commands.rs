@@ -33,7 +33,15 @@ fn paths() -> Result<Paths, Refusal> {
 
 fn unexpected(reply: Reply) -> Refusal {
     match reply {
-        Reply::Error { code, message } => Refusal::new(code, message),
+        Reply::Error {
+            code,
+            message,
+            retry_after,
+        } => Refusal {
+            code: code.into(),
+            message,
+            retry_after,
+        },
         other => {
             tracing::warn!("unexpected reply: {other:?}");
             Refusal::new(codes::INTERNAL, "msgd sent an unexpected reply")

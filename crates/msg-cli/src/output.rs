@@ -102,9 +102,20 @@ impl Output {
     /// Prints a failure and returns its exit code.
     pub fn fail(&self, failure: &Refusal) -> ExitCode {
         if self.json {
-            self.json(&json!({"error": {"code": failure.code, "message": failure.message}}));
+            let mut error = json!({"code": failure.code, "message": failure.message});
+            if let Some(secs) = failure.retry_after {
+                error["retry_after"] = secs.into();
+            }
+            self.json(&json!({ "error": error }));
         } else {
-            eprintln!("{}", terminal::safe(&failure.message));
+            match failure.retry_after {
+                Some(secs) => eprintln!(
+                    "{} (in {})",
+                    terminal::safe(&failure.message),
+                    humantime::format_duration(Duration::from_secs(secs))
+                ),
+                None => eprintln!("{}", terminal::safe(&failure.message)),
+            }
         }
         ExitCode::from(exit_code(failure))
     }

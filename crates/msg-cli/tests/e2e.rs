@@ -225,19 +225,26 @@ fn lockout_after_three_wrong_passwords() {
             "Invalid Password. Your account has been blocked. Please try again later"
         )
     );
+    // The block's end is told, in whole seconds (the server's default is 60).
     let right = hans.login();
-    assert_eq!(
-        (right.code, right.err()),
-        (
-            1,
-            "Your account is blocked due to multiple login failures. Please try again later"
+    assert_eq!(right.code, 1);
+    let told = right
+        .err()
+        .strip_prefix(
+            "Your account is blocked due to multiple login failures. Please try again later (in ",
         )
-    );
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{right:?}"))
+        .to_owned();
+    assert!(told == "1m" || told.ends_with('s'), "{told}");
     let json = hans.run_with(
         &["--json", "login", "hans", "--password-stdin"],
         Some("falcon*solo\n"),
     );
-    assert_eq!(json.json()["error"]["code"], "login_blocked");
+    let error = &json.json()["error"];
+    assert_eq!(error["code"], "login_blocked");
+    let secs = error["retry_after"].as_u64().expect("retry_after");
+    assert!((1..=60).contains(&secs), "{secs}");
     assert_eq!(hans.msg(&["send", "luke", "hi"]).code, 3, "not logged in");
 }
 

@@ -173,7 +173,7 @@ fn every_control_connection_starts_with_a_version_handshake() {
         })
         .await
         {
-            Reply::Error { code, message } => {
+            Reply::Error { code, message, .. } => {
                 assert_eq!(code, "version_mismatch");
                 assert!(message.contains("msg daemon stop"), "{message}");
             }

@@ -14,6 +14,7 @@ pub fn refused(e: Refusal) -> Reply {
     Reply::Error {
         code: e.code.into_owned(),
         message: e.message,
+        retry_after: e.retry_after,
     }
 }
 

@@ -144,6 +144,9 @@ pub enum Reply {
     Error {
         code: String,
         message: String,
+        /// Seconds until the same request may succeed, when known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after: Option<u64>,
     },
 }
 
@@ -152,6 +155,7 @@ impl Reply {
         Self::Error {
             code: code.into(),
             message: message.into(),
+            retry_after: None,
         }
     }
 

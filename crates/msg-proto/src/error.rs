@@ -157,6 +157,9 @@ impl From<ErrorCode> for Cow<'static, str> {
 pub struct Refusal {
     pub code: Cow<'static, str>,
     pub message: String,
+    /// Seconds after which the same request may succeed (a login block, a
+    /// rate limit), when the refusing side knows.
+    pub retry_after: Option<u64>,
 }
 
 impl Refusal {
@@ -164,7 +167,14 @@ impl Refusal {
         Self {
             code: code.into(),
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// The same refusal, saying when to try again.
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
     }
 
     /// Whether this refusal carries `code`.

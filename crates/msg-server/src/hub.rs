@@ -257,7 +257,9 @@ impl Hub {
         if let Some(failures) = state.failures.get(user) {
             match failures.blocked_until {
                 Some(until) if until > now => {
-                    return Err(Refusal::new(ErrorCode::LoginBlocked, texts::LOGIN_BLOCKED));
+                    let left = (until - now).div_ceil(1000);
+                    return Err(Refusal::new(ErrorCode::LoginBlocked, texts::LOGIN_BLOCKED)
+                        .retry_after(left));
                 }
                 Some(_) => {
                     // The block has run out: start counting afresh.
@@ -757,15 +759,21 @@ impl Hub {
                 peer: callee.to_owned(),
                 token: token.clone(),
                 addr: Some(addr.to_string()),
+                caller_ip: None,
                 expires_in,
             },
         );
+        let caller_ip = state
+            .sessions
+            .get(asker)
+            .map(|s| canonical_ip(s.ip).to_string());
         state.push_to(
             callee,
             &ServerFrame::PrivateReady {
                 peer: asker.to_owned(),
                 token,
                 addr: None,
+                caller_ip,
                 expires_in,
             },
         );

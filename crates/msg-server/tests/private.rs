@@ -57,6 +57,7 @@ async fn accepted_requests_hand_both_sides_the_same_one_time_token() {
         peer,
         token,
         addr,
+        caller_ip,
         expires_in,
     } = hans.event_matching(is_ready).await
     else {
@@ -67,16 +68,23 @@ async fn accepted_requests_hand_both_sides_the_same_one_time_token() {
     assert_eq!(addr.as_deref(), Some("127.0.0.1:40000"));
     assert_eq!(expires_in, 60);
     assert_eq!(token.expose().len(), 32);
+    assert_eq!(
+        caller_ip, None,
+        "the asker dials; it needs no caller address"
+    );
     let ServerFrame::PrivateReady {
         peer,
         token: luke_token,
         addr,
+        caller_ip,
         ..
     } = luke.event_matching(is_ready).await
     else {
         unreachable!()
     };
     assert_eq!((peer.as_str(), addr), ("hans", None));
+    // The callee learns where its caller will come from.
+    assert_eq!(caller_ip.as_deref(), Some("127.0.0.1"));
     assert_eq!(luke_token, token);
 
     // A second session gets a fresh token; an accept without a request fails.

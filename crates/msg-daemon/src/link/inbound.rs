@@ -50,6 +50,7 @@ impl Link {
                 peer,
                 token,
                 addr,
+                caller_ip: _,
                 expires_in,
             } => {
                 events::ready(&self.private, peer, token, addr, expires_in);

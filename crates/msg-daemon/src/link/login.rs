@@ -64,11 +64,8 @@ impl Link {
         };
         let exchange = async {
             conn.send(hello).await.map_err(|_| lost())?;
-            match next_frame(&mut conn).await? {
+            match next_frame(&mut conn).await?.into_refusal()? {
                 ServerFrame::Hello { .. } => {}
-                ServerFrame::Error { code, message, .. } => {
-                    return Err(Refusal::new(code, message));
-                }
                 _ => {
                     tracing::warn!("unexpected answer to hello");
                     return Err(Refusal::new(
@@ -79,7 +76,7 @@ impl Link {
             }
             conn.send(login).await.map_err(|_| lost())?;
             loop {
-                match next_frame(&mut conn).await? {
+                match next_frame(&mut conn).await?.into_refusal()? {
                     ServerFrame::Welcome {
                         user: name,
                         message,
@@ -87,9 +84,6 @@ impl Link {
                     } => {
                         tracing::info!("logged in as {name}");
                         return Ok(message);
-                    }
-                    ServerFrame::Error { code, message, .. } => {
-                        return Err(Refusal::new(code, message));
                     }
                     ServerFrame::Pong => {}
                     // Nothing else is expected yet; not logged, it may carry a text.

@@ -72,10 +72,7 @@ impl Retries {
 
 /// A reply as the control side sees it: server errors become errors.
 fn server_result(frame: ServerFrame) -> Result<ServerFrame, Refusal> {
-    match frame {
-        ServerFrame::Error { code, message, .. } => Err(Refusal::new(code, message)),
-        frame => Ok(frame),
-    }
+    frame.into_refusal()
 }
 
 /// 128 random bits, hex: the idempotency key of one outgoing message.

@@ -74,6 +74,9 @@ pub enum ServerFrame {
         id: Option<RequestId>,
         code: ErrorCode,
         message: String,
+        /// Seconds until the same request may succeed (`login_blocked`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after: Option<u64>,
     },
     /// A direct message. The client must `ack` it once stored.
     Message {
@@ -114,8 +117,13 @@ pub enum ServerFrame {
         peer: String,
         /// Redacted in `Debug` output, so logging a frame cannot leak it.
         token: Secret,
+        /// To the asker: where to dial the callee (`IP:port`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         addr: Option<String>,
+        /// To the callee: the IP address the server sees for the asker, the
+        /// only one its daemon lets in for this session.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        caller_ip: Option<String>,
         /// Seconds the token stays valid.
         expires_in: u64,
     },
@@ -140,6 +148,24 @@ impl ServerFrame {
             id,
             code,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// An `error` frame as the refusal it carries; any other frame as itself.
+    pub fn into_refusal(self) -> Result<Self, Refusal> {
+        match self {
+            Self::Error {
+                code,
+                message,
+                retry_after,
+                ..
+            } => Err(Refusal {
+                code: code.as_str().into(),
+                message,
+                retry_after,
+            }),
+            frame => Ok(frame),
         }
     }
 
@@ -149,6 +175,7 @@ impl ServerFrame {
             id,
             code: ErrorCode::parse(&refusal.code),
             message: refusal.message,
+            retry_after: refusal.retry_after,
         }
     }
 

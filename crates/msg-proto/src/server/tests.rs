@@ -217,9 +217,27 @@ fn server_frames_round_trip() {
             peer: "luke".into(),
             token: "abc".into(),
             addr: Some("127.0.0.1:4000".into()),
+            caller_ip: None,
             expires_in: 60,
         },
         json!({"type": "private_ready", "peer": "luke", "token": "abc", "addr": "127.0.0.1:4000", "expires_in": 60}),
+    );
+    round_trip_server(
+        ServerFrame::PrivateReady {
+            peer: "hans".into(),
+            token: "abc".into(),
+            addr: None,
+            caller_ip: Some("::1".into()),
+            expires_in: 60,
+        },
+        json!({"type": "private_ready", "peer": "hans", "token": "abc", "caller_ip": "::1", "expires_in": 60}),
+    );
+    round_trip_server(
+        ServerFrame::refusal(
+            Some(4),
+            crate::Refusal::new(ErrorCode::LoginBlocked, "blocked").retry_after(42),
+        ),
+        json!({"type": "error", "id": 4, "code": "login_blocked", "message": "blocked", "retry_after": 42}),
     );
     round_trip_server(
         ServerFrame::PrivateDeclined {
