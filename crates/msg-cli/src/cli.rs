@@ -1,7 +1,6 @@
-//! The command tree. Completions are generated from it.
+//! The command tree. Completion (`complete`) and the man page read it.
 
-use clap::{Args, Parser, Subcommand};
-use clap_complete::Shell;
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// msg: send and receive messages through your msgd.
 #[derive(Debug, Parser)]
@@ -81,6 +80,26 @@ pub enum Command {
     Daemon(DaemonCommand),
     /// Print the completion script for SHELL.
     Completions { shell: Shell },
+    /// For the completion scripts: print what fits word CWORD of WORDS.
+    #[command(hide = true)]
+    CompleteWords {
+        /// The shell asking (bash gets plain names; zsh and fish descriptions too).
+        #[arg(long, default_value = "bash")]
+        shell: String,
+        /// Index of the word being completed (0 is `msg` itself).
+        cword: usize,
+        /// The command line's words, after `--`.
+        #[arg(last = true, allow_hyphen_values = true)]
+        words: Vec<String>,
+    },
+}
+
+/// The shells msg has completion scripts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Debug, Subcommand)]

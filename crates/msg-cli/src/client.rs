@@ -250,3 +250,23 @@ fn capitalized(text: &str) -> String {
         first.to_uppercase().chain(chars).collect()
     })
 }
+
+/// How long completion waits for msgd's names before offering nothing.
+const NAMES_DEADLINE: Duration = Duration::from_millis(200);
+
+/// The users msgd knows to offer for completion (online now, recent
+/// correspondents); empty when msgd is not running, is slow or cannot say.
+pub async fn names(paths: &Paths) -> Vec<String> {
+    let ask = async {
+        let mut client = Client::connect(paths).await.ok()??;
+        match client.call(Request::Names).await.ok()? {
+            Reply::Users { users } => Some(users),
+            _ => None,
+        }
+    };
+    tokio::time::timeout(NAMES_DEADLINE, ask)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}

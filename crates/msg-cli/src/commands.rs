@@ -4,7 +4,7 @@ use std::io::{BufRead, IsTerminal};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::CommandFactory;
+use clap::{CommandFactory, ValueEnum};
 use msg_local::config::{Config, DEFAULT_SERVER};
 use msg_local::paths::Paths;
 use msg_proto::control::{Reply, Request, codes};
@@ -13,6 +13,7 @@ use serde_json::json;
 
 use crate::cli::{Cli, Command, DaemonCommand, LoginArgs, PrivateCommand};
 use crate::client::{self, Client};
+use crate::complete;
 use crate::output::Output;
 
 /// `msg private start` waits for the other user (up to the server's 60 s).
@@ -89,8 +90,18 @@ async fn dispatch(command: Command, out: Output) -> Result<ExitCode, Refusal> {
         Command::Private(command) => private(out, command).await,
         Command::Daemon(command) => daemon(out, command).await,
         Command::Completions { shell } => {
-            let mut cmd = Cli::command();
-            clap_complete::generate(shell, &mut cmd, "msg", &mut std::io::stdout());
+            let name = shell.to_possible_value().map(|v| v.get_name().to_owned());
+            if let Some(script) = name.as_deref().and_then(complete::script) {
+                print!("{script}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CompleteWords {
+            shell,
+            cword,
+            words,
+        } => {
+            complete_words(&shell, cword, &words).await;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -400,4 +411,22 @@ async fn daemon(out: Output, command: DaemonCommand) -> Result<ExitCode, Refusal
         }
         DaemonCommand::Status => status(out).await,
     }
+}
+
+/// Prints the completion candidates for word `cword` of `words`. Never
+/// fails: a completion that cannot be had is an empty one.
+async fn complete_words(shell: &str, cword: usize, words: &[String]) {
+    let mut tree = Cli::command();
+    tree.build();
+    let current = words.get(cword).map_or("", String::as_str);
+    let wanted = complete::wanted(&tree, words, cword);
+    let users = match wanted {
+        complete::Wanted::Users => match paths() {
+            Ok(paths) => client::names(&paths).await,
+            Err(_) => Vec::new(),
+        },
+        _ => Vec::new(),
+    };
+    let candidates = complete::resolve(wanted, current, || users);
+    print!("{}", complete::render(&candidates, shell));
 }

@@ -159,6 +159,19 @@ impl Inbox {
         Ok(n as u64)
     }
 
+    /// The distinct senders among the last `limit` items of `account`
+    /// (messages, broadcasts, private messages), for completion.
+    pub fn recent_senders(&self, account: &str, limit: usize) -> Result<Vec<String>, InboxError> {
+        let mut stmt = self.db.prepare(
+            "SELECT DISTINCT sender FROM (SELECT sender FROM items
+                 WHERE account = ?1 AND sender IS NOT NULL
+                   AND kind IN ('message', 'broadcast', 'private')
+                 ORDER BY id DESC LIMIT ?2)",
+        )?;
+        let rows = stmt.query_map(params![account, limit as i64], |row| row.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// The account that last logged in here, so that `msg inbox` works while
     /// logged out (e.g. after a restart of the daemon).
     pub fn last_account(&self) -> Result<Option<String>, InboxError> {

@@ -112,6 +112,9 @@ pub enum Request {
     PrivateList,
     /// Log out if needed and stop the daemon.
     Shutdown,
+    /// Names to offer when completing a USER argument: users online now and
+    /// recent correspondents, answered from memory (reply `users`).
+    Names,
 }
 
 /// Replies from `msgd` to `msg`.

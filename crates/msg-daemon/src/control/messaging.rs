@@ -1,11 +1,20 @@
 //! The messaging requests, relayed to the server: send, broadcast, who,
-//! block, unblock.
+//! block, unblock; and the names shell completion offers.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
 
 use msg_proto::control::Reply;
 use msg_proto::server::ServerFrame;
 
 use crate::replies;
+use crate::state::Shared;
 use crate::upstream::{ServerRequest, Upstream};
+
+/// How long completion may wait for the server's list of online users.
+const ONLINE_DEADLINE: Duration = Duration::from_millis(150);
+/// Inbox items looked at for recent correspondents.
+const RECENT_ITEMS: usize = 500;
 
 pub async fn send(upstream: &Upstream, to: String, text: &str) -> Reply {
     let text = match replies::message_text(text) {
@@ -44,4 +53,28 @@ pub async fn block(upstream: &Upstream, user: String) -> Reply {
 
 pub async fn unblock(upstream: &Upstream, user: String) -> Reply {
     replies::relay(upstream, ServerRequest::Unblock { user }).await
+}
+
+/// Names for completing a USER argument: the users online now (when the
+/// server answers in time) and the senders of recent inbox items, sorted.
+pub async fn names(shared: &Shared, upstream: &Upstream) -> Reply {
+    let mut names = BTreeSet::new();
+    let online = tokio::time::timeout(ONLINE_DEADLINE, upstream.request(ServerRequest::Who)).await;
+    if let Ok(Ok(ServerFrame::Users { users, .. })) = online {
+        names.extend(users);
+    }
+    let recent = shared
+        .inbox_account()
+        .ok()
+        .flatten()
+        .map(|account| shared.inbox().recent_senders(&account, RECENT_ITEMS));
+    if let Some(Ok(senders)) = recent {
+        names.extend(senders);
+    }
+    if let Some(me) = shared.status().user.as_deref() {
+        names.remove(me);
+    }
+    Reply::Users {
+        users: names.into_iter().collect(),
+    }
 }

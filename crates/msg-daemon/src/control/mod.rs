@@ -174,6 +174,7 @@ async fn dispatch(request: Request, context: &Context) -> Reply {
         }
         Request::PrivateStop { user } => private::control::stop(private, upstream, user).await,
         Request::PrivateList => private::control::list(private),
+        Request::Names => messaging::names(shared, upstream).await,
         // Only the first frame; the streams are the connection loop's.
         Request::Hello { .. } | Request::Watch | Request::Inbox { .. } | Request::Shutdown => {
             replies::invalid_command()
