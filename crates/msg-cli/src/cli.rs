@@ -2,7 +2,7 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-/// msg: send and receive messages through your msgd.
+/// Send and receive messages through your msgd.
 #[derive(Debug, Parser)]
 #[command(name = "msg", version, propagate_version = true)]
 pub struct Cli {

@@ -4,6 +4,8 @@ mod cli;
 mod client;
 mod commands;
 mod complete;
+#[cfg(test)]
+mod man;
 mod output;
 mod terminal;
 
