@@ -21,6 +21,7 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct LoginArgs {
+    /// Your username on the server.
     pub user: String,
     /// HOST:PORT of msg-server [default: MSG_SERVER, else `server` in config.toml, else 127.0.0.1:4747].
     #[arg(long, env = "MSG_SERVER", value_name = "HOST:PORT")]
@@ -42,12 +43,15 @@ pub enum Command {
     Status,
     /// Send a message to USER.
     Send {
+        /// Who gets it (an offline user gets it at their next login).
         user: String,
+        /// The message: the words are joined with spaces (up to 4,000 characters).
         #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
         text: Vec<String>,
     },
     /// Send a message to every online user.
     Broadcast {
+        /// The message: the words are joined with spaces (up to 4,000 characters).
         #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
         text: Vec<String>,
     },
@@ -58,9 +62,15 @@ pub enum Command {
         since: Option<u64>,
     },
     /// Stop USER's messages, broadcasts and private requests reaching you.
-    Block { user: String },
+    Block {
+        /// The user to block.
+        user: String,
+    },
     /// Undo `block`.
-    Unblock { user: String },
+    Unblock {
+        /// The user to unblock.
+        user: String,
+    },
     /// Print unread items, oldest first, and mark them read.
     Inbox {
         /// Include items already read.
@@ -79,7 +89,10 @@ pub enum Command {
     #[command(subcommand)]
     Daemon(DaemonCommand),
     /// Print the completion script for SHELL.
-    Completions { shell: Shell },
+    Completions {
+        /// The shell to print the script for.
+        shell: Shell,
+    },
     /// For the completion scripts: print what fits word CWORD of WORDS.
     #[command(hide = true)]
     CompleteWords {
@@ -105,19 +118,33 @@ pub enum Shell {
 #[derive(Debug, Subcommand)]
 pub enum PrivateCommand {
     /// Ask USER for a private session and wait for the answer.
-    Start { user: String },
+    Start {
+        /// The user to ask.
+        user: String,
+    },
     /// Accept USER's request.
-    Accept { user: String },
+    Accept {
+        /// The user who asked.
+        user: String,
+    },
     /// Decline USER's request.
-    Decline { user: String },
+    Decline {
+        /// The user who asked.
+        user: String,
+    },
     /// Send a private message to USER.
     Send {
+        /// The user at the other end of the private session.
         user: String,
+        /// The message: the words are joined with spaces (up to 4,000 characters).
         #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
         text: Vec<String>,
     },
     /// End the private session with USER.
-    Stop { user: String },
+    Stop {
+        /// The user at the other end.
+        user: String,
+    },
     /// Open sessions and pending requests.
     List,
 }
@@ -130,6 +157,31 @@ pub enum DaemonCommand {
     Stop,
     /// Whether msgd is running.
     Status,
+}
+
+/// The global flags a command line may end with.
+const TRAILING_FLAGS: [&str; 7] = ["--json", "--quiet", "-q", "--verbose", "-v", "-vv", "-vvv"];
+
+/// Moves global flags that end the command line (`msg send luke hello
+/// --json`) in front of the subcommand, where clap sees them as flags
+/// rather than as more words of the message. Only a run of flags at the very
+/// end moves, and nothing moves when the line has `--` (after it everything
+/// is text: `msg send luke -- --json` sends "--json").
+pub fn hoist_trailing_flags(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    if args.len() < 2 || args.iter().any(|a| a == "--") {
+        return args;
+    }
+    let mut hoisted = Vec::new();
+    while args.len() > 2
+        && args
+            .last()
+            .is_some_and(|a| TRAILING_FLAGS.iter().any(|flag| a == flag))
+    {
+        hoisted.extend(args.pop());
+    }
+    hoisted.reverse();
+    args.splice(1..1, hoisted);
+    args
 }
 
 #[cfg(test)]
@@ -153,5 +205,38 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(Cli::try_parse_from(["msg", "who", "--since", "-5"]).is_err());
+    }
+
+    fn hoisted(line: &str) -> Vec<String> {
+        let args = line.split(' ').map(Into::into).collect();
+        hoist_trailing_flags(args)
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn flags_ending_the_line_are_flags_not_text() {
+        assert_eq!(
+            hoisted("msg send luke hello --json"),
+            ["msg", "--json", "send", "luke", "hello"]
+        );
+        assert_eq!(
+            hoisted("msg send luke hello -q --json"),
+            ["msg", "-q", "--json", "send", "luke", "hello"]
+        );
+        assert_eq!(
+            hoisted("msg send luke use -v here"),
+            ["msg", "send", "luke", "use", "-v", "here"],
+            "only at the end"
+        );
+        assert_eq!(
+            hoisted("msg send luke -- --json"),
+            ["msg", "send", "luke", "--", "--json"],
+            "after -- it is text"
+        );
+        let cli = Cli::try_parse_from(hoisted("msg send luke hello --json")).unwrap();
+        assert!(cli.json);
+        assert!(matches!(cli.command, Command::Send { text, .. } if text == ["hello"]));
     }
 }

@@ -50,6 +50,37 @@ fn unexpected(reply: Reply) -> Refusal {
     }
 }
 
+/// The words of a message joined, checked before they travel: a text over
+/// the limit is refused here with its length, rather than as a frame too
+/// large somewhere on the way.
+fn checked_text(words: Vec<String>) -> Result<String, Refusal> {
+    let text = words.join(" ");
+    match validate::message_text(&text) {
+        Ok(_) => Ok(text),
+        Err(validate::TextError::Empty) => Err(Refusal::new(
+            ErrorCode::EmptyMessage,
+            "Error. Message is empty",
+        )),
+        Err(validate::TextError::TooLong) => Err(Refusal::new(
+            ErrorCode::MessageTooLong,
+            format!(
+                "Error. Message too long: {} characters, at most {}",
+                text.trim().chars().count(),
+                validate::MAX_TEXT_CHARS
+            ),
+        )),
+    }
+}
+
+/// Sends a request whose success is `done`; its text, if any.
+async fn simple_reply(request: Request) -> Result<Option<String>, Refusal> {
+    let mut client = Client::require(&paths()?).await?;
+    match client.call(request).await? {
+        Reply::Done { message } => Ok(message),
+        other => Err(unexpected(other)),
+    }
+}
+
 /// Sends a request whose success is `done` and prints it.
 async fn simple(out: Output, request: Request) -> Result<ExitCode, Refusal> {
     let mut client = Client::require(&paths()?).await?;
@@ -72,15 +103,18 @@ async fn dispatch(command: Command, out: Output) -> Result<ExitCode, Refusal> {
             }
         }),
         Command::Status => status(out).await,
-        Command::Send { user, text } => send(out, user, text.join(" ")).await,
+        Command::Send { user, text } => send(out, user, checked_text(text)?).await,
         Command::Broadcast { text } => {
-            simple(
-                out,
-                Request::Broadcast {
-                    text: text.join(" "),
-                },
-            )
-            .await
+            let text = checked_text(text)?;
+            let done = simple_reply(Request::Broadcast { text }).await?;
+            out.done(
+                Some(
+                    done.as_deref()
+                        .unwrap_or("Broadcast sent to everyone online"),
+                ),
+                json!({}),
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::Who { since } => who(out, since).await,
         Command::Block { user } => simple(out, Request::Block { user }).await,
@@ -262,13 +296,12 @@ async fn send(out: Output, to: String, text: String) -> Result<ExitCode, Refusal
         .await?
     {
         Reply::Sent { msg_id, queued } => {
-            // Delivered: quiet, like the classic client. Queued: say so.
-            let message = queued
-                .then(|| format!("{to} is offline; the message is queued for their next login"));
-            out.done(
-                message.as_deref(),
-                json!({"msg_id": msg_id, "queued": queued}),
-            );
+            let message = if queued {
+                format!("{to} is offline; the message is queued for their next login")
+            } else {
+                format!("Delivered to {to}")
+            };
+            out.done(Some(&message), json!({"msg_id": msg_id, "queued": queued}));
             Ok(ExitCode::SUCCESS)
         }
         other => Err(unexpected(other)),
@@ -281,6 +314,11 @@ async fn who(out: Output, since: Option<u64>) -> Result<ExitCode, Refusal> {
         Reply::Users { users } => {
             if out.json {
                 out.json(&json!({"users": users}));
+            } else if users.is_empty() {
+                out.line(&match since {
+                    None => "No one else is online".to_owned(),
+                    Some(secs) => format!("No one else was online in the last {secs} s"),
+                });
             } else {
                 for user in &users {
                     out.line(user);
@@ -295,10 +333,23 @@ async fn who(out: Output, since: Option<u64>) -> Result<ExitCode, Refusal> {
 async fn inbox(out: Output, all: bool, peek: bool) -> Result<ExitCode, Refusal> {
     let mut client = Client::require(&paths()?).await?;
     client.send(Request::Inbox { all, peek }).await?;
+    let mut shown = 0u64;
     loop {
         match client.next().await? {
-            Some(Reply::Item(item)) => out.item(&item, true),
-            Some(Reply::End) => return Ok(ExitCode::SUCCESS),
+            Some(Reply::Item(item)) => {
+                out.item(&item, true);
+                shown += 1;
+            }
+            Some(Reply::End) => {
+                if shown == 0 && !out.json {
+                    out.line(if all {
+                        "The inbox is empty"
+                    } else {
+                        "No unread items (`msg inbox --all` shows the read ones)"
+                    });
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
             Some(other) => return Err(unexpected(other)),
             None => {
                 return Err(Refusal::new(
@@ -317,8 +368,12 @@ async fn watch(out: Output) -> Result<ExitCode, Refusal> {
         match client.next().await? {
             Some(Reply::Item(item)) => out.item(&item, false),
             Some(other) => return Err(unexpected(other)),
-            // msgd stopped.
-            None => return Ok(ExitCode::SUCCESS),
+            None => {
+                return Err(Refusal::new(
+                    codes::DAEMON_UNREACHABLE,
+                    "msgd stopped; `msg watch` ends (restart it with `msg login USER`)",
+                ));
+            }
         }
     }
 }
@@ -339,16 +394,22 @@ async fn private(out: Output, command: PrivateCommand) -> Result<ExitCode, Refus
             }
         }
         PrivateCommand::Accept { user } => simple(out, Request::PrivateAccept { user }).await,
-        PrivateCommand::Decline { user } => simple(out, Request::PrivateDecline { user }).await,
+        PrivateCommand::Decline { user } => {
+            let done = simple_reply(Request::PrivateDecline { user: user.clone() }).await?;
+            let default = format!("Declined private messaging with {user}");
+            out.done(Some(done.as_deref().unwrap_or(&default)), json!({}));
+            Ok(ExitCode::SUCCESS)
+        }
         PrivateCommand::Send { user, text } => {
-            simple(
-                out,
-                Request::PrivateSend {
-                    user,
-                    text: text.join(" "),
-                },
-            )
-            .await
+            let text = checked_text(text)?;
+            let done = simple_reply(Request::PrivateSend {
+                user: user.clone(),
+                text,
+            })
+            .await?;
+            let default = format!("Delivered privately to {user}");
+            out.done(Some(done.as_deref().unwrap_or(&default)), json!({}));
+            Ok(ExitCode::SUCCESS)
         }
         PrivateCommand::Stop { user } => simple(out, Request::PrivateStop { user }).await,
         PrivateCommand::List => {

@@ -16,7 +16,7 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     // clap exits 2 on usage errors, the documented usage exit code.
-    let cli = cli::Cli::parse();
+    let cli = cli::Cli::parse_from(cli::hoist_trailing_flags(std::env::args_os().collect()));
     let level = match (cli.quiet, cli.verbose) {
         (true, _) => "error",
         (false, 0) => "warn",

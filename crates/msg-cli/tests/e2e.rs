@@ -27,8 +27,17 @@ fn two_users_message_each_other() {
     let luke = User::new("luke", &server);
     luke.login().ok();
 
-    assert_eq!(hans.msg(&["send", "luke", "Hello", "there"]).ok().out(), "");
-    assert_eq!(luke.msg(&["send", "hans", "General Kenobi"]).ok().out(), "");
+    assert_eq!(
+        hans.msg(&["send", "luke", "Hello", "there"]).ok().out(),
+        "Delivered to luke"
+    );
+    assert_eq!(
+        luke.msg(&["send", "hans", "General Kenobi", "--json"])
+            .ok()
+            .json()["queued"],
+        false,
+        "--json after the text is a flag"
+    );
 
     assert_eq!(messages(luke.msg(&["inbox"]).ok()), ["hans: Hello there"]);
     assert_eq!(
@@ -50,7 +59,13 @@ fn two_users_message_each_other() {
     let too_long = hans.msg(&["send", "luke", &long]);
     assert_eq!(
         (too_long.code, too_long.err()),
-        (1, "Error. Message too long")
+        (1, "Error. Message too long: 4001 characters, at most 4000")
+    );
+    // Far over the limit: the same clear refusal, not a frame error.
+    let huge = hans.msg(&["send", "luke", &"y".repeat(70_000)]);
+    assert_eq!(
+        (huge.code, huge.err()),
+        (1, "Error. Message too long: 70000 characters, at most 4000")
     );
 }
 
@@ -119,7 +134,10 @@ fn broadcast_skips_blockers_and_says_so() {
     let [hans, luke, yoda] = <[User; 3]>::try_from(online(&server, &["hans", "luke", "yoda"]))
         .ok()
         .unwrap();
-    assert_eq!(hans.msg(&["broadcast", "hello", "all"]).ok().out(), "");
+    assert_eq!(
+        hans.msg(&["broadcast", "hello", "all"]).ok().out(),
+        "Broadcast sent to everyone online"
+    );
     assert_eq!(yoda.msg(&["block", "hans"]).ok().out(), "hans is blocked");
     let partly = hans.msg(&["broadcast", "anyone?"]);
     assert_eq!(
@@ -166,7 +184,7 @@ fn block_and_unblock_effects_and_texts() {
     );
     assert_eq!(
         hans.msg(&["who"]).ok().out(),
-        "",
+        "No one else is online",
         "the blocker is hidden from the blocked"
     );
     check(&luke, &["unblock", "hans"], 0, "hans is unblocked");
@@ -177,7 +195,7 @@ fn block_and_unblock_effects_and_texts() {
         "Error. hans was not blocked",
     );
     check(&luke, &["unblock", "luke"], 1, "Error. Cannot block self");
-    check(&hans, &["send", "luke", "hi again"], 0, "");
+    check(&hans, &["send", "luke", "hi again"], 0, "Delivered to luke");
     assert_eq!(messages(luke.msg(&["inbox"]).ok()), ["hans: hi again"]);
     assert_eq!(hans.msg(&["who"]).ok().out(), "luke");
 }

@@ -85,7 +85,7 @@ fn seed_sample_both_ways_then_a_logout_ends_it() {
         hans.msg(&["private", "send", "luke", "psst", "luke"])
             .ok()
             .out(),
-        ""
+        "Delivered privately to luke"
     );
     luke_sees.until(|l| l == "hans(private): psst luke");
     luke.msg(&["private", "send", "hans", "hi hans"]).ok();
