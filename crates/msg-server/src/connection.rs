@@ -947,7 +947,13 @@ impl Connection {
             text,
             client_id,
         } = send;
-        if let Err((refusal, slot)) = self.hub.send(user, &to, text, client_id, (slot, id)) {
+        let request = SendRequest {
+            id,
+            to,
+            text,
+            client_id,
+        };
+        if let Err((refusal, slot)) = self.hub.send(user, request, slot) {
             slot.fill(&ServerFrame::refusal(Some(id), refusal));
         }
     }
