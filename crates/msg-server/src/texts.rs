@@ -1,4 +1,4 @@
-//! Every text a user sees from the server, in one place (SPEC.md wording).
+//! Every text a user sees from the server, in one place.
 
 pub const WELCOME: &str = "Welcome to the greatest messaging application ever!";
 pub const INVALID_PASSWORD: &str = "Invalid Password. Please try again";
