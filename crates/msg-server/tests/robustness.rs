@@ -20,25 +20,37 @@ async fn bad_frames_get_error_frames_and_do_not_disturb_others() {
         "{{\"type\":\"who\",\"id\":1,\"pad\":\"{}\"}}\n",
         "x".repeat(70 * 1024)
     );
-    let cases: [(&[u8], ErrorCode); 5] = [
-        (oversized.as_bytes(), ErrorCode::FrameTooLarge),
-        (b"this is not json\n", ErrorCode::InvalidCommand),
+    // Ids far from the client's own, which count from 1.
+    let cases: [(&[u8], ErrorCode, Option<u64>); 5] = [
+        (oversized.as_bytes(), ErrorCode::FrameTooLarge, None),
+        (b"this is not json\n", ErrorCode::InvalidCommand, None),
         (
             b"{\"type\":\"who\",\"id\":\xff\xfe}\n",
             ErrorCode::InvalidCommand,
+            None,
         ),
         (
-            b"{\"type\":\"teleport\",\"id\":3}\n",
+            b"{\"type\":\"teleport\",\"id\":9003}\n",
             ErrorCode::InvalidCommand,
+            Some(9003),
         ),
-        (b"{\"type\":\"send\",\"id\":4}\n", ErrorCode::InvalidCommand),
+        (
+            b"{\"type\":\"send\",\"id\":9004}\n",
+            ErrorCode::InvalidCommand,
+            Some(9004),
+        ),
     ];
-    for (bytes, code) in cases {
+    for (bytes, code, id) in cases {
         luke.send_raw(bytes).await;
-        // Presence notices may arrive in between; the error frame is what counts.
-        let frame = luke
-            .event_matching(|f| matches!(f, ServerFrame::Error { .. }))
-            .await;
+        let frame = match id {
+            // A readable id is echoed, so the error is that request's reply.
+            Some(id) => luke.reply(id).await,
+            // Presence notices may arrive in between; the error frame is what counts.
+            None => {
+                luke.event_matching(|f| matches!(f, ServerFrame::Error { .. }))
+                    .await
+            }
+        };
         assert_eq!(
             error_of(&frame).0,
             code,

@@ -2,11 +2,16 @@
 //! for the connection's phase, or waits its turn behind a `send` that has no
 //! reply slot yet, or behind the offline queue; held frames are replayed in
 //! the order they came.
+//!
+//! The rules a client can rely on (docs/PROTOCOL.md): the first frame must
+//! be a valid `hello`, anything else ends the connection; an error for a
+//! frame echoes the frame's `id` whenever it had a readable one; malformed
+//! frames are counted per connection, never reset, up to a limit.
 
 use std::sync::Arc;
 
 use msg_proto::server::{ClientFrame, LoginRequest, ServerFrame};
-use msg_proto::{ErrorCode, FrameError, Refusal};
+use msg_proto::{ErrorCode, FrameError, Refusal, RequestId};
 use tokio::time::Instant;
 
 use crate::connection::{Connection, Flow, Phase, Step};
@@ -34,10 +39,53 @@ impl Connection {
     }
 
     fn handle(&mut self, item: Decoded) -> Step<'_> {
+        let greeting = matches!(self.phase, Phase::Greeting);
         match item {
+            Ok(ClientFrame::Hello { version, .. }) if greeting => {
+                Step::Done(self.on_hello(version))
+            }
+            // Not a client of this protocol, or not one that follows it.
+            Ok(frame) if greeting => Step::Done(self.hello_required(frame.request_id())),
+            Err(bad) if greeting => Step::Done(self.hello_required(bad.request_id())),
             Ok(frame) => self.on_frame(frame),
-            Err(bad) => Step::Done(self.on_bad_frame(bad)),
+            Err(bad) => {
+                // Only the kind: serde's detail may quote the client's values
+                // (a password sent as a number, say).
+                let (kind, code, message) = match bad {
+                    FrameError::TooLong { .. } => {
+                        ("too long", ErrorCode::FrameTooLarge, texts::FRAME_TOO_LARGE)
+                    }
+                    FrameError::InvalidUtf8 => (
+                        "not UTF-8",
+                        ErrorCode::InvalidCommand,
+                        texts::INVALID_COMMAND,
+                    ),
+                    FrameError::InvalidJson(_) => (
+                        "not JSON",
+                        ErrorCode::InvalidCommand,
+                        texts::INVALID_COMMAND,
+                    ),
+                    FrameError::InvalidFrame { .. } => (
+                        "not a frame",
+                        ErrorCode::InvalidCommand,
+                        texts::INVALID_COMMAND,
+                    ),
+                };
+                tracing::debug!(conn = self.id, kind, "bad frame");
+                Step::Done(self.bad_frame(bad.request_id(), code, message))
+            }
         }
+    }
+
+    /// Anything but a valid `hello` first: an error, then the end.
+    fn hello_required(&self, id: Option<RequestId>) -> Flow {
+        tracing::debug!(conn = self.id, "the first frame was not a hello");
+        self.reply(ServerFrame::error(
+            id,
+            ErrorCode::HelloRequired,
+            texts::HELLO_REQUIRED,
+        ));
+        Flow::Close
     }
 
     /// A reply slot has come free: handles held frames in order until a
@@ -66,14 +114,12 @@ impl Connection {
         Flow::Continue
     }
 
-    fn on_bad_frame(&mut self, bad: FrameError) -> Flow {
+    /// Answers a malformed frame and counts it; the connection closes at
+    /// the limit. The count is never reset: good frames in between do not
+    /// make a client that keeps sending bad ones any better.
+    fn bad_frame(&mut self, id: Option<RequestId>, code: ErrorCode, message: &str) -> Flow {
         self.bad_frames += 1;
-        tracing::debug!(conn = self.id, error = %bad, "bad frame");
-        let (code, message) = match bad {
-            FrameError::TooLong { .. } => (ErrorCode::FrameTooLarge, texts::FRAME_TOO_LARGE),
-            _ => (ErrorCode::InvalidCommand, texts::INVALID_COMMAND),
-        };
-        self.reply(ServerFrame::error(None, code, message));
+        self.reply(ServerFrame::error(id, code, message));
         if self.bad_frames >= self.hub.config.max_bad_frames {
             tracing::warn!(
                 conn = self.id,
@@ -85,20 +131,17 @@ impl Connection {
         }
     }
 
+    /// A valid frame after the greeting.
     fn on_frame(&mut self, frame: ClientFrame) -> Step<'_> {
         let flow = match (&self.phase, frame) {
             (_, ClientFrame::Ping) => {
                 self.reply(ServerFrame::Pong);
                 Flow::Continue
             }
-            (Phase::Greeting, ClientFrame::Hello { version, .. }) => self.on_hello(version),
-            (Phase::Greeting, _) => {
-                self.reply(ServerFrame::error(
-                    None,
-                    ErrorCode::HelloRequired,
-                    texts::HELLO_REQUIRED,
-                ));
-                Flow::Close
+            // Greeted once already (the first frame is handled above).
+            (_, ClientFrame::Hello { .. }) => {
+                tracing::debug!(conn = self.id, "a second hello");
+                self.bad_frame(None, ErrorCode::InvalidCommand, texts::INVALID_COMMAND)
             }
             (Phase::Anonymous, ClientFrame::Login(request)) => {
                 return Step::Later(Box::pin(self.on_login(request, false)));
@@ -118,10 +161,9 @@ impl Connection {
                 self.refuse(Some(id), refusal);
                 Flow::Continue
             }
-            (_, ClientFrame::Hello { .. }) => {
-                self.on_bad_frame(FrameError::InvalidFrame("second hello".into()))
-            }
-            (Phase::Anonymous, frame) => {
+            // Before login, requests are refused; `ack` and `activity` have
+            // nothing to act on.
+            (Phase::Greeting | Phase::Anonymous, frame) => {
                 if let Some(id) = frame.request_id() {
                     let refusal = Refusal::new(ErrorCode::NotLoggedIn, texts::NOT_LOGGED_IN);
                     self.refuse(Some(id), refusal);
