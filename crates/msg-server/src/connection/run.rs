@@ -52,6 +52,12 @@ impl Connection {
         loop {
             if self.out.is_kicked() {
                 tracing::info!(conn = self.id, "disconnecting: the client is not reading");
+                // Best effort: after what is already queued, within the
+                // close's grace period, if the client reads at all.
+                self.reply(ServerFrame::LoggedOut {
+                    reason: LogoutReason::SlowConsumer,
+                    message: texts::SLOW_CONSUMER_LOGOUT.into(),
+                });
                 return;
             }
             if self.drain_due() {
