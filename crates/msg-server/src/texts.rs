@@ -60,6 +60,10 @@ pub fn no_private_request(user: &str) -> String {
     format!("Error. No private messaging request from {user}")
 }
 
+pub fn private_request_pending(user: &str) -> String {
+    format!("Error. A private messaging request to {user} is already pending")
+}
+
 pub fn private_unavailable(user: &str) -> String {
     format!("Error. {user} cannot accept private messaging right now")
 }

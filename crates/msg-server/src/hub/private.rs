@@ -40,14 +40,26 @@ impl Hub {
                 texts::private_unavailable(callee),
             ));
         }
+        // One request at a time: a second would only race the first's answer.
+        let now = Instant::now();
+        let key = (asker.to_owned(), callee.to_owned());
+        if state
+            .private_requests
+            .get(&key)
+            .is_some_and(|expires| *expires > now)
+        {
+            return Err(Refusal::new(
+                ErrorCode::PrivateRequestPending,
+                texts::private_request_pending(callee),
+            ));
+        }
         session.push_frame(&ServerFrame::PrivateRequest {
             from: asker.to_owned(),
             at: now_ms(),
         });
-        let expires = Instant::now() + self.config.private_timeout;
         state
             .private_requests
-            .insert((asker.to_owned(), callee.to_owned()), expires);
+            .insert(key, now + self.config.private_timeout);
         Ok(())
     }
 
