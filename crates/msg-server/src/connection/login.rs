@@ -43,7 +43,7 @@ impl Connection {
         let checked = if register {
             self.check_registration(&user, password).await
         } else {
-            self.check_password(&user, password).await
+            self.check_login(&user, password).await
         };
         if let Err(refusal) = checked {
             self.refuse(Some(id), refusal);
@@ -76,7 +76,24 @@ impl Connection {
         Flow::Continue
     }
 
-    async fn check_password(&self, user: &str, password: Secret) -> Result<(), Refusal> {
+    /// The checks of a `login`, in the documented order: the request's own
+    /// form first (not counted as failures), then the account: unknown, in
+    /// a lockout (the password is not even checked), wrong password
+    /// (counted). A user logged in elsewhere is refused after all of these,
+    /// by [`Hub::begin_session`](crate::hub::Hub::begin_session).
+    async fn check_login(&self, user: &str, password: Secret) -> Result<(), Refusal> {
+        if !validate::is_valid_username(user) {
+            return Err(Refusal::new(
+                ErrorCode::InvalidUsername,
+                texts::INVALID_USERNAME,
+            ));
+        }
+        if !validate::is_valid_password(password.expose()) {
+            return Err(Refusal::new(
+                ErrorCode::InvalidPasswordFormat,
+                texts::INVALID_PASSWORD_FORMAT,
+            ));
+        }
         if !self.hub.accounts.exists(user) {
             return Err(Refusal::new(ErrorCode::InvalidUser, texts::INVALID_USER));
         }
