@@ -151,13 +151,20 @@ impl Server {
         std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
     }
 
+    /// Sends `signal` ("TERM", "HUP", ...) to the server.
+    #[cfg(unix)]
     pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.pid().to_string())
-            .status()
-            .expect("kill");
-        assert!(status.success());
+        let number = match signal {
+            "TERM" => libc::SIGTERM,
+            "INT" => libc::SIGINT,
+            "HUP" => libc::SIGHUP,
+            other => panic!("no such signal in these tests: {other}"),
+        };
+        let pid = libc::pid_t::try_from(self.pid()).expect("a pid");
+        // SAFETY: kill(2) on our own child, which is not reaped before
+        // `self.child` is taken, so the pid cannot have been reused.
+        let sent = unsafe { libc::kill(pid, number) };
+        assert_eq!(sent, 0, "kill -{signal}");
     }
 
     /// Waits for the process to exit on its own; returns its exit code.
@@ -189,6 +196,82 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A child process that is killed and reaped when dropped, so that no test
+/// leaves one behind, even one that panics.
+pub struct ChildGuard(Option<Child>);
+
+impl ChildGuard {
+    pub fn spawn(command: &mut Command) -> Self {
+        Self::adopt(command.spawn().expect("start a child process"))
+    }
+
+    pub fn adopt(child: Child) -> Self {
+        Self(Some(child))
+    }
+
+    pub fn child(&mut self) -> &mut Child {
+        self.0.as_mut().expect("running")
+    }
+
+    /// Waits at most `within` for the process to exit, collecting what it
+    /// writes to piped stdout and stderr meanwhile (so a full pipe cannot
+    /// stall it).
+    pub fn wait_output(mut self, within: Duration) -> std::process::Output {
+        use std::io::Read;
+        let child = self.child();
+        let collect = |pipe: Option<Box<dyn Read + Send>>| {
+            pipe.map(|mut pipe| {
+                std::thread::spawn(move || {
+                    let mut bytes = Vec::new();
+                    let _ = pipe.read_to_end(&mut bytes);
+                    bytes
+                })
+            })
+        };
+        let stdout = collect(
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        );
+        let stderr = collect(
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        );
+        let deadline = std::time::Instant::now() + within;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                break status;
+            }
+            // Panicking drops the guard, which kills the process.
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a child process did not exit within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let joined = |reader: Option<std::thread::JoinHandle<Vec<u8>>>| {
+            reader.map_or_else(Vec::new, |r| r.join().unwrap_or_default())
+        };
+        std::process::Output {
+            status,
+            stdout: joined(stdout),
+            stderr: joined(stderr),
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -354,6 +437,31 @@ impl Client {
                 return frame;
             }
             self.backlog.push_back(frame);
+        }
+    }
+
+    /// Waits for the reply to request `id`, pinging every `every` meanwhile
+    /// as a real client does, so that a long wait is not taken for a dead
+    /// connection.
+    pub async fn reply_pinging(&mut self, id: RequestId, every: Duration) -> ServerFrame {
+        if let Some(pos) = self.backlog.iter().position(|f| f.request_id() == Some(id)) {
+            return self.backlog.remove(pos).expect("present");
+        }
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            match timeout(every, self.read()).await {
+                Ok(Some(frame)) if frame.request_id() == Some(id) => return frame,
+                Ok(Some(frame)) => self.backlog.push_back(frame),
+                Ok(None) => panic!("{}: connection closed", self.user),
+                Err(_) => {
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "{}: no reply to {id} within {DEADLINE:?}",
+                        self.user
+                    );
+                    self.send(ClientFrame::Ping).await;
+                }
+            }
         }
     }
 
