@@ -74,12 +74,22 @@ impl Env {
         self.start_with_env(extra, &[])
     }
 
+    /// Starts the server on an ephemeral port of the loopback address
+    /// `bind` (`127.0.0.1`, `::1`).
+    pub fn start_bound(&self, bind: &str, extra: &[&str]) -> Server {
+        self.start_full(bind, extra, &[])
+    }
+
     pub fn start_with_env(&self, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        self.start_full("127.0.0.1", extra, env)
+    }
+
+    fn start_full(&self, bind: &str, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut args: Vec<String> = vec![
             "--port".into(),
             "0".into(),
             "--bind".into(),
-            "127.0.0.1".into(),
+            bind.into(),
             "--credentials".into(),
             self.credentials().display().to_string(),
             "--state-dir".into(),
@@ -199,8 +209,22 @@ impl Drop for Server {
             let _ = child.kill();
             let _ = child.wait();
         }
+        // A failing test shows what the server saw (its log goes with the
+        // temp dir): the last lines, where the failure is.
+        if std::thread::panicking() {
+            let log = self.log();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(LOG_TAIL)..];
+            eprintln!(
+                "--- last lines of the server's log ---\n{}",
+                tail.join("\n")
+            );
+        }
     }
 }
+
+/// Lines of the server's log shown when a test fails.
+const LOG_TAIL: usize = 60;
 
 /// A child process that is killed and reaped when dropped, so that no test
 /// leaves one behind, even one that panics.
@@ -341,7 +365,12 @@ impl Client {
     }
 
     async fn connect_raw_with_buffer(addr: SocketAddr, recv_buffer: Option<u32>) -> Self {
-        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        let socket = if addr.is_ipv6() {
+            tokio::net::TcpSocket::new_v6()
+        } else {
+            tokio::net::TcpSocket::new_v4()
+        }
+        .expect("socket");
         if let Some(size) = recv_buffer {
             socket.set_recv_buffer_size(size).expect("SO_RCVBUF");
         }
