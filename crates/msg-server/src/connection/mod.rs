@@ -23,8 +23,9 @@
 //! - [`login`]: `hello`, `login` and `register`, password checks;
 //! - [`cmd`]: one file per request of a logged-in session.
 //!
-//! Dependencies go one way: `run` → `dispatch` → `login`, `cmd` → `flow`,
-//! `drain` (and `login` → `drain`); no part uses `run` or `dispatch`.
+//! Dependencies go one way: `run` uses `dispatch`, which uses `login` and
+//! `cmd`; those use `drain` and `flow`; `drain` uses `flow`; `flow` uses
+//! none of them.
 
 mod cmd;
 mod dispatch;
