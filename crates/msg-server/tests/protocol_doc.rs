@@ -525,17 +525,20 @@ async fn observe_the_server() -> Seen {
     seen.text("`ok` to `logout`", message_of(&logout), "");
 
     // Registration, on servers with and without it.
-    let open = env.start(&["--allow-register"]);
+    // Each server has a state directory (a database) of its own.
+    let open_env = Env::new();
+    let open = open_env.start(&["--allow-register"]);
     let mut client = Client::connect(open.addr).await;
     seen.error(&client.request(register("hans")).await, "");
 
     // Timers, and shutdown. The login timeout is short, so its client says
     // nothing at all (even a hello could come too late on a busy machine).
-    let env = Env::new();
-    let quick = env.start(&["--login-timeout-ms", "300"]);
+    let quick_env = Env::new();
+    let quick = quick_env.start(&["--login-timeout-ms", "300"]);
     let mut silent = Client::connect_raw(quick.addr).await;
     seen.error(&silent.closed().await[0], "");
-    let mut timed = env.start(&["--timeout", "1"]);
+    let timed_env = Env::new();
+    let mut timed = timed_env.start(&["--timeout", "1"]);
     let mut idle = Client::login(timed.addr, "hans").await;
     let frames = idle.closed().await;
     let logged_out = frames
