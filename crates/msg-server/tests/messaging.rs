@@ -715,6 +715,9 @@ async fn a_slow_reader_gets_its_whole_offline_queue() {
     // each pause stays well within it (a quarter), so that a busy machine
     // stretching a pause does not make luke look dead.
     let mut luke = Client::login_with_small_buffer(server.addr, "luke").await;
+    // Waits for the store (slow on a busy disk) are the server's, not
+    // luke's: luke pings through them as msgd would.
+    luke.ping_every = Some(DEAD / 4);
     let started = std::time::Instant::now();
     for n in 0..QUEUED {
         if n % 1000 == 0 {

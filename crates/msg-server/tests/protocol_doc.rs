@@ -926,17 +926,19 @@ async fn private_ready_gives_an_ipv6_address_in_brackets() {
 #[tokio::test]
 async fn a_client_that_does_not_read_is_told_why_it_is_dropped() {
     let env = Env::new();
-    let server = env.start(&["--max-rate", "0"]);
+    // The notice comes after everything luke has not read (megabytes in the
+    // socket buffers): give luke all the time it needs to read them.
+    let server = env.start(&["--max-rate", "0", "--close-grace-ms", "60000"]);
     let mut yoda = Client::login(server.addr, "yoda").await;
     // luke logs in and then stops reading.
     let mut luke = Client::login_with_small_buffer(server.addr, "luke").await;
-    // Small broadcasts, so that what is left to read when luke is dropped
-    // is small and read at once.
+    // Big broadcasts fill the socket buffers, then luke's queue, quickly.
+    let big = "b".repeat(4000);
     let started = std::time::Instant::now();
     while yoda.pending_event(is_presence("luke", false)).is_none() {
-        assert!(started.elapsed() < DEADLINE * 3, "luke was never dropped");
+        assert!(started.elapsed() < DEADLINE * 6, "luke was never dropped");
         for _ in 0..20 {
-            yoda.broadcast("x").await;
+            yoda.broadcast(&big).await;
         }
     }
     let frames = luke.closed().await;

@@ -18,9 +18,6 @@ use crate::connection::{Connection, Flow, Phase};
 use crate::store::{StoreError, StoredMessage};
 use crate::texts;
 
-/// How long queued frames (a last error, `logged_out`) may take to reach a
-/// closing client.
-const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// A deadline that is not due.
 const FAR_FUTURE: Duration = Duration::from_secs(365 * 24 * 3600);
 
@@ -196,7 +193,10 @@ impl Connection {
             .map(|at| (Deadline::ResumeReading, at));
         // Live messages to the user wait for the drain (and their senders
         // for a reply): a client that stops reading it cannot stall them.
-        let drain = self.drain.is_some().then(|| {
+        // Only while there is something to read: waiting for the store's
+        // next page is the server's own delay, not the client's.
+        let writing = matches!(self.drain.as_deref(), Some(Drain::Writing { .. }));
+        let drain = writing.then(|| {
             (
                 Deadline::DrainStalled,
                 self.drain_progress + config.dead_timeout,
@@ -247,7 +247,7 @@ impl Connection {
                 self.wire.flush(&self.out).await?;
                 self.wire.shutdown().await
             };
-            let _ = tokio::time::timeout(CLOSE_GRACE, goodbye).await;
+            let _ = tokio::time::timeout(self.hub.config.close_grace, goodbye).await;
         }
         self.out.close();
     }

@@ -318,6 +318,10 @@ pub struct Client {
     backlog: VecDeque<ServerFrame>,
     /// Acknowledge messages as a daemon would, as soon as they arrive.
     pub auto_ack: bool,
+    /// Ping while waiting for a frame, every this long, as a real client
+    /// does: a wait the server causes (a slow store on a busy machine) is
+    /// then not taken for a dead connection.
+    pub ping_every: Option<Duration>,
     pub user: String,
 }
 
@@ -383,6 +387,7 @@ impl Client {
             next_id: 1,
             backlog: VecDeque::new(),
             auto_ack: true,
+            ping_every: None,
             user: String::new(),
         }
     }
@@ -473,25 +478,10 @@ impl Client {
     /// as a real client does, so that a long wait is not taken for a dead
     /// connection.
     pub async fn reply_pinging(&mut self, id: RequestId, every: Duration) -> ServerFrame {
-        if let Some(pos) = self.backlog.iter().position(|f| f.request_id() == Some(id)) {
-            return self.backlog.remove(pos).expect("present");
-        }
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        loop {
-            match timeout(every, self.read()).await {
-                Ok(Some(frame)) if frame.request_id() == Some(id) => return frame,
-                Ok(Some(frame)) => self.backlog.push_back(frame),
-                Ok(None) => panic!("{}: connection closed", self.user),
-                Err(_) => {
-                    assert!(
-                        tokio::time::Instant::now() < deadline,
-                        "{}: no reply to {id} within {DEADLINE:?}",
-                        self.user
-                    );
-                    self.send(ClientFrame::Ping).await;
-                }
-            }
-        }
+        let pinging = self.ping_every.replace(every);
+        let reply = self.reply(id).await;
+        self.ping_every = pinging;
+        reply
     }
 
     /// The next frame that is not a reply (an event), in arrival order.
@@ -551,26 +541,49 @@ impl Client {
 
     /// The next decoded frame; panics on timeout, bad frames or EOF.
     pub async fn next_frame(&mut self) -> ServerFrame {
-        match timeout(DEADLINE, self.read()).await {
-            Ok(Some(frame)) => frame,
-            Ok(None) => panic!("{}: connection closed", self.user),
-            Err(_) => panic!("{}: no frame within {DEADLINE:?}", self.user),
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let wait = self
+                .ping_every
+                .map_or(DEADLINE, |every| every.min(DEADLINE));
+            // Only the receiving is timed: it loses nothing when cut short.
+            match timeout(wait, self.receive()).await {
+                Ok(Some(frame)) => {
+                    self.acknowledge(&frame).await;
+                    return frame;
+                }
+                Ok(None) => panic!("{}: connection closed", self.user),
+                Err(_) if tokio::time::Instant::now() < deadline && self.ping_every.is_some() => {
+                    self.send(ClientFrame::Ping).await;
+                }
+                Err(_) => panic!("{}: no frame within {DEADLINE:?}", self.user),
+            }
         }
     }
 
     async fn read(&mut self) -> Option<ServerFrame> {
-        let frame = match self.conn.next().await? {
-            Ok(Ok(frame)) => frame,
+        let frame = self.receive().await?;
+        self.acknowledge(&frame).await;
+        Some(frame)
+    }
+
+    /// The next frame off the wire (cancel-safe).
+    async fn receive(&mut self) -> Option<ServerFrame> {
+        match self.conn.next().await? {
+            Ok(Ok(frame)) => Some(frame),
             Ok(Err(e)) => panic!("server sent a bad frame: {e}"),
-            Err(_) => return None,
-        };
+            Err(_) => None,
+        }
+    }
+
+    /// Acknowledges a direct message, if this client does so by itself.
+    async fn acknowledge(&mut self, frame: &ServerFrame) {
         if self.auto_ack
-            && let ServerFrame::Message { msg_id, .. } = &frame
+            && let ServerFrame::Message { msg_id, .. } = frame
         {
             let ack = ClientFrame::Ack { msg_id: *msg_id };
             let _ = self.conn.send(ack).await;
         }
-        Some(frame)
     }
 
     pub async fn ack(&mut self, msg_id: MsgId) {
