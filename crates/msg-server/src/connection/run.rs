@@ -168,6 +168,19 @@ impl Connection {
                     if !self.on_page(page) {
                         return;
                     }
+                    // The next page is often ready before the socket's turn
+                    // comes (the socket took all of this one): read what the
+                    // client sent meanwhile, or a long drain would leave its
+                    // acks and pings unread until the dead-connection timer
+                    // closed a live client. One read per page; the page keeps
+                    // its priority, so a client cannot stall its own drain.
+                    if self.may_take_frames()
+                        && !self.wire.at_eof()
+                        && let Err(e) = self.wire.try_read()
+                    {
+                        tracing::debug!(conn = self.id, error = %e, "read failed");
+                        return;
+                    }
                 }
                 Event::Woken => {}
             }
