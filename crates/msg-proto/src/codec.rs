@@ -6,16 +6,20 @@
 //! keep serving. Only I/O errors end the stream. Memory stays bounded: an
 //! oversized line is reported as soon as it passes the limit and the rest of
 //! it is discarded up to its newline without being buffered.
+//!
+//! A JSON object that does not make a frame still tells its `id`, when it
+//! has a valid one, so that the error reply can carry it and a client that
+//! matches replies by id is not left waiting.
 
 use std::io;
 use std::marker::PhantomData;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use tokio_util::codec::{Decoder, Encoder};
 
-use crate::MAX_FRAME_LEN;
+use crate::{MAX_FRAME_LEN, RequestId};
 
 /// A frame that could not be decoded. The connection can go on after it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -27,9 +31,24 @@ pub enum FrameError {
     #[error("frame is not valid JSON: {0}")]
     InvalidJson(String),
     /// Valid JSON, but not a frame this side understands (unknown `type`,
-    /// missing or mistyped fields).
-    #[error("unknown or malformed frame: {0}")]
-    InvalidFrame(String),
+    /// missing or mistyped fields). `id` is the object's `"id"` when it is
+    /// an unsigned 64-bit integer, whatever else is wrong with the frame.
+    #[error("unknown or malformed frame: {reason}")]
+    InvalidFrame {
+        reason: String,
+        id: Option<RequestId>,
+    },
+}
+
+impl FrameError {
+    /// The request id the bad frame carried, if it could still be read:
+    /// the error reply to it echoes this.
+    pub fn request_id(&self) -> Option<RequestId> {
+        match self {
+            Self::InvalidFrame { id, .. } => *id,
+            _ => None,
+        }
+    }
 }
 
 /// Decodes lines into `In` and encodes `Out` as lines.
@@ -79,9 +98,29 @@ impl<In, Out> std::fmt::Debug for JsonLines<In, Out> {
 fn parse<In: DeserializeOwned>(line: &[u8]) -> Result<In, FrameError> {
     let text = std::str::from_utf8(line).map_err(|_| FrameError::InvalidUtf8)?;
     serde_json::from_str(text).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => FrameError::InvalidFrame(e.to_string()),
+        serde_json::error::Category::Data => FrameError::InvalidFrame {
+            reason: e.to_string(),
+            id: request_id_of(text),
+        },
         _ => FrameError::InvalidJson(e.to_string()),
     })
+}
+
+/// The `"id"` of a JSON object that did not make a frame, if it is a valid
+/// request id. Only the error path pays for this second, shallow parse.
+fn request_id_of(text: &str) -> Option<RequestId> {
+    /// Every other field is skipped; a mistyped `id` fails the parse.
+    #[derive(Deserialize)]
+    struct IdOnly {
+        #[serde(default)]
+        id: Option<RequestId>,
+    }
+    // serde would also read the struct from an array (`[14]`), which has
+    // no `id` field at all.
+    if !text.starts_with('{') {
+        return None;
+    }
+    serde_json::from_str::<IdOnly>(text).ok()?.id
 }
 
 impl<In: DeserializeOwned, Out> Decoder for JsonLines<In, Out> {
@@ -249,10 +288,36 @@ mod tests {
         buf.extend_from_slice(b"{\"type\":\"ping\"}\n");
         let frames = decode_all(&mut codec, &mut buf);
         assert!(matches!(frames[0], Err(FrameError::InvalidJson(_))));
-        assert!(matches!(frames[1], Err(FrameError::InvalidFrame(_))));
-        assert!(matches!(frames[2], Err(FrameError::InvalidFrame(_))));
+        assert!(matches!(frames[1], Err(FrameError::InvalidFrame { .. })));
+        assert!(matches!(frames[2], Err(FrameError::InvalidFrame { .. })));
         assert_eq!(frames[3], Err(FrameError::InvalidUtf8));
         assert_eq!(frames[4], Ok(Frame::Ping));
+    }
+
+    #[test]
+    fn a_bad_frame_tells_its_id_when_it_has_a_valid_one() {
+        let mut codec = Codec::new();
+        let mut buf = BytesMut::new();
+        for line in [
+            &b"{\"type\":\"say\",\"id\":14}\n"[..],
+            b"{\"type\":\"dance\",\"id\":18446744073709551615,\"x\":[1]}\n",
+            b"{\"type\":\"say\",\"id\":\"14\"}\n",
+            b"{\"type\":\"say\",\"id\":-1}\n",
+            b"{\"type\":\"say\",\"id\":1.5}\n",
+            b"{\"type\":\"say\"}\n",
+            b"[14]\n",
+            b"{\"type\":\"say\",\"id\":14\n",
+        ] {
+            buf.extend_from_slice(line);
+        }
+        let ids: Vec<Option<RequestId>> = decode_all(&mut codec, &mut buf)
+            .iter()
+            .map(|frame| frame.as_ref().expect_err("bad frames").request_id())
+            .collect();
+        assert_eq!(
+            ids,
+            [Some(14), Some(u64::MAX), None, None, None, None, None, None]
+        );
     }
 
     #[test]

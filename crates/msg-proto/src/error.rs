@@ -49,6 +49,8 @@ pub enum ErrorCode {
     NoPrivateRequest,
     /// The callee's daemon has no peer listener to connect to.
     PrivateUnavailable,
+    /// `private_request` while the same request is still unanswered.
+    PrivateRequestPending,
     /// Malformed JSON, invalid UTF-8, an unknown type or missing fields.
     InvalidCommand,
     /// A frame over [`crate::MAX_FRAME_LEN`].
@@ -91,6 +93,7 @@ impl ErrorCode {
             Self::BlockedYou => "blocked_you",
             Self::NoPrivateRequest => "no_private_request",
             Self::PrivateUnavailable => "private_unavailable",
+            Self::PrivateRequestPending => "private_request_pending",
             Self::InvalidCommand => "invalid_command",
             Self::FrameTooLarge => "frame_too_large",
             Self::HelloRequired => "hello_required",
@@ -103,7 +106,7 @@ impl ErrorCode {
 
 impl ErrorCode {
     /// Every known code, for parsing.
-    pub const ALL: [ErrorCode; 28] = [
+    pub const ALL: [ErrorCode; 29] = [
         Self::InvalidPassword,
         Self::AccountBlocked,
         Self::LoginBlocked,
@@ -127,6 +130,7 @@ impl ErrorCode {
         Self::BlockedYou,
         Self::NoPrivateRequest,
         Self::PrivateUnavailable,
+        Self::PrivateRequestPending,
         Self::InvalidCommand,
         Self::FrameTooLarge,
         Self::HelloRequired,
@@ -195,13 +199,7 @@ mod tests {
 
     #[test]
     fn as_str_matches_serde() {
-        for code in [
-            ErrorCode::InvalidPassword,
-            ErrorCode::BlockedByRecipient,
-            ErrorCode::CannotPrivateSelf,
-            ErrorCode::FrameTooLarge,
-            ErrorCode::Internal,
-        ] {
+        for code in ErrorCode::ALL {
             let json = serde_json::to_string(&code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));
         }

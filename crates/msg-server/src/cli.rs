@@ -121,6 +121,8 @@ pub struct ServeArgs {
     pub ack_timeout_ms: Option<u64>,
     #[arg(long, hide = true, value_name = "N")]
     pub max_outstanding_sends: Option<usize>,
+    #[arg(long, hide = true, value_name = "MS")]
+    pub close_grace_ms: Option<u64>,
 }
 
 impl ServeArgs {
@@ -154,6 +156,7 @@ impl ServeArgs {
             max_outstanding_sends: self
                 .max_outstanding_sends
                 .unwrap_or(defaults.max_outstanding_sends),
+            close_grace: ms(self.close_grace_ms, defaults.close_grace),
             ..defaults
         }
     }

@@ -31,6 +31,9 @@ pub struct Config {
     pub max_outstanding_sends: usize,
     /// Malformed frames tolerated on one connection before it is closed.
     pub max_bad_frames: u32,
+    /// How long queued frames (a last error, `logged_out`) may take to reach
+    /// a closing client.
+    pub close_grace: Duration,
 }
 
 impl Default for Config {
@@ -47,6 +50,7 @@ impl Default for Config {
             outbox_capacity: 1024,
             max_outstanding_sends: 1024,
             max_bad_frames: 10,
+            close_grace: Duration::from_secs(2),
         }
     }
 }

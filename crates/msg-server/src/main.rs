@@ -1,3 +1,6 @@
+//! The `msg-server` binary: sets up logging (to stderr, `RUST_LOG` or
+//! `-v`), then does what the command line asks (see `msg_server::cli`).
+
 use std::io::IsTerminal;
 use std::process::ExitCode;
 

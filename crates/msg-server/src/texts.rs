@@ -1,4 +1,4 @@
-//! Every text a user sees from the server, in one place (SPEC.md wording).
+//! Every text a user sees from the server, in one place.
 
 pub const WELCOME: &str = "Welcome to the greatest messaging application ever!";
 pub const INVALID_PASSWORD: &str = "Invalid Password. Please try again";
@@ -58,6 +58,10 @@ pub fn has_blocked_you(user: &str) -> String {
 
 pub fn no_private_request(user: &str) -> String {
     format!("Error. No private messaging request from {user}")
+}
+
+pub fn private_request_pending(user: &str) -> String {
+    format!("Error. A private messaging request to {user} is already pending")
 }
 
 pub fn private_unavailable(user: &str) -> String {

@@ -9,7 +9,8 @@ use crate::{ErrorCode, MsgId, Refusal, RequestId, Secret, Timestamp};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogoutReason {
-    /// The client asked (`logout`).
+    /// Never sent by the server (a `logout` is answered with `ok`); kept so
+    /// that clients written against older documents still parse it.
     Requested,
     /// No user command for the inactivity timeout.
     Timeout,

@@ -74,12 +74,22 @@ impl Env {
         self.start_with_env(extra, &[])
     }
 
+    /// Starts the server on an ephemeral port of the loopback address
+    /// `bind` (`127.0.0.1`, `::1`).
+    pub fn start_bound(&self, bind: &str, extra: &[&str]) -> Server {
+        self.start_full(bind, extra, &[])
+    }
+
     pub fn start_with_env(&self, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        self.start_full("127.0.0.1", extra, env)
+    }
+
+    fn start_full(&self, bind: &str, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let mut args: Vec<String> = vec![
             "--port".into(),
             "0".into(),
             "--bind".into(),
-            "127.0.0.1".into(),
+            bind.into(),
             "--credentials".into(),
             self.credentials().display().to_string(),
             "--state-dir".into(),
@@ -151,13 +161,20 @@ impl Server {
         std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
     }
 
+    /// Sends `signal` ("TERM", "HUP", ...) to the server.
+    #[cfg(unix)]
     pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.pid().to_string())
-            .status()
-            .expect("kill");
-        assert!(status.success());
+        let number = match signal {
+            "TERM" => libc::SIGTERM,
+            "INT" => libc::SIGINT,
+            "HUP" => libc::SIGHUP,
+            other => panic!("no such signal in these tests: {other}"),
+        };
+        let pid = libc::pid_t::try_from(self.pid()).expect("a pid");
+        // SAFETY: kill(2) on our own child, which is not reaped before
+        // `self.child` is taken, so the pid cannot have been reused.
+        let sent = unsafe { libc::kill(pid, number) };
+        assert_eq!(sent, 0, "kill -{signal}");
     }
 
     /// Waits for the process to exit on its own; returns its exit code.
@@ -192,6 +209,96 @@ impl Drop for Server {
             let _ = child.kill();
             let _ = child.wait();
         }
+        // A failing test shows what the server saw (its log goes with the
+        // temp dir): the last lines, where the failure is.
+        if std::thread::panicking() {
+            let log = self.log();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(LOG_TAIL)..];
+            eprintln!(
+                "--- last lines of the server's log ---\n{}",
+                tail.join("\n")
+            );
+        }
+    }
+}
+
+/// Lines of the server's log shown when a test fails.
+const LOG_TAIL: usize = 60;
+
+/// A child process that is killed and reaped when dropped, so that no test
+/// leaves one behind, even one that panics.
+pub struct ChildGuard(Option<Child>);
+
+impl ChildGuard {
+    pub fn spawn(command: &mut Command) -> Self {
+        Self::adopt(command.spawn().expect("start a child process"))
+    }
+
+    pub fn adopt(child: Child) -> Self {
+        Self(Some(child))
+    }
+
+    pub fn child(&mut self) -> &mut Child {
+        self.0.as_mut().expect("running")
+    }
+
+    /// Waits at most `within` for the process to exit, collecting what it
+    /// writes to piped stdout and stderr meanwhile (so a full pipe cannot
+    /// stall it).
+    pub fn wait_output(mut self, within: Duration) -> std::process::Output {
+        use std::io::Read;
+        let child = self.child();
+        let collect = |pipe: Option<Box<dyn Read + Send>>| {
+            pipe.map(|mut pipe| {
+                std::thread::spawn(move || {
+                    let mut bytes = Vec::new();
+                    let _ = pipe.read_to_end(&mut bytes);
+                    bytes
+                })
+            })
+        };
+        let stdout = collect(
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        );
+        let stderr = collect(
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        );
+        let deadline = std::time::Instant::now() + within;
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                break status;
+            }
+            // Panicking drops the guard, which kills the process.
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a child process did not exit within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let joined = |reader: Option<std::thread::JoinHandle<Vec<u8>>>| {
+            reader.map_or_else(Vec::new, |r| r.join().unwrap_or_default())
+        };
+        std::process::Output {
+            status,
+            stdout: joined(stdout),
+            stderr: joined(stderr),
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -211,6 +318,10 @@ pub struct Client {
     backlog: VecDeque<ServerFrame>,
     /// Acknowledge messages as a daemon would, as soon as they arrive.
     pub auto_ack: bool,
+    /// Ping while waiting for a frame, every this long, as a real client
+    /// does: a wait the server causes (a slow store on a busy machine) is
+    /// then not taken for a dead connection.
+    pub ping_every: Option<Duration>,
     pub user: String,
 }
 
@@ -258,7 +369,12 @@ impl Client {
     }
 
     async fn connect_raw_with_buffer(addr: SocketAddr, recv_buffer: Option<u32>) -> Self {
-        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        let socket = if addr.is_ipv6() {
+            tokio::net::TcpSocket::new_v6()
+        } else {
+            tokio::net::TcpSocket::new_v4()
+        }
+        .expect("socket");
         if let Some(size) = recv_buffer {
             socket.set_recv_buffer_size(size).expect("SO_RCVBUF");
         }
@@ -271,6 +387,7 @@ impl Client {
             next_id: 1,
             backlog: VecDeque::new(),
             auto_ack: true,
+            ping_every: None,
             user: String::new(),
         }
     }
@@ -357,6 +474,16 @@ impl Client {
         }
     }
 
+    /// Waits for the reply to request `id`, pinging every `every` meanwhile
+    /// as a real client does, so that a long wait is not taken for a dead
+    /// connection.
+    pub async fn reply_pinging(&mut self, id: RequestId, every: Duration) -> ServerFrame {
+        let pinging = self.ping_every.replace(every);
+        let reply = self.reply(id).await;
+        self.ping_every = pinging;
+        reply
+    }
+
     /// The next frame that is not a reply (an event), in arrival order.
     pub async fn event(&mut self) -> ServerFrame {
         if let Some(pos) = self.backlog.iter().position(|f| f.request_id().is_none()) {
@@ -414,26 +541,49 @@ impl Client {
 
     /// The next decoded frame; panics on timeout, bad frames or EOF.
     pub async fn next_frame(&mut self) -> ServerFrame {
-        match timeout(DEADLINE, self.read()).await {
-            Ok(Some(frame)) => frame,
-            Ok(None) => panic!("{}: connection closed", self.user),
-            Err(_) => panic!("{}: no frame within {DEADLINE:?}", self.user),
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let wait = self
+                .ping_every
+                .map_or(DEADLINE, |every| every.min(DEADLINE));
+            // Only the receiving is timed: it loses nothing when cut short.
+            match timeout(wait, self.receive()).await {
+                Ok(Some(frame)) => {
+                    self.acknowledge(&frame).await;
+                    return frame;
+                }
+                Ok(None) => panic!("{}: connection closed", self.user),
+                Err(_) if tokio::time::Instant::now() < deadline && self.ping_every.is_some() => {
+                    self.send(ClientFrame::Ping).await;
+                }
+                Err(_) => panic!("{}: no frame within {DEADLINE:?}", self.user),
+            }
         }
     }
 
     async fn read(&mut self) -> Option<ServerFrame> {
-        let frame = match self.conn.next().await? {
-            Ok(Ok(frame)) => frame,
+        let frame = self.receive().await?;
+        self.acknowledge(&frame).await;
+        Some(frame)
+    }
+
+    /// The next frame off the wire (cancel-safe).
+    async fn receive(&mut self) -> Option<ServerFrame> {
+        match self.conn.next().await? {
+            Ok(Ok(frame)) => Some(frame),
             Ok(Err(e)) => panic!("server sent a bad frame: {e}"),
-            Err(_) => return None,
-        };
+            Err(_) => None,
+        }
+    }
+
+    /// Acknowledges a direct message, if this client does so by itself.
+    async fn acknowledge(&mut self, frame: &ServerFrame) {
         if self.auto_ack
-            && let ServerFrame::Message { msg_id, .. } = &frame
+            && let ServerFrame::Message { msg_id, .. } = frame
         {
             let ack = ClientFrame::Ack { msg_id: *msg_id };
             let _ = self.conn.send(ack).await;
         }
-        Some(frame)
     }
 
     pub async fn ack(&mut self, msg_id: MsgId) {

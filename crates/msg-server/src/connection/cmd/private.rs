@@ -1,0 +1,30 @@
+//! The private-session requests: `private_request`, `private_accept`,
+//! `private_decline` and `private_end`. The hub brokers; these answer.
+
+use msg_proto::server::{ServerFrame, UserRequest};
+
+use crate::connection::Connection;
+
+pub(super) fn request(conn: &mut Connection, user: &str, request: UserRequest) {
+    let UserRequest { id, user: callee } = request;
+    let result = conn.hub.private_request(user, &callee);
+    conn.answer(id, result.map(|()| ServerFrame::ok(id, None)));
+}
+
+pub(super) fn accept(conn: &mut Connection, user: &str, request: UserRequest) {
+    let UserRequest { id, user: asker } = request;
+    let result = conn.hub.private_accept(user, &asker);
+    conn.answer(id, result.map(|()| ServerFrame::ok(id, None)));
+}
+
+pub(super) fn decline(conn: &mut Connection, user: &str, request: UserRequest) {
+    let UserRequest { id, user: asker } = request;
+    let result = conn.hub.private_decline(user, &asker);
+    conn.answer(id, result.map(|()| ServerFrame::ok(id, None)));
+}
+
+pub(super) fn end(conn: &mut Connection, user: &str, request: UserRequest) {
+    let UserRequest { id, user: other } = request;
+    conn.hub.private_end(user, &other);
+    conn.reply(ServerFrame::ok(id, None));
+}

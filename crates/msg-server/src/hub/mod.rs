@@ -1,0 +1,122 @@
+//! The hub: the server's in-memory authority over who is online, who blocks
+//! whom, login failures, messages in flight and private-session brokering.
+//!
+//! All of it sits behind one mutex ([`state::State`]), held only for short,
+//! non-async critical sections. Store jobs that must be ordered against hub
+//! decisions (enqueue a message for an offline user, read a user's queue at
+//! login) are *submitted* under the lock and *awaited* outside it: the store
+//! runs jobs in submission order, so a message queued before a login is
+//! always seen by that login.
+//!
+//! One `impl Hub` per concern, each in its own file, over that one state:
+//! - [`lockout`]: wrong passwords and login blocks;
+//! - [`sessions`]: login, the end of the offline-queue drain, logout;
+//! - [`routing`]: direct messages, acks, broadcasts, overdue acks;
+//! - [`presence`]: `who`, `who_since`, login and logout notices;
+//! - [`blocks`]: block lists;
+//! - [`private`]: private-session brokering.
+//!
+//! `sessions` uses `routing`, `presence` and `private` (a session's end
+//! touches all three) and `blocks` uses `private`; nothing else crosses.
+
+mod blocks;
+mod lockout;
+mod presence;
+mod private;
+mod routing;
+mod sessions;
+mod state;
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use msg_proto::{ErrorCode, MsgId, Refusal, now_ms};
+
+use crate::accounts::Accounts;
+use crate::config::Config;
+use crate::store::{Snapshot, Store, StoreError};
+use crate::texts;
+
+pub use routing::ReplyRefusal;
+pub use sessions::{QueuePage, SessionSpec};
+pub use state::ConnId;
+
+/// Queued messages read per store round trip while draining at login.
+pub const DRAIN_PAGE: usize = 1000;
+
+/// Time between two housekeeping passes ([`Hub::sweep`]).
+pub const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
+
+pub struct Hub {
+    pub config: Config,
+    pub accounts: Accounts,
+    pub store: Store,
+    state: Mutex<state::State>,
+    next_msg_id: AtomicU64,
+    next_conn_id: AtomicU64,
+}
+
+impl Hub {
+    pub fn new(config: Config, accounts: Accounts, store: Store, snapshot: Snapshot) -> Self {
+        let now = now_ms();
+        let failures = snapshot
+            .lockouts
+            .into_iter()
+            .filter(|(_, until)| *until > now)
+            .map(|(user, until)| {
+                (
+                    user,
+                    state::LoginFailures {
+                        count: 0,
+                        blocked_until: Some(until),
+                    },
+                )
+            })
+            .collect();
+        Self {
+            config,
+            accounts,
+            store,
+            state: Mutex::new(state::State {
+                blocks: snapshot.blocks,
+                last_seen: snapshot.last_seen,
+                failures,
+                ..state::State::default()
+            }),
+            // Ids embed the boot counter so they never repeat across restarts,
+            // which lets clients de-duplicate redeliveries by id.
+            next_msg_id: AtomicU64::new(u64::from(snapshot.boot) << 32),
+            next_conn_id: AtomicU64::new(1),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, state::State> {
+        // A panic while holding the lock would be a bug; the state is still
+        // the best we have, so keep serving rather than cascade.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn next_conn_id(&self) -> ConnId {
+        self.next_conn_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn next_msg_id(&self) -> MsgId {
+        self.next_msg_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Periodic duties: store messages whose recipient did not acknowledge in
+    /// time (and answer their senders), expire private-session requests.
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        let mut state = self.state();
+        self.store_overdue(&mut state, now);
+        self.expire_private_requests(&mut state, now);
+    }
+}
+
+/// The refusal for a failed store job, logged once here.
+fn store_failed(err: &StoreError) -> Refusal {
+    tracing::error!(error = %err, "store operation failed");
+    Refusal::new(ErrorCode::Internal, texts::STORE_FAILED)
+}

@@ -1,0 +1,234 @@
+//! Routing of direct messages and broadcasts: a message goes to its
+//! recipient's queue and waits there for the ack that answers its sender;
+//! or, for an offline recipient, one that does not acknowledge in time or
+//! one whose session ends first, to the store, which answers the sender once
+//! it is durable. Broadcasts are fire-and-forget.
+
+use std::time::Instant;
+
+use msg_proto::server::{SendRequest, ServerFrame};
+use msg_proto::{ErrorCode, MsgId, Refusal, now_ms};
+
+use crate::hub::state::{Inflight, State};
+use crate::hub::{Hub, store_failed};
+use crate::outbox::{Push, ReplySlot};
+use crate::store::StoredMessage;
+use crate::texts;
+
+/// A refused `send`, with the reply slot handed back for the error reply.
+pub type ReplyRefusal = (Refusal, ReplySlot);
+
+/// What became of a message offered to its recipient.
+enum Delivery {
+    /// Held until the recipient's offline queue has gone out; the ack
+    /// timeout starts when it is released.
+    HeldBehindDrain,
+    /// In the recipient's queue since this instant, which starts the ack
+    /// timeout.
+    QueuedAt(Instant),
+    /// Not queued: the recipient is offline, or its queue is full or closed
+    /// (it is being disconnected), so the message goes to the store.
+    NotQueued,
+}
+
+impl Hub {
+    /// Routes a direct message. The reply (`sent` or an error) reaches
+    /// `slot` later: when the recipient acknowledges it, or once it is
+    /// stored for an offline recipient. The request's strings become the
+    /// stored message's without a copy.
+    pub fn send(
+        &self,
+        from: &str,
+        request: SendRequest,
+        slot: ReplySlot,
+    ) -> Result<(), ReplyRefusal> {
+        let SendRequest {
+            id,
+            to,
+            text,
+            client_id,
+        } = request;
+        if to == from {
+            let refusal = Refusal::new(ErrorCode::CannotMessageSelf, texts::CANNOT_MESSAGE_SELF);
+            return Err((refusal, slot));
+        }
+        if !self.accounts.exists(&to) {
+            return Err((
+                Refusal::new(ErrorCode::InvalidUser, texts::INVALID_USER),
+                slot,
+            ));
+        }
+        let mut state = self.state();
+        if state.has_blocked(&to, from) {
+            let refusal = Refusal::new(ErrorCode::BlockedByRecipient, texts::BLOCKED_BY_RECIPIENT);
+            return Err((refusal, slot));
+        }
+        let msg = StoredMessage {
+            id: self.next_msg_id(),
+            recipient: to,
+            sender: from.to_owned(),
+            text,
+            at: now_ms(),
+            client_id,
+        };
+        let state = &mut *state;
+        let delivery = match state.sessions.get_mut(&msg.recipient) {
+            None => Delivery::NotQueued,
+            Some(session) => {
+                let encoded = msg_proto::encode_line(&ServerFrame::Message {
+                    msg_id: msg.id,
+                    from: msg.sender.clone(),
+                    text: msg.text.clone(),
+                    at: msg.at,
+                    client_id: msg.client_id.clone(),
+                });
+                let Ok(line) = encoded else {
+                    let refusal = Refusal::new(ErrorCode::Internal, texts::STORE_FAILED);
+                    return Err((refusal, slot));
+                };
+                let delivery = match &mut session.held {
+                    Some(held) => {
+                        held.push((msg.id, line));
+                        Delivery::HeldBehindDrain
+                    }
+                    None => match session.push(line) {
+                        Push::Queued => Delivery::QueuedAt(Instant::now()),
+                        Push::Full | Push::Closed => Delivery::NotQueued,
+                    },
+                };
+                if !matches!(delivery, Delivery::NotQueued) {
+                    session.inflight.insert(msg.id);
+                }
+                delivery
+            }
+        };
+        let reply = Some((slot, id));
+        let since = match delivery {
+            Delivery::HeldBehindDrain => None,
+            Delivery::QueuedAt(at) => Some(at),
+            Delivery::NotQueued => {
+                self.store_unacked(vec![Inflight {
+                    msg,
+                    reply,
+                    since: None,
+                }]);
+                return Ok(());
+            }
+        };
+        state
+            .inflight
+            .insert(msg.id, Inflight { msg, reply, since });
+        Ok(())
+    }
+
+    /// `user` has stored message `id`.
+    pub fn ack(&self, user: &str, id: MsgId) {
+        let mut state = self.state();
+        let owned = state
+            .inflight
+            .get(&id)
+            .is_some_and(|inflight| inflight.msg.recipient == user);
+        if owned {
+            if let Some(session) = state.sessions.get_mut(user) {
+                session.inflight.remove(&id);
+            }
+            if let Some(Inflight {
+                reply: Some((slot, request)),
+                ..
+            }) = state.inflight.remove(&id)
+            {
+                slot.fill(&ServerFrame::Sent {
+                    id: request,
+                    msg_id: id,
+                    queued: false,
+                });
+            }
+        } else {
+            // A message delivered from the store, or stored after its ack
+            // timeout (a late ack): only now may it be forgotten.
+            self.store.delete(user, id);
+        }
+    }
+
+    /// Sends to every online user but the sender and those who block the
+    /// sender. Returns whether anyone was skipped for a block.
+    pub fn broadcast(&self, from: &str, text: String) -> bool {
+        let Ok(line) = msg_proto::encode_line(&ServerFrame::Broadcast {
+            from: from.to_owned(),
+            text,
+            at: now_ms(),
+        }) else {
+            return false;
+        };
+        let state = self.state();
+        let mut skipped = false;
+        for (name, session) in &state.sessions {
+            if name == from {
+                continue;
+            }
+            if state.has_blocked(name, from) {
+                skipped = true;
+                continue;
+            }
+            session.push(line.clone());
+        }
+        skipped
+    }
+
+    /// Writes messages that were forwarded but not acknowledged to the store
+    /// and answers their senders once they are durable.
+    pub(super) fn store_unacked(&self, unacked: Vec<Inflight>) {
+        if unacked.is_empty() {
+            return;
+        }
+        let mut replies = Vec::with_capacity(unacked.len());
+        let mut messages = Vec::with_capacity(unacked.len());
+        for inflight in unacked {
+            if let Some(reply) = inflight.reply {
+                replies.push((reply, inflight.msg.id));
+            }
+            messages.push(inflight.msg);
+        }
+        self.store.enqueue(
+            messages,
+            Box::new(move |result| {
+                for ((slot, id), msg_id) in replies {
+                    let frame = match &result {
+                        Ok(()) => ServerFrame::Sent {
+                            id,
+                            msg_id,
+                            queued: true,
+                        },
+                        Err(e) => ServerFrame::refusal(Some(id), store_failed(e)),
+                    };
+                    slot.fill(&frame);
+                }
+            }),
+        );
+    }
+
+    /// Stores the messages whose recipient did not acknowledge them within
+    /// the ack timeout, and answers their senders (`queued: true`).
+    pub(super) fn store_overdue(&self, state: &mut State, now: Instant) {
+        let ack_timeout = self.config.ack_timeout;
+        let overdue: Vec<MsgId> = state
+            .inflight
+            .iter()
+            .filter(|(_, f)| {
+                f.since
+                    .is_some_and(|t| now.duration_since(t) >= ack_timeout)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        let mut unacked = Vec::with_capacity(overdue.len());
+        for id in overdue {
+            if let Some(inflight) = state.inflight.remove(&id) {
+                if let Some(session) = state.sessions.get_mut(&inflight.msg.recipient) {
+                    session.inflight.remove(&id);
+                }
+                unacked.push(inflight);
+            }
+        }
+        self.store_unacked(unacked);
+    }
+}

@@ -1,0 +1,131 @@
+//! Sessions: a user's registration after login, the end of the offline-queue
+//! drain (when the others learn the user is online), and the end of a
+//! session, which stores what the user had not acknowledged and ends its
+//! private sessions and requests.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::time::Instant;
+
+use msg_proto::server::PrivateEndReason;
+use msg_proto::{ErrorCode, Refusal, now_ms};
+use tokio::sync::oneshot;
+
+use crate::hub::state::{ConnId, Session};
+use crate::hub::{DRAIN_PAGE, Hub};
+use crate::outbox::Outbox;
+use crate::store::{StoreError, StoredMessage};
+use crate::texts;
+
+/// What a connection needs to register a session.
+pub struct SessionSpec {
+    pub conn: ConnId,
+    pub out: Outbox,
+    pub ip: IpAddr,
+    pub peer_port: Option<u16>,
+}
+
+/// Handle returned by [`Hub::begin_session`]: the first page of the user's
+/// offline queue, read in order with the session's registration.
+pub type QueuePage = oneshot::Receiver<Result<Vec<StoredMessage>, StoreError>>;
+
+impl Hub {
+    /// Registers a session for `user` after a correct password. The caller
+    /// then delivers the offline queue starting from the returned page and
+    /// calls [`Hub::finish_drain`].
+    pub fn begin_session(&self, user: &str, spec: SessionSpec) -> Result<QueuePage, Refusal> {
+        let mut state = self.state();
+        if state.sessions.contains_key(user) {
+            return Err(Refusal::new(
+                ErrorCode::AlreadyLoggedIn,
+                texts::ALREADY_LOGGED_IN,
+            ));
+        }
+        state.failures.remove(user);
+        state.sessions.insert(
+            user.to_owned(),
+            Session {
+                conn: spec.conn,
+                out: spec.out,
+                ip: spec.ip,
+                peer_port: spec.peer_port,
+                held: Some(Vec::new()),
+                inflight: HashSet::new(),
+            },
+        );
+        self.store.presence(user, now_ms(), true);
+        Ok(self.store.pending_after(user, 0, DRAIN_PAGE))
+    }
+
+    /// The offline queue has been written: release held messages, then tell
+    /// the others that `user` is online.
+    pub fn finish_drain(&self, user: &str, conn: ConnId) {
+        let mut guard = self.state();
+        let state = &mut *guard;
+        let Some(session) = state.sessions.get_mut(user) else {
+            return;
+        };
+        if session.conn != conn {
+            return;
+        }
+        let held = session.held.take().unwrap_or_default();
+        let now = Instant::now();
+        for (id, line) in held {
+            session.push(line);
+            if let Some(inflight) = state.inflight.get_mut(&id) {
+                inflight.since = Some(now);
+            }
+        }
+        state.announce_presence(user, true, now_ms());
+    }
+
+    /// Ends `user`'s session on connection `conn` (logout, timeout, dropped
+    /// connection, shutdown). Unacknowledged messages go to the store, so the
+    /// next login delivers them.
+    pub fn end_session(&self, user: &str, conn: ConnId) {
+        let mut state = self.state();
+        if state.sessions.get(user).is_none_or(|s| s.conn != conn) {
+            return;
+        }
+        let Some(session) = state.sessions.remove(user) else {
+            return;
+        };
+        let mut unacked = Vec::new();
+        for id in session.inflight {
+            if let Some(inflight) = state.inflight.remove(&id) {
+                unacked.push(inflight);
+            }
+        }
+        self.store_unacked(unacked);
+        let now = now_ms();
+        state.last_seen.insert(user.to_owned(), now);
+        self.store.presence(user, now, false);
+        state.announce_presence(user, false, now);
+        let pairs: Vec<String> = state
+            .private_pairs
+            .iter()
+            .filter_map(|(a, b)| match (a == user, b == user) {
+                (true, _) => Some(b.clone()),
+                (_, true) => Some(a.clone()),
+                _ => None,
+            })
+            .collect();
+        for other in pairs {
+            state.end_private_pair(user, &other, PrivateEndReason::LoggedOut);
+        }
+        let requests: Vec<(String, String)> = state
+            .private_requests
+            .keys()
+            .filter(|(a, b)| a == user || b == user)
+            .cloned()
+            .collect();
+        for (asker, callee) in requests {
+            state.drop_private_requests(&asker, &callee);
+        }
+    }
+
+    /// Users online now (for shutdown and tests).
+    pub fn online_count(&self) -> usize {
+        self.state().sessions.len()
+    }
+}

@@ -1,0 +1,92 @@
+//! The hub's data: everything behind its one mutex, and the small queries
+//! every concern uses (who blocks whom, pushing a frame to a user).
+//!
+//! Only data lives here; what each concern does with it is in its own file
+//! (sessions, routing, presence, blocks, private sessions, lockout).
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+use msg_proto::server::ServerFrame;
+use msg_proto::{MsgId, RequestId, Timestamp};
+
+use crate::outbox::{Outbox, Push, ReplySlot};
+use crate::store::StoredMessage;
+
+/// Identifies one connection, so a stale connection cannot end a newer
+/// session of the same user.
+pub type ConnId = u64;
+
+pub(super) struct Session {
+    pub conn: ConnId,
+    pub out: Outbox,
+    pub ip: IpAddr,
+    pub peer_port: Option<u16>,
+    /// `Some` while the session drains its offline queue: live direct
+    /// messages wait here so they cannot overtake older queued ones.
+    pub held: Option<Vec<(MsgId, Bytes)>>,
+    /// Messages forwarded to this session and not yet acknowledged.
+    pub inflight: HashSet<MsgId>,
+}
+
+impl Session {
+    /// Queues a frame; a full queue disconnects the session.
+    pub fn push(&self, line: Bytes) -> Push {
+        self.out.push_line(line)
+    }
+
+    pub fn push_frame(&self, frame: &ServerFrame) -> Push {
+        match msg_proto::encode_line(frame) {
+            Ok(line) => self.push(line),
+            Err(_) => Push::Closed,
+        }
+    }
+}
+
+/// A message forwarded to an online recipient, awaiting its ack.
+pub(super) struct Inflight {
+    pub msg: StoredMessage,
+    /// Where to send the sender's `sent` reply once acknowledged.
+    pub reply: Option<(ReplySlot, RequestId)>,
+    /// When it was written to the recipient's queue, which starts the ack
+    /// timeout; `None` while it is held behind the recipient's drain.
+    pub since: Option<Instant>,
+}
+
+#[derive(Default)]
+pub(super) struct LoginFailures {
+    pub count: u32,
+    pub blocked_until: Option<Timestamp>,
+}
+
+#[derive(Default)]
+pub(super) struct State {
+    pub sessions: HashMap<String, Session>,
+    /// blocker → users they block.
+    pub blocks: HashMap<String, HashSet<String>>,
+    /// user → last moment they were seen online (logout time).
+    pub last_seen: HashMap<String, Timestamp>,
+    pub failures: HashMap<String, LoginFailures>,
+    pub inflight: HashMap<MsgId, Inflight>,
+    /// (asker, callee) → when the request expires.
+    pub private_requests: HashMap<(String, String), Instant>,
+    /// Brokered private sessions, as ordered pairs.
+    pub private_pairs: HashSet<(String, String)>,
+}
+
+impl State {
+    pub fn has_blocked(&self, blocker: &str, blocked: &str) -> bool {
+        self.blocks
+            .get(blocker)
+            .is_some_and(|set| set.contains(blocked))
+    }
+
+    /// Queues `frame` for `user` if online.
+    pub fn push_to(&self, user: &str, frame: &ServerFrame) {
+        if let Some(session) = self.sessions.get(user) {
+            session.push_frame(frame);
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! The durable store: offline queue, block lists, login history and lockouts
+//! in one SQLite database (WAL) in the state directory.
+//!
+//! SQLite is synchronous, so the database lives on a dedicated thread fed by a
+//! channel. The thread applies every job waiting in the channel inside one
+//! transaction and reports completion only after the commit (which fsyncs,
+//! `synchronous = FULL`): many concurrent senders share one fsync, which is
+//! what makes durable enqueues cheap (group commit).
+//!
+//! Jobs are submitted synchronously and run in submission order. Callers rely
+//! on that: a job submitted while the hub lock is held is ordered against
+//! every other hub decision.
+//!
+//! - this file: the jobs and the API that submits them;
+//! - [`thread`]: the thread that applies them;
+//! - [`schema`]: tables, migrations and the start-up snapshot.
+
+mod schema;
+#[cfg(test)]
+mod tests;
+mod thread;
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use msg_proto::{MsgId, Timestamp};
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("cannot create the state directory: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the store has shut down")]
+    Closed,
+    /// The batch this job was part of did not commit.
+    #[error("commit failed: {0}")]
+    Commit(String),
+}
+
+/// A direct message held for a recipient who has not acknowledged it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    pub id: MsgId,
+    pub recipient: String,
+    pub sender: String,
+    pub text: String,
+    pub at: Timestamp,
+    /// The sender's idempotency key, passed through to the recipient.
+    pub client_id: Option<String>,
+}
+
+/// What the server needs in memory at start-up.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// blocker → users they block.
+    pub blocks: HashMap<String, HashSet<String>>,
+    /// user → when they were last seen online (logout time).
+    pub last_seen: HashMap<String, Timestamp>,
+    /// user → end of their login block, for blocks still in force.
+    pub lockouts: HashMap<String, Timestamp>,
+    /// Incremented at every start; message ids embed it so they never repeat.
+    pub boot: u32,
+}
+
+/// Called on the store thread once a job's transaction has committed (or failed).
+pub type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+enum Job {
+    Enqueue {
+        messages: Vec<StoredMessage>,
+        done: Completion,
+    },
+    PendingAfter {
+        recipient: String,
+        after: MsgId,
+        limit: usize,
+        done: oneshot::Sender<Result<Vec<StoredMessage>, StoreError>>,
+    },
+    Delete {
+        recipient: String,
+        id: MsgId,
+    },
+    SetBlock {
+        blocker: String,
+        blocked: String,
+        blocking: bool,
+        done: oneshot::Sender<Result<(), StoreError>>,
+    },
+    Presence {
+        user: String,
+        at: Timestamp,
+        online: bool,
+    },
+    Lockout {
+        user: String,
+        until: Option<Timestamp>,
+        done: Option<oneshot::Sender<Result<(), StoreError>>>,
+    },
+    QueueLen {
+        done: oneshot::Sender<Result<u64, StoreError>>,
+    },
+    Barrier {
+        done: oneshot::Sender<Result<(), StoreError>>,
+    },
+}
+
+pub struct Store {
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Store {
+    /// Opens (or creates) `msg.db` in `dir` and returns the snapshot the
+    /// server starts from.
+    pub fn open(dir: &Path, now: Timestamp) -> Result<(Self, Snapshot), StoreError> {
+        std::fs::create_dir_all(dir)?;
+        let mut conn = Connection::open(dir.join("msg.db"))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        schema::migrate(&conn)?;
+        let snapshot = schema::load_snapshot(&mut conn, now)?;
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("msg-store".into())
+            .spawn(move || thread::run(conn, rx))?;
+        Ok((
+            Self {
+                jobs: Mutex::new(Some(tx)),
+                thread: Mutex::new(Some(thread)),
+            },
+            snapshot,
+        ))
+    }
+
+    fn submit(&self, job: Job) -> Result<(), Job> {
+        let guard = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        match guard.as_ref() {
+            Some(tx) => tx.send(job).map_err(|e| e.0),
+            None => Err(job),
+        }
+    }
+
+    /// Stores messages durably; `done` runs after the commit.
+    pub fn enqueue(&self, messages: Vec<StoredMessage>, done: Completion) {
+        if let Err(Job::Enqueue { done, .. }) = self.submit(Job::Enqueue { messages, done }) {
+            done(Err(StoreError::Closed));
+        }
+    }
+
+    /// Up to `limit` queued messages for `recipient` with ids above `after`,
+    /// oldest first.
+    pub fn pending_after(
+        &self,
+        recipient: &str,
+        after: MsgId,
+        limit: usize,
+    ) -> oneshot::Receiver<Result<Vec<StoredMessage>, StoreError>> {
+        let (done, rx) = oneshot::channel();
+        // On failure the sender is dropped and the receiver reports it.
+        let _ = self.submit(Job::PendingAfter {
+            recipient: recipient.to_owned(),
+            after,
+            limit,
+            done,
+        });
+        rx
+    }
+
+    /// Forgets a queued message its recipient has acknowledged.
+    pub fn delete(&self, recipient: &str, id: MsgId) {
+        let _ = self.submit(Job::Delete {
+            recipient: recipient.to_owned(),
+            id,
+        });
+    }
+
+    pub fn set_block(
+        &self,
+        blocker: &str,
+        blocked: &str,
+        blocking: bool,
+    ) -> oneshot::Receiver<Result<(), StoreError>> {
+        let (done, rx) = oneshot::channel();
+        let _ = self.submit(Job::SetBlock {
+            blocker: blocker.to_owned(),
+            blocked: blocked.to_owned(),
+            blocking,
+            done,
+        });
+        rx
+    }
+
+    /// Records a login (`online`) or logout time of `user`.
+    pub fn presence(&self, user: &str, at: Timestamp, online: bool) {
+        let _ = self.submit(Job::Presence {
+            user: user.to_owned(),
+            at,
+            online,
+        });
+    }
+
+    /// Persists a login block; the receiver reports when it is durable.
+    pub fn lockout(
+        &self,
+        user: &str,
+        until: Timestamp,
+    ) -> oneshot::Receiver<Result<(), StoreError>> {
+        let (done, rx) = oneshot::channel();
+        let _ = self.submit(Job::Lockout {
+            user: user.to_owned(),
+            until: Some(until),
+            done: Some(done),
+        });
+        rx
+    }
+
+    /// Forgets an expired login block.
+    pub fn clear_lockout(&self, user: &str) {
+        let _ = self.submit(Job::Lockout {
+            user: user.to_owned(),
+            until: None,
+            done: None,
+        });
+    }
+
+    /// Number of queued messages (for tests and the bench).
+    pub fn queue_len(&self) -> oneshot::Receiver<Result<u64, StoreError>> {
+        let (done, rx) = oneshot::channel();
+        let _ = self.submit(Job::QueueLen { done });
+        rx
+    }
+
+    /// Completes once every job submitted before it is durable.
+    pub fn barrier(&self) -> oneshot::Receiver<Result<(), StoreError>> {
+        let (done, rx) = oneshot::channel();
+        let _ = self.submit(Job::Barrier { done });
+        rx
+    }
+
+    /// Finishes every submitted job, then stops the thread.
+    pub fn close(&self) {
+        self.jobs.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(thread) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
