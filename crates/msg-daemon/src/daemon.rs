@@ -9,6 +9,7 @@ use crate::inbox::{Inbox, InboxError};
 use crate::link;
 use crate::notifier::Notifier;
 use crate::private::{PeerListener, Private};
+use crate::retention;
 use crate::socket::{self, BindError};
 use crate::state::Shared;
 use msg_local::config::{Config, ConfigError};
@@ -56,6 +57,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     let notifier = Notifier::new(config.notify && !options.no_notify);
     let peer_port = options.peer_port.or(config.peer_port);
     let shared = Arc::new(Shared::new(inbox, notifier, config));
+    tokio::spawn(retention::run(Arc::clone(&shared)));
     let private = Private::new(Arc::clone(&shared));
     let peers = PeerListener::new(Arc::clone(&private), peer_port);
     let link = link::spawn(Arc::clone(&shared), Arc::clone(&private), Some(peers));
