@@ -37,6 +37,9 @@ pub struct Shared {
     /// does not outlive the link's owners.
     upstream: OnceLock<WeakUpstream>,
     pub shutdown: CancellationToken,
+    /// Set when the daemon stops because something failed (a panic): the
+    /// process then exits non-zero.
+    failure: OnceLock<String>,
 }
 
 /// Locks a mutex of the daemon's state, poisoned or not: a panic while
@@ -61,6 +64,7 @@ impl Shared {
             }),
             upstream: OnceLock::new(),
             shutdown: CancellationToken::new(),
+            failure: OnceLock::new(),
         }
     }
 
@@ -129,5 +133,16 @@ impl Shared {
         if let Some(upstream) = self.upstream.get() {
             upstream.note(note);
         }
+    }
+
+    /// Stops the daemon because something failed; it exits non-zero.
+    pub fn fail(&self, why: String) {
+        let _ = self.failure.set(why);
+        self.shutdown.cancel();
+    }
+
+    /// Why the daemon stops, if it failed.
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.get().map(String::as_str)
     }
 }
