@@ -50,10 +50,10 @@ impl Link {
                 peer,
                 token,
                 addr,
-                caller_ip: _,
+                caller_ip,
                 expires_in,
             } => {
-                events::ready(&self.private, peer, token, addr, expires_in);
+                events::ready(&self.private, peer, token, addr, caller_ip, expires_in);
                 Inbound::Nothing
             }
             ServerFrame::PrivateDeclined { peer } => {
