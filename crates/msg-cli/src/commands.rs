@@ -221,12 +221,20 @@ async fn status(out: Output) -> Result<ExitCode, Refusal> {
                     "running": true, "pid": s.pid, "server": s.server, "user": s.user,
                     "state": s.state, "unread": s.unread,
                     "watchers": s.watchers, "private": s.private,
+                    "waiting": s.waiting, "retry_in": s.retry_in,
                 }));
             } else {
                 out.line(&format!("msgd: running (pid {})", s.pid));
                 out.line(&format!("server: {}", s.server.as_deref().unwrap_or("-")));
                 out.line(&format!("user: {}", s.user.as_deref().unwrap_or("-")));
-                out.line(&format!("connection: {}", s.state.as_str()));
+                let connection = match (&s.waiting, s.retry_in) {
+                    (Some(why), Some(secs)) => {
+                        format!("waiting to log in again: {why}, next try in {secs} s")
+                    }
+                    (Some(why), None) => format!("waiting to log in again: {why}"),
+                    _ => s.state.as_str().to_owned(),
+                };
+                out.line(&format!("connection: {connection}"));
                 out.line(&format!("unread: {}", s.unread));
                 let private = if s.private.is_empty() {
                     "-".to_owned()
