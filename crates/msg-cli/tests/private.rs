@@ -247,7 +247,7 @@ fn forged_peer_connections_are_refused_and_harmless() {
     luke.login().ok();
     let peer_addr = format!("127.0.0.1:{port}");
 
-    let refused = |raw: &mut Raw, code: &str| {
+    let refused = |mut raw: Raw, code: &str| {
         let frame = raw.recv().expect("a refusal");
         assert_eq!(
             (frame["type"].as_str(), frame["code"].as_str()),
@@ -256,22 +256,11 @@ fn forged_peer_connections_are_refused_and_harmless() {
         );
         assert!(raw.recv().is_none(), "closed after the refusal");
     };
-    let mut garbage = Raw::connect(&peer_addr);
-    garbage.send_bytes(b"GET / HTTP/1.1\r\n\r\n");
-    refused(&mut garbage, "invalid_command");
-    let mut oversized = Raw::connect(&peer_addr);
-    oversized.send_bytes(&vec![b'x'; 70 * 1024]);
-    refused(&mut oversized, "frame_too_large");
-    let mut no_token = Raw::connect(&peer_addr);
-    no_token.send(json!({"type": "hello", "version": 1, "from": "hans"}));
-    refused(&mut no_token, "invalid_command");
-    let mut not_hello = Raw::connect(&peer_addr);
-    not_hello.send(json!({"type": "message", "id": 1, "text": "hi"}));
-    refused(&mut not_hello, "hello_required");
-    let token = "0123456789abcdef0123456789abcdef";
-    let mut unknown = Raw::connect(&peer_addr);
-    unknown.send(json!({"type": "hello", "version": 1, "from": "hans", "token": token}));
-    refused(&mut unknown, "bad_token");
+    // No session is expected from anyone: a caller is closed at once,
+    // without a word.
+    let mut unexpected = Raw::connect(&peer_addr);
+    unexpected.send_bytes(b"GET / HTTP/1.1\r\n\r\n");
+    assert!(unexpected.recv().is_none(), "closed at once");
 
     // A hand-made asker: the server brokers hans (a raw client) to luke.
     let mut hans = Raw::connect(&server.addr);
@@ -284,16 +273,30 @@ fn forged_peer_connections_are_refused_and_harmless() {
     let token = ready["token"].as_str().unwrap().to_owned();
     assert_eq!(ready["addr"], peer_addr.as_str());
 
+    // Now a session expects a caller from this address: what it sends is
+    // checked, and anything but the right hello is refused.
+    let mut garbage = Raw::connect(&peer_addr);
+    garbage.send_bytes(b"GET / HTTP/1.1\r\n\r\n");
+    refused(garbage, "invalid_command");
+    let mut oversized = Raw::connect(&peer_addr);
+    oversized.send_bytes(&vec![b'x'; 70 * 1024]);
+    refused(oversized, "frame_too_large");
+    let mut no_token = Raw::connect(&peer_addr);
+    no_token.send(json!({"type": "hello", "version": 1, "from": "hans"}));
+    refused(no_token, "invalid_command");
+    let mut not_hello = Raw::connect(&peer_addr);
+    not_hello.send(json!({"type": "message", "id": 1, "text": "hi"}));
+    refused(not_hello, "hello_required");
     let mut wrong = Raw::connect(&peer_addr);
     let wrong_token = "f".repeat(token.len());
     wrong.send(json!({"type": "hello", "version": 1, "from": "hans", "token": wrong_token}));
-    refused(&mut wrong, "bad_token");
+    refused(wrong, "bad_token");
     let mut other_name = Raw::connect(&peer_addr);
     other_name.send(json!({"type": "hello", "version": 1, "from": "yoda", "token": token}));
-    refused(&mut other_name, "bad_token");
+    refused(other_name, "bad_token");
     let mut old = Raw::connect(&peer_addr);
     old.send(json!({"type": "hello", "version": 2, "from": "hans", "token": token}));
-    refused(&mut old, "version_mismatch");
+    refused(old, "version_mismatch");
 
     // The right token still works after all that, once.
     let mut direct = Raw::connect(&peer_addr);
@@ -302,9 +305,11 @@ fn forged_peer_connections_are_refused_and_harmless() {
         direct.recv().unwrap(),
         json!({"type": "welcome", "version": 1, "user": "luke"})
     );
+    // Used up: no session expects anyone any more, so a second caller with
+    // it is closed at once.
     let mut reused = Raw::connect(&peer_addr);
     reused.send(json!({"type": "hello", "version": 1, "from": "hans", "token": token}));
-    refused(&mut reused, "bad_token");
+    assert!(reused.recv().is_none(), "closed at once");
 
     // The session works, and a message is acked only once stored.
     direct.send(json!({"type": "message", "id": 7, "text": "by hand"}));

@@ -9,6 +9,7 @@ use crate::inbox::{Inbox, InboxError};
 use crate::link;
 use crate::notifier::Notifier;
 use crate::private::{PeerListener, Private};
+use crate::retention;
 use crate::socket::{self, BindError};
 use crate::state::Shared;
 use msg_local::config::{Config, ConfigError};
@@ -41,6 +42,8 @@ pub enum DaemonError {
     Inbox(#[from] InboxError),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error("msgd stopped because {0}")]
+    Failed(String),
 }
 
 /// Runs the daemon until SIGTERM, Ctrl-C or `msg daemon stop`.
@@ -56,6 +59,10 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     let notifier = Notifier::new(config.notify && !options.no_notify);
     let peer_port = options.peer_port.or(config.peer_port);
     let shared = Arc::new(Shared::new(inbox, notifier, config));
+    // Half a daemon (a dead link task behind a live control socket) would
+    // tell `msg` lies forever; a panic anywhere stops it cleanly instead.
+    stop_on_panic(Arc::clone(&shared));
+    tokio::spawn(retention::run(Arc::clone(&shared)));
     let private = Private::new(Arc::clone(&shared));
     let peers = PeerListener::new(Arc::clone(&private), peer_port);
     let link = link::spawn(Arc::clone(&shared), Arc::clone(&private), Some(peers));
@@ -79,10 +86,31 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     // Exiting now would drop the peer connections mid-goodbye: the peers
     // would see them vanish instead of a stop.
     private.wait_for_goodbyes(GOODBYES_ON_EXIT_TIMEOUT).await;
-    tracing::info!("msgd stopped");
     // `bound._lock` is released when the process exits; the socket file was
     // removed when the listener dropped.
+    if let Some(why) = shared.failure() {
+        return Err(DaemonError::Failed(why.to_owned()));
+    }
+    tracing::info!("msgd stopped");
     Ok(())
+}
+
+/// Makes any panic stop the daemon: logged, then the same clean stop as
+/// SIGTERM, and a non-zero exit (so that a service manager restarts it).
+pub fn stop_on_panic(shared: Arc<Shared>) {
+    std::panic::set_hook(Box::new(move |info| {
+        let location = info
+            .location()
+            .map_or_else(|| "an unknown place".to_owned(), ToString::to_string);
+        let payload = info.payload();
+        let what = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(no message)");
+        tracing::error!("a task panicked at {location}: {what}; msgd stops");
+        shared.fail(format!("a task panicked at {location}"));
+    }));
 }
 
 /// SIGTERM and SIGINT (Ctrl-C on Windows), installed early, awaited late.

@@ -8,8 +8,9 @@
 //!
 //! Modules depend on each other in one direction only, from the leaves up:
 //! [`texts`], [`upstream`] (the queue to the server link), [`inbox`],
-//! [`notifier`], [`socket`]; then [`state`] and [`replies`]; then
-//! [`private`]; then [`link`]; then [`control`]; then [`daemon`].
+//! [`notifier`], [`socket`]; then [`state`], [`replies`] and
+//! [`retention`]; then [`private`]; then [`link`]; then [`control`]; then
+//! [`daemon`].
 
 pub mod control;
 pub mod daemon;
@@ -18,6 +19,7 @@ pub mod link;
 pub mod notifier;
 pub mod private;
 pub mod replies;
+pub mod retention;
 pub mod socket;
 pub mod state;
 pub mod texts;

@@ -3,14 +3,17 @@
 //! config, the link's status, the way to the server and the shutdown signal.
 
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::Duration;
 
 use msg_proto::control::{InboxItem, LinkState};
 use msg_proto::{Refusal, now_ms};
 use tokio::sync::broadcast;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::inbox::{Inbox, InboxError, NewItem};
 use crate::notifier::Notifier;
+use crate::texts;
 use crate::upstream::{Note, WeakUpstream};
 use msg_local::config::Config;
 
@@ -25,6 +28,51 @@ pub struct LinkStatus {
     /// Why the server ended the last session, shown by commands that need
     /// a session until the next login.
     pub ended: Option<Refusal>,
+    /// While reconnecting: why the link waits, and until when.
+    pub waiting: Option<Waiting>,
+}
+
+/// Why the link waits before it logs in again, and until when.
+#[derive(Debug, Clone)]
+pub struct Waiting {
+    pub reason: WaitReason,
+    pub until: Instant,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitReason {
+    ConnectionLost,
+    Unreachable,
+    /// The server still holds the session of our dropped connection.
+    OldSession,
+    /// Someone got the account blocked with wrong passwords.
+    AccountBlocked,
+    /// A full disk: nothing can be stored, so nothing is received.
+    InboxUnwritable,
+}
+
+impl WaitReason {
+    pub fn text(self) -> &'static str {
+        match self {
+            Self::ConnectionLost => texts::WAIT_CONNECTION_LOST,
+            Self::Unreachable => texts::WAIT_UNREACHABLE,
+            Self::OldSession => texts::WAIT_OLD_SESSION,
+            Self::AccountBlocked => texts::WAIT_ACCOUNT_BLOCKED,
+            Self::InboxUnwritable => texts::WAIT_INBOX_UNWRITABLE,
+        }
+    }
+}
+
+impl Waiting {
+    /// Whole seconds until the next try, rounded up.
+    pub fn secs_left(&self) -> u64 {
+        let left = self.until.saturating_duration_since(Instant::now());
+        left.as_secs() + u64::from(left.subsec_nanos() > 0)
+    }
+
+    pub fn left(&self) -> Duration {
+        self.until.saturating_duration_since(Instant::now())
+    }
 }
 
 pub struct Shared {
@@ -37,6 +85,9 @@ pub struct Shared {
     /// does not outlive the link's owners.
     upstream: OnceLock<WeakUpstream>,
     pub shutdown: CancellationToken,
+    /// Set when the daemon stops because something failed (a panic): the
+    /// process then exits non-zero.
+    failure: OnceLock<String>,
 }
 
 /// Locks a mutex of the daemon's state, poisoned or not: a panic while
@@ -58,9 +109,11 @@ impl Shared {
                 user: None,
                 state: LinkState::LoggedOut,
                 ended: None,
+                waiting: None,
             }),
             upstream: OnceLock::new(),
             shutdown: CancellationToken::new(),
+            failure: OnceLock::new(),
         }
     }
 
@@ -87,10 +140,23 @@ impl Shared {
         account: &str,
         item: &NewItem<'_>,
     ) -> Result<Option<InboxItem>, InboxError> {
-        let stored = self.inbox().add(account, item)?;
-        if let Some(stored) = &stored {
+        Ok(self
+            .record_batch(account, std::slice::from_ref(item))?
+            .pop()
+            .flatten())
+    }
+
+    /// Persists items for `account` in one transaction and shows the new
+    /// ones to watchers; for each, the stored item or `None` (a duplicate).
+    pub fn record_batch(
+        &self,
+        account: &str,
+        items: &[NewItem<'_>],
+    ) -> Result<Vec<Option<InboxItem>>, InboxError> {
+        let stored = self.inbox().add_batch(account, items)?;
+        for item in stored.iter().flatten() {
             // No watcher is fine.
-            let _ = self.events.send(stored.clone());
+            let _ = self.events.send(item.clone());
         }
         Ok(stored)
     }
@@ -129,5 +195,16 @@ impl Shared {
         if let Some(upstream) = self.upstream.get() {
             upstream.note(note);
         }
+    }
+
+    /// Stops the daemon because something failed; it exits non-zero.
+    pub fn fail(&self, why: String) {
+        let _ = self.failure.set(why);
+        self.shutdown.cancel();
+    }
+
+    /// Why the daemon stops, if it failed.
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.get().map(String::as_str)
     }
 }

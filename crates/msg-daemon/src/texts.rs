@@ -14,6 +14,20 @@ pub const SHUTTING_DOWN: &str = "msgd is shutting down";
 pub const STOPPED: &str = "msgd stopped";
 pub const UNEXPECTED_REPLY: &str = "Unexpected reply from the server";
 
+// Why msgd waits before it logs in again (`msg status`: `connection:
+// waiting to log in again: REASON, next try in N s`).
+
+pub const WAIT_CONNECTION_LOST: &str = "connection lost";
+pub const WAIT_UNREACHABLE: &str = "cannot reach the server";
+pub const WAIT_OLD_SESSION: &str = "the server still holds the previous session";
+pub const WAIT_ACCOUNT_BLOCKED: &str = "account blocked";
+pub const WAIT_INBOX_UNWRITABLE: &str = "the inbox cannot be written (disk full?)";
+
+/// What requests and `msg login` are told while msgd waits for `reason`.
+pub fn waiting_to_log_in(reason: &str, secs: u64) -> String {
+    format!("Not connected: waiting to log in again ({reason}, next try in {secs} s)")
+}
+
 pub fn cannot_reach(server: &str) -> String {
     format!("Cannot reach the server at {server}")
 }

@@ -18,7 +18,13 @@ pub struct Config {
     pub auto_accept_private: bool,
     /// TCP port for private sessions; ephemeral when unset.
     pub peer_port: Option<u16>,
+    /// Read inbox items older than this many days are deleted; 0 keeps
+    /// everything.
+    pub retention_days: u32,
 }
+
+/// Days read inbox items are kept by default.
+pub const DEFAULT_RETENTION_DAYS: u32 = 365;
 
 impl Default for Config {
     fn default() -> Self {
@@ -27,6 +33,7 @@ impl Default for Config {
             notify: true,
             auto_accept_private: false,
             peer_port: None,
+            retention_days: DEFAULT_RETENTION_DAYS,
         }
     }
 }
@@ -70,6 +77,12 @@ mod tests {
         assert!(!c.notify);
         assert!(c.auto_accept_private);
         assert_eq!(c.peer_port, Some(4848));
+        assert_eq!(c.retention_days, DEFAULT_RETENTION_DAYS);
+        assert_eq!(
+            Config::parse("retention_days = 0").unwrap().retention_days,
+            0
+        );
+        assert!(Config::parse("retention_days = -1").is_err());
         assert!(Config::parse("colour = 1").is_err());
     }
 

@@ -138,7 +138,8 @@ pub enum Reply {
     Users {
         users: Vec<String>,
     },
-    Status(Status),
+    /// Boxed: the largest reply, kept out of the size of every other.
+    Status(Box<Status>),
     Private(PrivateList),
     /// One inbox item (of an `inbox` listing or a `watch` stream).
     Item(InboxItem),
@@ -203,6 +204,13 @@ pub struct Status {
     /// Running `msg watch` streams.
     #[serde(default)]
     pub watchers: u64,
+    /// While `state` is `reconnecting`: why msgd waits before it logs in
+    /// again (e.g. `account blocked`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
+    /// While waiting: whole seconds until the next try.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_in: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -214,9 +214,24 @@ impl Server {
     /// Kills the server (no goodbye to clients) and starts it again on the
     /// same port with the same state.
     pub fn restart(&mut self) {
+        self.stop();
+        self.start_again();
+    }
+
+    /// Kills the server (no goodbye to clients), keeping its state.
+    pub fn stop(&mut self) {
         self.guard = None;
+    }
+
+    /// Starts a stopped server again on the same port.
+    pub fn start_again(&mut self) {
         let port = self.port().to_owned();
         self.launch(&port);
+    }
+
+    /// Where the server keeps its database.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
     }
 }
 

@@ -1,44 +1,70 @@
 //! The inbox requests: listing it (then marking it read) and watching it.
+//!
+//! A listing goes out page by page, so that msgd never holds a large inbox
+//! in memory: its size is bounded by one page, whatever the inbox holds.
 
 use futures::{SinkExt, StreamExt};
 use msg_proto::control::{InboxItem, ItemKind, Reply, codes};
 use tokio::sync::broadcast;
 
 use crate::control::Conn;
-use crate::inbox::InboxError;
+use crate::inbox::{InboxError, Listing};
 use crate::state::Shared;
 use crate::texts;
 
+/// Items read from the inbox and sent at a time.
+const PAGE: usize = 500;
+
 /// Streams the items, then marks them read unless `peek`.
 pub async fn list(conn: &mut Conn, shared: &Shared, all: bool, peek: bool) -> std::io::Result<()> {
-    let listed = (|| {
+    let start = (|| {
         let Some(account) = shared.inbox_account()? else {
-            return Ok((None, Vec::new()));
+            return Ok(None);
         };
-        let items = shared.inbox().list(&account, all)?;
-        Ok::<_, InboxError>((Some(account), items))
+        // The items there now: what arrives meanwhile is for the next one.
+        let up_to = shared.inbox().last_id()?;
+        Ok::<_, InboxError>(Some((account, up_to)))
     })();
-    let (account, items) = match listed {
-        Ok(listed) => listed,
-        Err(e) => {
-            tracing::error!("{e}");
-            return conn
-                .send(Reply::error(codes::INTERNAL, texts::INBOX_UNREADABLE))
-                .await;
-        }
+    let (account, up_to) = match start {
+        Ok(Some(start)) => start,
+        Ok(None) => return conn.send(Reply::End).await,
+        Err(e) => return conn.send(unreadable(&e)).await,
     };
-    let last = items.last().map(|item| item.id);
-    for item in items {
-        conn.feed(Reply::Item(item)).await?;
+    let mut listing = Listing {
+        all,
+        after: 0,
+        up_to,
+    };
+    loop {
+        // The lock is held for one page only.
+        let page = shared.inbox().page(&account, listing, PAGE);
+        let page = match page {
+            Ok(page) => page,
+            Err(e) => return conn.send(unreadable(&e)).await,
+        };
+        let Some(last) = page.last().map(|item| item.id) else {
+            break;
+        };
+        for item in page {
+            conn.feed(Reply::Item(item)).await?;
+        }
+        conn.flush().await?;
+        listing.after = last;
     }
     conn.send(Reply::End).await?;
     // Marked read only once the listing reached the CLI.
-    if let (false, Some(account), Some(last)) = (peek, account, last)
-        && let Err(e) = shared.inbox().mark_read(&account, last)
+    if !peek
+        && listing.after > 0
+        && let Err(e) = shared.inbox().mark_read(&account, listing.after)
     {
         tracing::error!("{e}");
     }
     Ok(())
+}
+
+fn unreadable(e: &InboxError) -> Reply {
+    tracing::error!("{e}");
+    Reply::error(codes::INTERNAL, texts::INBOX_UNREADABLE)
 }
 
 /// Streams every new item until the CLI hangs up or msgd stops.

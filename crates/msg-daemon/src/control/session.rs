@@ -35,7 +35,7 @@ pub fn status(shared: &Shared, private: &Private) -> Reply {
         Ok(Some(account)) => shared.inbox().unread(&account).unwrap_or(0),
         _ => 0,
     };
-    Reply::Status(Status {
+    Reply::Status(Box::new(Status {
         pid: std::process::id(),
         server: link.server,
         user: link.user,
@@ -43,7 +43,9 @@ pub fn status(shared: &Shared, private: &Private) -> Reply {
         unread,
         private: private.state().sessions.keys().cloned().collect(),
         watchers: shared.events.receiver_count() as u64,
-    })
+        retry_in: link.waiting.as_ref().map(|w| w.secs_left()),
+        waiting: link.waiting.map(|w| w.reason.text().to_owned()),
+    }))
 }
 
 /// Logs out first, so that the others see us leave; the caller then stops

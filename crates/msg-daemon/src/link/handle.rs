@@ -85,9 +85,9 @@ pub fn spawn(
     let (commands, commands_rx) = mpsc::channel(QUEUE);
     let (upstream, upstream_rx) = Upstream::channel();
     shared.set_upstream(upstream.downgrade());
-    tokio::spawn(
+    let task = tokio::spawn(
         Link {
-            shared,
+            shared: Arc::clone(&shared),
             private,
             commands: commands_rx,
             upstream: upstream_rx,
@@ -96,5 +96,14 @@ pub fn spawn(
         }
         .run(),
     );
+    // Without its link the daemon could only lie about its state: a link
+    // that died stops it.
+    tokio::spawn(async move {
+        if let Err(e) = task.await
+            && e.is_panic()
+        {
+            shared.fail("the server link failed".to_owned());
+        }
+    });
     LinkHandle { commands, upstream }
 }

@@ -1,13 +1,13 @@
 //! What the server pushes (frames that answer no request), one function per
-//! kind: a message (stored, then acked), a broadcast, presence, a logout by
-//! the server, and the private-session events, which
-//! [`crate::private::events`] handles.
+//! kind: a message, a broadcast or presence (each an [`Arrival`] for the
+//! burst being stored, see `burst`), a logout by the server, and the
+//! private-session events, which [`crate::private::events`] handles.
 
+use msg_proto::Refusal;
 use msg_proto::control::{ItemKind, codes};
 use msg_proto::server::{LogoutReason, ServerFrame};
-use msg_proto::{MsgId, Refusal, Timestamp};
 
-use crate::inbox::NewItem;
+use crate::link::burst::Arrival;
 use crate::link::{End, Link};
 use crate::private::events;
 use crate::texts;
@@ -16,12 +16,22 @@ use crate::upstream::ServerRequest;
 /// What the connection must do after an event.
 pub(super) enum Inbound {
     Nothing,
-    /// Tell the server the message is stored.
-    Ack(MsgId),
+    /// Store this with the rest of the burst (then ack, for a message).
+    Store(Arrival),
     /// Ask the server this on the daemon's own account.
     Ask(ServerRequest),
     /// The session loop ends.
     End(End),
+}
+
+/// Whether `frame` is stored as part of a burst; any other event is handled
+/// on its own, after the burst before it is stored, so the inbox keeps the
+/// order in which things arrived.
+pub(super) fn is_arrival(frame: &ServerFrame) -> bool {
+    matches!(
+        frame,
+        ServerFrame::Message { .. } | ServerFrame::Broadcast { .. } | ServerFrame::Presence { .. }
+    )
 }
 
 impl Link {
@@ -34,9 +44,33 @@ impl Link {
                 text,
                 at,
                 client_id,
-            } => self.message(account, msg_id, &from, &text, at, client_id.as_deref()),
-            ServerFrame::Broadcast { from, text, at } => self.broadcast(account, &from, &text, at),
-            ServerFrame::Presence { user, online, at } => self.presence(account, &user, online, at),
+            } => Inbound::Store(Arrival {
+                msg_id: Some(msg_id),
+                client_id,
+                kind: ItemKind::Message,
+                from,
+                text,
+                at,
+                notify: true,
+            }),
+            ServerFrame::Broadcast { from, text, at } => Inbound::Store(Arrival {
+                msg_id: None,
+                client_id: None,
+                kind: ItemKind::Broadcast,
+                from,
+                text,
+                at,
+                notify: true,
+            }),
+            ServerFrame::Presence { user, online, at } => Inbound::Store(Arrival {
+                msg_id: None,
+                client_id: None,
+                kind: ItemKind::Presence,
+                text: texts::presence(&user, online),
+                from: user,
+                at,
+                notify: false,
+            }),
             ServerFrame::LoggedOut { reason, message } => {
                 Inbound::End(self.logged_out_by_server(account, reason, message))
             }
@@ -50,10 +84,10 @@ impl Link {
                 peer,
                 token,
                 addr,
-                caller_ip: _,
+                caller_ip,
                 expires_in,
             } => {
-                events::ready(&self.private, peer, token, addr, expires_in);
+                events::ready(&self.private, peer, token, addr, caller_ip, expires_in);
                 Inbound::Nothing
             }
             ServerFrame::PrivateDeclined { peer } => {
@@ -78,68 +112,6 @@ impl Link {
                 Inbound::Nothing
             }
         }
-    }
-
-    fn message(
-        &self,
-        account: &str,
-        msg_id: MsgId,
-        from: &str,
-        text: &str,
-        at: Timestamp,
-        client_id: Option<&str>,
-    ) -> Inbound {
-        let item = NewItem {
-            msg_id: Some(msg_id),
-            client_id,
-            kind: ItemKind::Message,
-            from: Some(from),
-            text,
-            at,
-        };
-        match self.shared.record(account, &item) {
-            Ok(stored) => {
-                if stored.is_some() {
-                    self.shared.notifier.notify(from, text);
-                }
-                // Only now, with the message on disk, may the server forget it.
-                Inbound::Ack(msg_id)
-            }
-            Err(e) => {
-                // Unacked, the server keeps it and delivers it again later.
-                tracing::error!("{e}; message left unacknowledged");
-                Inbound::Nothing
-            }
-        }
-    }
-
-    fn broadcast(&self, account: &str, from: &str, text: &str, at: Timestamp) -> Inbound {
-        let item = NewItem {
-            msg_id: None,
-            client_id: None,
-            kind: ItemKind::Broadcast,
-            from: Some(from),
-            text,
-            at,
-        };
-        if self.shared.store(account, &item) {
-            self.shared.notifier.notify(from, text);
-        }
-        Inbound::Nothing
-    }
-
-    fn presence(&self, account: &str, user: &str, online: bool, at: Timestamp) -> Inbound {
-        let text = texts::presence(user, online);
-        let item = NewItem {
-            msg_id: None,
-            client_id: None,
-            kind: ItemKind::Presence,
-            from: Some(user),
-            text: &text,
-            at,
-        };
-        self.shared.store(account, &item);
-        Inbound::Nothing
     }
 
     /// The server ended our session: for good, or (a restart, an overflow)

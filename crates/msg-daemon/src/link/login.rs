@@ -1,6 +1,9 @@
 //! Logging in and logging in again: connecting, the `hello` and `login`
 //! exchange, and after a dropped connection reconnecting with backoff, with
 //! the credentials held in memory, until it works or is refused for good.
+//! A blocked account is not refused for good: while msgd holds the right
+//! password, someone else's wrong ones must not log its user out for good,
+//! so it waits out the block (the server says how long) and tries again.
 
 use std::time::Duration;
 
@@ -9,18 +12,20 @@ use msg_proto::control::{LinkState, codes};
 use msg_proto::server::{ClientFrame, LoginRequest, ServerFrame};
 use msg_proto::{ErrorCode, JsonLines, PROTOCOL_VERSION, Refusal, Secret};
 use tokio::net::TcpStream;
-use tokio::time::{sleep, timeout};
+use tokio::time::{Instant, sleep, timeout};
 use tokio_util::codec::Framed;
 
+use crate::link::backoff::{self, Backoff};
 use crate::link::handle::Command;
 use crate::link::online::Retries;
 use crate::link::{Conn, Link, Session, lost, refuse, unreachable};
+use crate::state::{WaitReason, Waiting};
 use crate::texts;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
-const FIRST_BACKOFF: Duration = Duration::from_millis(200);
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// The longest wait between two checks whether the inbox can be written.
+const INBOX_PROBE_MAX: Duration = Duration::from_secs(5);
 
 impl Link {
     /// Connects, says hello and logs in. On success the link is online.
@@ -100,6 +105,7 @@ impl Link {
             status.user = Some(user.to_owned());
             status.state = LinkState::Online;
             status.ended = None;
+            status.waiting = None;
         }
         if let Err(e) = self.shared.inbox().set_last_account(user) {
             tracing::warn!("{e}");
@@ -108,17 +114,35 @@ impl Link {
     }
 
     /// Tries to log in again until it works, the session is refused for good,
-    /// or the user logs out or stops the daemon.
+    /// or the user logs out or stops the daemon. `why` the last connection
+    /// ended; `msg status` shows the reason for each wait.
     pub(super) async fn reconnect(
         &mut self,
         session: &Session,
         retries: &mut Retries,
+        backoff: &mut Backoff,
+        why: WaitReason,
     ) -> Option<Conn> {
-        let mut backoff = FIRST_BACKOFF;
+        let mut why = why;
+        let mut delay = backoff.next_delay();
         loop {
             retries.expire();
-            if !self.wait_offline(backoff, session).await {
+            self.shared.status().waiting = Some(Waiting {
+                reason: why,
+                until: Instant::now() + delay,
+            });
+            if !self.wait_offline(delay, session).await {
                 return None;
+            }
+            if why == WaitReason::InboxUnwritable {
+                // Logging in would only bring messages we cannot store.
+                if let Err(e) = self.shared.inbox().probe_writable() {
+                    tracing::debug!("the inbox still cannot be written: {e}");
+                    // A probe is local and cheap: try again soon.
+                    delay = backoff.next_delay().min(INBOX_PROBE_MAX);
+                    continue;
+                }
+                tracing::info!("the inbox can be written again");
             }
             match self
                 .connect_and_login(&session.server, &session.user, &session.password, false)
@@ -128,6 +152,19 @@ impl Link {
                     tracing::info!("logged in again after reconnecting");
                     return Some(conn);
                 }
+                Err(e) if e.code == ErrorCode::LoginBlocked.as_str() => {
+                    // Someone made the server block the account (wrong
+                    // passwords); ours is still right: wait out the block.
+                    tracing::warn!(
+                        retry_after = e.retry_after,
+                        "logging in again was refused: the account is blocked"
+                    );
+                    why = WaitReason::AccountBlocked;
+                    delay = match e.retry_after {
+                        Some(secs) => backoff::after_server_asked(secs),
+                        None => backoff.next_delay(),
+                    };
+                }
                 Err(e)
                     if e.code == codes::SERVER_UNREACHABLE
                         || e.code == ErrorCode::AlreadyLoggedIn.as_str()
@@ -135,6 +172,12 @@ impl Link {
                 {
                     // The server may still hold our dead connection's session.
                     tracing::debug!("reconnect failed: {}", e.message);
+                    why = if e.code == codes::SERVER_UNREACHABLE {
+                        WaitReason::Unreachable
+                    } else {
+                        WaitReason::OldSession
+                    };
+                    delay = backoff.next_delay();
                 }
                 Err(e) => {
                     tracing::warn!("logging in again was refused: {}", e.message);
@@ -144,14 +187,13 @@ impl Link {
                 }
             }
             self.shared.status().state = LinkState::Reconnecting;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 
-    /// Waits `backoff`, answering commands meanwhile; false when the user
+    /// Waits `delay`, answering commands meanwhile; false when the user
     /// logged out or the daemon stops.
-    async fn wait_offline(&mut self, backoff: Duration, session: &Session) -> bool {
-        let wait = sleep(backoff);
+    async fn wait_offline(&mut self, delay: Duration, session: &Session) -> bool {
+        let wait = sleep(delay);
         tokio::pin!(wait);
         loop {
             tokio::select! {
@@ -163,14 +205,32 @@ impl Link {
                         return false;
                     }
                     Some(Command::Login { reply, .. }) => {
-                        let busy = Refusal::new(codes::SERVER_UNREACHABLE, texts::RECONNECTING);
-                        let _ = reply.send(Err(busy));
+                        let _ = reply.send(Err(self.waiting_refusal(session, true)));
                     }
                 },
                 Some(outgoing) = self.upstream.recv() => {
-                    refuse(outgoing, unreachable(&session.server));
+                    refuse(outgoing, self.waiting_refusal(session, false));
                 }
             }
+        }
+    }
+
+    /// What a login or a request is told while the link waits: that it
+    /// reconnects, or, for a wait that is not a blip, why and how long.
+    fn waiting_refusal(&self, session: &Session, login: bool) -> Refusal {
+        let waiting = self.shared.status().waiting.clone();
+        match waiting {
+            Some(w)
+                if matches!(
+                    w.reason,
+                    WaitReason::AccountBlocked | WaitReason::InboxUnwritable
+                ) =>
+            {
+                let text = texts::waiting_to_log_in(w.reason.text(), w.secs_left());
+                Refusal::new(codes::SERVER_UNREACHABLE, text)
+            }
+            _ if login => Refusal::new(codes::SERVER_UNREACHABLE, texts::RECONNECTING),
+            _ => unreachable(&session.server),
         }
     }
 }

@@ -9,9 +9,18 @@
 //!
 //! Here: the task's states (logged out, in a session). `handle`: the
 //! handle and starting the task; `login`: logging in and reconnecting;
-//! `online`: a logged-in connection, its pending requests and send
-//! retries; `inbound`: what the server pushes, one function per event.
+//! `backoff`: how long to wait between tries; `online`: a logged-in
+//! connection, its pending requests and send retries; `inbound`: what the
+//! server pushes, one function per event; `burst`: storing what arrived
+//! together in one transaction before acking it.
+//!
+//! When the inbox cannot be written (a full disk), nothing is acked: the
+//! link drops the connection, so that the server keeps the messages for
+//! the next login, waits until a write goes through again, and logs in
+//! again. `msg status` shows why it waits.
 
+mod backoff;
+mod burst;
 mod handle;
 mod inbound;
 mod login;
@@ -26,13 +35,15 @@ use msg_proto::server::{ClientFrame, ServerFrame};
 use msg_proto::{JsonLines, Refusal, RequestId, Secret};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::codec::Framed;
 
 use crate::private::{self, PeerListener, Private};
-use crate::state::Shared;
+use crate::state::{Shared, WaitReason};
 use crate::texts;
 use crate::upstream::Outgoing;
 
+use backoff::Backoff;
 use handle::Command;
 pub use handle::{LinkHandle, spawn};
 use online::Retries;
@@ -60,6 +71,9 @@ enum End {
     Over,
     /// The connection dropped (or the server restarts): log in again.
     Lost,
+    /// The inbox could not be written: nothing more is acked; log in again
+    /// once it can be.
+    Unwritable,
     /// The daemon is stopping.
     Stop,
 }
@@ -124,26 +138,43 @@ impl Link {
     /// is stopping.
     async fn session(&mut self, mut conn: Conn, session: Session) -> bool {
         let mut retries = Retries::default();
+        // Across connections: a server that drops us right after each login
+        // must see the waits grow.
+        let mut backoff = Backoff::new();
         loop {
-            match self.online(&mut conn, &session, &mut retries).await {
+            let started = Instant::now();
+            let end = self.online(&mut conn, &session, &mut retries).await;
+            // Closed now, not when a new one replaces it: the server must see
+            // us go (and keep what we did not ack for the next login).
+            drop(conn);
+            backoff.session_ended(started.elapsed());
+            let why = match end {
                 End::Over => {
                     self.logged_out(&session.user);
                     return false;
                 }
                 End::Stop => return true,
                 End::Lost => {
-                    // The server ends a dropped session's private sessions.
-                    private::events::end_all(&self.private, &session.user);
-                    self.shared.status().state = LinkState::Reconnecting;
                     tracing::info!("connection to the server lost; reconnecting");
-                    match self.reconnect(&session, &mut retries).await {
-                        Some(new_conn) => conn = new_conn,
-                        None => {
-                            retries.give_up_all();
-                            self.logged_out(&session.user);
-                            return self.commands.is_closed();
-                        }
-                    }
+                    WaitReason::ConnectionLost
+                }
+                End::Unwritable => {
+                    tracing::warn!("the inbox cannot be written; logging in again once it can");
+                    WaitReason::InboxUnwritable
+                }
+            };
+            // The server ends a dropped session's private sessions.
+            private::events::end_all(&self.private, &session.user);
+            self.shared.status().state = LinkState::Reconnecting;
+            match self
+                .reconnect(&session, &mut retries, &mut backoff, why)
+                .await
+            {
+                Some(new_conn) => conn = new_conn,
+                None => {
+                    retries.give_up_all();
+                    self.logged_out(&session.user);
+                    return self.commands.is_closed();
                 }
             }
         }
@@ -154,6 +185,7 @@ impl Link {
         let mut status = self.shared.status();
         status.state = LinkState::LoggedOut;
         status.user = None;
+        status.waiting = None;
     }
 }
 

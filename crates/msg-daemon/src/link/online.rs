@@ -4,9 +4,10 @@
 //! pushes to `inbound`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use msg_proto::control::codes;
 use msg_proto::server::{
     BroadcastRequest, ClientFrame, SendRequest, ServerFrame, UserRequest, WhoSinceRequest,
@@ -14,11 +15,15 @@ use msg_proto::server::{
 use msg_proto::{PING_EVERY, Refusal, RequestId, SILENCE_LIMIT, random_hex};
 use tokio::time::{Instant, interval_at};
 
+use crate::link::burst::{Burst, StoreError, Storer};
 use crate::link::handle::{Command, Reply};
-use crate::link::inbound::Inbound;
+use crate::link::inbound::{Inbound, is_arrival};
 use crate::link::{Conn, End, Link, Session, lost};
 use crate::texts;
 use crate::upstream::{Note, Outgoing, ServerRequest};
+
+/// One read from the server connection.
+type Received = Result<Result<ServerFrame, msg_proto::FrameError>, std::io::Error>;
 
 /// How long a `send` whose connection dropped is retried on the next
 /// connections before the user is told it may not have gone through (well
@@ -131,34 +136,31 @@ impl Link {
         }
         let mut ping = interval_at(Instant::now() + PING_EVERY, PING_EVERY);
         let mut last_heard = Instant::now();
+        let mut storer = Storer::new(Arc::clone(&self.shared), session.user.clone());
+        // Read while the one before commits; a full one waits for it.
+        let mut burst = Burst::default();
         let end = loop {
             // A frame to send and what its id waits for, if anything.
             let (frame, waiting) = tokio::select! {
-                frame = conn.next() => match frame {
-                    None | Some(Err(_)) => break End::Lost,
-                    Some(Ok(Err(e))) => {
-                        tracing::warn!("bad frame from the server: {e}");
-                        continue;
+                frame = conn.next(), if !burst.is_full() => {
+                    last_heard = Instant::now();
+                    let read = self.read_burst(conn, frame, session, &mut pending, &mut burst, &mut storer);
+                    match read.await {
+                        Some(end) => break end,
+                        None => continue,
                     }
-                    Some(Ok(Ok(frame))) => {
-                        last_heard = Instant::now();
-                        if let Some(id) = frame.request_id() {
-                            match answer(&mut pending, id, frame) {
-                                Some(end) => break end,
-                                None => continue,
-                            }
-                        }
-                        match self.inbound(frame, &session.user) {
-                            Inbound::Nothing => continue,
-                            Inbound::End(end) => break end,
-                            Inbound::Ack(msg_id) => (ClientFrame::Ack { msg_id }, None),
-                            Inbound::Ask(request) => {
-                                let id = self.id();
-                                (request_frame(request, id), Some((id, Pending::Internal)))
-                            }
-                        }
+                }
+                acks = storer.finished(), if storer.busy() => {
+                    let acks = match acks {
+                        Ok(acks) => acks,
+                        Err(e) => break unwritable(&e),
+                    };
+                    storer.start(&mut burst);
+                    if send_all(conn, acks.into_iter().map(|msg_id| ClientFrame::Ack { msg_id })).await.is_err() {
+                        break End::Lost;
                     }
-                },
+                    continue;
+                }
                 command = self.commands.recv() => match command {
                     None => break End::Stop,
                     Some(Command::Logout { reply }) => {
@@ -192,7 +194,87 @@ impl Link {
                 break End::Lost;
             }
         };
+        // What arrived is stored even when the connection is gone: the
+        // server delivers unacked messages again, the inbox keeps them once.
+        let end = match storer.flush(&mut burst).await {
+            Err(e) if matches!(end, End::Lost) => unwritable(&e),
+            Err(e) => {
+                tracing::error!("{e}; the last items that arrived are not stored");
+                end
+            }
+            Ok(_) => end,
+        };
         close(end, pending, retries)
+    }
+
+    /// Handles `first` and every further frame already received, up to a
+    /// full burst: replies go to whoever waits, pushed items join `burst`,
+    /// whose commit starts once nothing else commits (acks follow in the
+    /// loop). Any other event waits until everything before it is stored.
+    /// `Some` when the connection ends.
+    async fn read_burst(
+        &mut self,
+        conn: &mut Conn,
+        first: Option<Received>,
+        session: &Session,
+        pending: &mut HashMap<RequestId, Pending>,
+        burst: &mut Burst,
+        storer: &mut Storer,
+    ) -> Option<End> {
+        let account = session.user.as_str();
+        // Acks and requests to send once the frames here are handled.
+        let mut out = Vec::new();
+        let mut next = first;
+        let end = loop {
+            match next {
+                None | Some(Err(_)) => break Some(End::Lost),
+                Some(Ok(Err(e))) => tracing::warn!("bad frame from the server: {e}"),
+                Some(Ok(Ok(frame))) => {
+                    if let Some(id) = frame.request_id() {
+                        if let Some(end) = answer(pending, id, frame) {
+                            break Some(end);
+                        }
+                    } else {
+                        if !is_arrival(&frame) {
+                            match storer.flush(burst).await {
+                                Ok(acks) => out.extend(
+                                    acks.into_iter().map(|msg_id| ClientFrame::Ack { msg_id }),
+                                ),
+                                Err(e) => return Some(unwritable(&e)),
+                            }
+                        }
+                        match self.inbound(frame, account) {
+                            Inbound::Nothing => {}
+                            Inbound::Store(arrival) => burst.push(arrival),
+                            Inbound::Ask(request) => {
+                                let id = self.id();
+                                pending.insert(id, Pending::Internal);
+                                out.push(request_frame(request, id));
+                            }
+                            Inbound::End(end) => break Some(end),
+                        }
+                    }
+                }
+            }
+            if burst.is_full() {
+                break None;
+            }
+            // Only what is already here: never wait to make a burst bigger.
+            match conn.next().now_or_never() {
+                Some(frame) => next = frame,
+                None => break None,
+            }
+        };
+        if end.is_some() {
+            return end;
+        }
+        if !storer.busy() {
+            storer.start(burst);
+        }
+        if send_all(conn, out).await.is_err() {
+            return Some(End::Lost);
+        }
+        None
     }
 
     /// The frame for a request or note, and what its id waits for.
@@ -254,7 +336,7 @@ fn close(end: End, pending: HashMap<RequestId, Pending>, retries: &mut Retries) 
                 let _ = reply.send(Err(lost()));
             }
             Pending::Send(send) => {
-                if matches!(end, End::Lost) {
+                if matches!(end, End::Lost | End::Unwritable) {
                     retries.0.push(send);
                 } else {
                     send.give_up();
@@ -269,4 +351,21 @@ fn close(end: End, pending: HashMap<RequestId, Pending>, retries: &mut Retries) 
         }
     }
     end
+}
+
+/// Nothing more is acked: the inbox cannot be written.
+fn unwritable(e: &StoreError) -> End {
+    tracing::error!("{e}; the messages are left unacknowledged");
+    End::Unwritable
+}
+
+/// Sends `frames` with one flush.
+async fn send_all(
+    conn: &mut Conn,
+    frames: impl IntoIterator<Item = ClientFrame>,
+) -> std::io::Result<()> {
+    for frame in frames {
+        conn.feed(frame).await?;
+    }
+    conn.flush().await
 }

@@ -11,10 +11,13 @@ use msg_proto::{Secret, Timestamp};
 use tokio::time::Instant;
 
 use crate::inbox::NewItem;
-use crate::private::handshake;
-use crate::private::state::{Expected, Private, PrivateOutcome};
+use crate::private::dial;
+use crate::private::state::{Caller, Expected, Private, PrivateOutcome};
 use crate::texts;
 use crate::upstream::ServerRequest;
+
+/// How long a session's token may wait for its caller at most, in seconds.
+const MAX_EXPIRES_IN: u64 = 3600;
 
 /// `from` asks for a session with us. Returns the request to send the server
 /// when the config accepts every request at once.
@@ -36,13 +39,14 @@ pub fn requested(
 }
 
 /// A session with `peer` is agreed. As the asker (with `addr`) we dial; as
-/// the callee we wait for the caller with `token`. Either way the user is
-/// told once the connection is up.
+/// the callee we wait for the caller with `token`, from `caller_ip` only.
+/// Either way the user is told once the connection is up.
 pub fn ready(
     private: &Arc<Private>,
     peer: String,
     token: Secret,
     addr: Option<String>,
+    caller_ip: Option<String>,
     expires_in: u64,
 ) {
     let mut state = private.state();
@@ -52,11 +56,18 @@ pub fn ready(
         Some(addr) => {
             let id = state.open(&peer, None);
             drop(state);
-            private.spawn(handshake::dial(Arc::clone(private), peer, id, addr, token));
+            private.spawn(dial::dial(Arc::clone(private), peer, id, addr, token));
         }
         None => {
-            let until = Instant::now() + Duration::from_secs(expires_in);
-            state.open(&peer, Some(Expected { token, until }));
+            // The server bounds it to minutes; a hostile value must not
+            // overflow the deadline.
+            let expires_in = Duration::from_secs(expires_in.min(MAX_EXPIRES_IN));
+            let expected = Expected {
+                token,
+                until: Instant::now() + expires_in,
+                caller: Caller::parse(caller_ip.as_deref()),
+            };
+            state.open(&peer, Some(expected));
             drop(state);
             private.agreed.notify_waiters();
         }

@@ -2,13 +2,14 @@
 //! between two users' daemons that carries the private messages.
 //!
 //! Dependencies run one way: [`state`] is the bookkeeping; [`session`] runs
-//! an open connection; [`handshake`] opens one (admitting a caller, dialing
-//! a callee) and starts the session; [`listener`] takes callers to the
-//! handshake; [`events`] acts on what the server says (and dials); and
+//! an open connection; [`handshake`] admits a caller and [`dial`] calls a
+//! callee, and either starts the session; [`listener`] takes callers to
+//! the handshake; [`events`] acts on what the server says (and dials); and
 //! [`control`] serves `msg private ...`. Nothing here knows the server link:
 //! requests and notes to the server go through [`crate::upstream`].
 
 pub mod control;
+pub mod dial;
 pub mod events;
 pub mod handshake;
 pub mod listener;

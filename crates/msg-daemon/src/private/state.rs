@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -43,6 +44,53 @@ pub enum PeerCommand {
 pub struct Expected {
     pub token: Secret,
     pub until: Instant,
+    /// Where the caller may connect from.
+    pub caller: Caller,
+}
+
+/// Where the server says a caller connects from (`caller_ip`): the peer
+/// listener lets in no one else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    /// The server did not say (an older server): any address.
+    Anywhere,
+    /// Only this address (canonical, see [`canonical`]).
+    From(IpAddr),
+    /// The server sent something that is no address: no one.
+    Nobody,
+}
+
+impl Caller {
+    /// From the server's `caller_ip`.
+    pub fn parse(caller_ip: Option<&str>) -> Self {
+        match caller_ip {
+            None => Self::Anywhere,
+            Some(ip) => match ip.parse::<IpAddr>() {
+                Ok(ip) => Self::From(canonical(ip)),
+                Err(_) => {
+                    tracing::warn!("the server named no valid caller address; nobody is let in");
+                    Self::Nobody
+                }
+            },
+        }
+    }
+
+    /// Whether a connection from `ip` (canonical) may be this caller.
+    pub fn admits(self, ip: IpAddr) -> bool {
+        match self {
+            Self::Anywhere => true,
+            Self::From(expected) => expected == ip,
+            Self::Nobody => false,
+        }
+    }
+}
+
+/// An address as compared: an IPv4-mapped IPv6 address is its IPv4 one.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V4(_) => ip,
+    }
 }
 
 /// One agreed private session.
@@ -102,6 +150,16 @@ impl PrivateState {
             }
             _ => false,
         }
+    }
+
+    /// Whether a session waits for a caller from `ip` (canonical) now.
+    pub fn expects_caller_from(&self, ip: IpAddr, now: Instant) -> bool {
+        self.sessions.values().any(|session| {
+            session
+                .expected
+                .as_ref()
+                .is_some_and(|e| e.until > now && e.caller.admits(ip))
+        })
     }
 
     /// The connection of the open session with `peer`, if any.
@@ -177,5 +235,45 @@ impl Private {
         {
             tracing::info!("some private connections did not close in time");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn callers_are_compared_canonically() {
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(canonical(mapped), v4);
+        assert!(Caller::parse(Some("::ffff:192.0.2.7")).admits(v4));
+        assert!(Caller::parse(Some("192.0.2.7")).admits(canonical(mapped)));
+        assert!(!Caller::parse(Some("192.0.2.8")).admits(v4));
+        assert!(Caller::parse(None).admits(v4));
+        assert!(!Caller::parse(Some("not an address")).admits(v4));
+    }
+
+    #[test]
+    fn only_a_pending_unexpired_session_expects_a_caller() {
+        let mut state = PrivateState::default();
+        let now = Instant::now();
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let other: IpAddr = "127.0.0.2".parse().unwrap();
+        assert!(!state.expects_caller_from(ip, now));
+        let expected = |caller, until| Expected {
+            token: "t".into(),
+            until,
+            caller,
+        };
+        state.open(
+            "hans",
+            Some(expected(Caller::From(ip), now + Duration::from_secs(5))),
+        );
+        assert!(state.expects_caller_from(ip, now));
+        assert!(!state.expects_caller_from(other, now));
+        assert!(!state.expects_caller_from(ip, now + Duration::from_secs(5)));
+        state.sessions.get_mut("hans").unwrap().expected = None;
+        assert!(!state.expects_caller_from(ip, now), "the token was used");
     }
 }

@@ -1,6 +1,9 @@
 //! The link against a fake server: store-then-ack and dedup, reconnecting,
 //! resending a cut-off send with its client id, and sessions the server
-//! ends for good.
+//! ends for good. `hostile`: bursts, a full inbox, blocks and a server that
+//! drops every login.
+
+mod hostile;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -139,13 +142,18 @@ async fn stores_before_acking_dedupes_reconnects_and_stops_at_a_refusal() {
     wait_for(&shared, |s| s.status().state == LinkState::Online).await;
     assert_eq!(shared.status().user.as_deref(), Some("hans"));
 
-    // Dropped again, and this time the server refuses (lockout): over.
+    // Dropped again, and this time the server refuses the password (it was
+    // changed): over.
     drop(conn);
     let (mut conn, frame) = greet(&listener).await;
     let ClientFrame::Login(LoginRequest { id, .. }) = frame else {
         panic!("{frame:?}")
     };
-    let refusal = ServerFrame::error(Some(id), ErrorCode::LoginBlocked, "Your account is blocked");
+    let refusal = ServerFrame::error(
+        Some(id),
+        ErrorCode::InvalidPassword,
+        "Invalid Password. Please try again",
+    );
     conn.send(refusal).await.unwrap();
     wait_for(&shared, |s| s.status().state == LinkState::LoggedOut).await;
     let err = link
@@ -155,7 +163,7 @@ async fn stores_before_acking_dedupes_reconnects_and_stops_at_a_refusal() {
         .unwrap_err();
     assert_eq!(
         err,
-        Refusal::new("login_blocked", "Your account is blocked")
+        Refusal::new("invalid_password", "Invalid Password. Please try again")
     );
 }
 
