@@ -20,6 +20,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+#[cfg(target_os = "linux")]
+pub mod capture;
+
 /// Deadline for any single command or wait in the tests.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
