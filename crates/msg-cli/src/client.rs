@@ -100,6 +100,8 @@ impl Client {
                 return Ok((client, false));
             }
         }
+        // What msgd writes to its log from here on says why it failed.
+        let log_start = std::fs::metadata(paths.log_path()).map_or(0, |m| m.len());
         let mut child = spawn_daemon(paths)?;
         loop {
             if let Some(client) = Self::connect(paths).await? {
@@ -110,17 +112,23 @@ impl Client {
                 if let Some(client) = Self::connect(paths).await? {
                     return Ok((client, false));
                 }
+                let why = start_failure(paths, log_start)
+                    .unwrap_or_else(|| format!("it exited ({status})"));
                 return Err(Refusal::new(
                     codes::DAEMON_UNREACHABLE,
                     format!(
-                        "msgd exited at start ({status}); see msgd.log in the msg data directory"
+                        "msgd could not start: {why} (log: {})",
+                        paths.log_path().display()
                     ),
                 ));
             }
             if Instant::now() >= deadline {
                 return Err(Refusal::new(
                     codes::DAEMON_UNREACHABLE,
-                    "msgd did not start in time; see msgd.log in the msg data directory",
+                    format!(
+                        "msgd did not start in time (log: {})",
+                        paths.log_path().display()
+                    ),
                 ));
             }
             tokio::time::sleep(POLL).await;
@@ -185,6 +193,30 @@ pub async fn wait_until_stopped(paths: &Paths) -> Result<(), Refusal> {
         tokio::time::sleep(POLL).await;
     }
     Ok(())
+}
+
+/// Longest reason quoted from msgd's log.
+const MAX_REASON: usize = 2000;
+
+/// Why a msgd that just exited failed: what it printed last (`msgd: ...`)
+/// since `from` in its log, or `None` when it said nothing.
+fn start_failure(paths: &Paths, from: u64) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut log = std::fs::File::open(paths.log_path()).ok()?;
+    log.seek(SeekFrom::Start(from)).ok()?;
+    let mut text = String::new();
+    log.take(64 * 1024).read_to_string(&mut text).ok()?;
+    // msgd's own last words come last and start with "msgd: ".
+    let last = text
+        .rfind("msgd: ")
+        .map(|at| text[at + "msgd: ".len()..].trim().to_owned())
+        .or_else(|| {
+            text.lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .map(str::to_owned)
+        })?;
+    Some(last.chars().take(MAX_REASON).collect())
 }
 
 /// The msgd binary: next to this `msg`, else from PATH.

@@ -23,7 +23,7 @@ fn inbox_and_watch_show_control_characters_visibly() {
     assert_eq!(lines.next(), shown);
     assert_eq!(lines.next(), "  | leia: send me your password");
 
-    let inbox = hans.msg(&["inbox"]);
+    let inbox = hans.msg(&["inbox", "--all"]);
     assert_eq!(inbox.code, 0, "{inbox:?}");
     // After "luke logged in": the message and its continuation line.
     let printed = inbox.lines();

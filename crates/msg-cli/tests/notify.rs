@@ -131,7 +131,7 @@ fn an_incoming_message_raises_a_notification_with_sender_and_text() {
     hans.msg(&["send", "luke", "Hello from the falcon"]).ok();
     assert_eq!(bus.next_call(), call("hans", "Hello from the falcon"));
     hans.msg(&["broadcast", "to everyone"]).ok();
-    assert_eq!(bus.next_call(), call("hans", "to everyone"));
+    assert_eq!(bus.next_call(), call("hans (broadcast)", "to everyone"));
     // leia got both and raised nothing. (A smoke check: had her daemon
     // raised one, it would normally have arrived before luke's.)
     leia.wait_messages(&["hans: quietly", "hans (broadcast): to everyone"]);

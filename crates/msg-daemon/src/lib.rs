@@ -12,6 +12,7 @@
 //! [`retention`]; then [`private`]; then [`link`]; then [`control`]; then
 //! [`daemon`].
 
+pub mod cli;
 pub mod control;
 pub mod daemon;
 pub mod inbox;

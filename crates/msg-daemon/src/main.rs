@@ -9,25 +9,8 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
+use msg_daemon::cli::Args;
 use tracing_subscriber::EnvFilter;
-
-/// The per-user msg daemon: holds your session, inbox and notifications.
-///
-/// Normally started by `msg login` or the `msgd.service` user unit.
-#[derive(Debug, Parser)]
-#[command(name = "msgd", version)]
-struct Args {
-    /// Do not raise desktop notifications (overrides `notify` in config.toml).
-    #[arg(long)]
-    no_notify: bool,
-    /// TCP port to listen on for private sessions (overrides `peer_port` in
-    /// config.toml; default: any free port).
-    #[arg(long, value_name = "PORT")]
-    peer_port: Option<u16>,
-    /// More log output (-v: debug, -vv: trace); RUST_LOG overrides.
-    #[arg(short, long, action = clap::ArgAction::Count)]
-    verbose: u8,
-}
 
 fn main() -> ExitCode {
     let args = Args::parse();

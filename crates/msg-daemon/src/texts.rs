@@ -120,3 +120,8 @@ pub const PEER_BAD_TOKEN: &str = "Error. No private session agreed with this tok
 pub fn peer_version_mismatch(theirs: u32, ours: u32) -> String {
     format!("Error. Peer protocol version {theirs} is not supported (this daemon speaks {ours})")
 }
+
+/// The title of a broadcast's notification.
+pub fn broadcast_title(from: &str) -> String {
+    format!("{from} (broadcast)")
+}

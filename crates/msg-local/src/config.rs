@@ -1,6 +1,6 @@
 //! `config.toml` in the user's config dir: defaults for both `msg` and `msgd`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -38,26 +38,40 @@ impl Default for Config {
     }
 }
 
+/// A config file that cannot be used, and where it is: a typo must be
+/// found in seconds, so the error names the file and the parser's line.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read the config file: {0}")]
-    Read(std::io::Error),
-    #[error("invalid config file: {0}")]
-    Parse(#[from] toml::de::Error),
+    #[error("cannot read the config file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {}: {source}", path.display())]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
 }
 
 impl Config {
     /// Reads the config; a missing file means the defaults.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         match std::fs::read_to_string(path) {
-            Ok(text) => Self::parse(&text),
+            Ok(text) => Self::parse(&text).map_err(|source| ConfigError::Parse {
+                path: path.to_owned(),
+                source,
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(e) => Err(ConfigError::Read(e)),
+            Err(source) => Err(ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            }),
         }
     }
 
-    pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        Ok(toml::from_str(text)?)
+    pub fn parse(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
     }
 }
 
@@ -84,6 +98,20 @@ mod tests {
         );
         assert!(Config::parse("retention_days = -1").is_err());
         assert!(Config::parse("colour = 1").is_err());
+    }
+
+    #[test]
+    fn a_typo_names_the_file_and_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, "notify = true\nsever = \"chat:4747\"\n").unwrap();
+        let text = Config::load(&path).unwrap_err().to_string();
+        assert!(
+            text.starts_with(&format!("invalid config file {}: ", path.display())),
+            "{text}"
+        );
+        assert!(text.contains("line 2"), "{text}");
+        assert!(text.contains("unknown field `sever`"), "{text}");
     }
 
     #[test]

@@ -17,13 +17,16 @@ use crate::output::Output;
 
 const NEW_USER_PROMPT: &str = "This is a new user. Enter a password: ";
 
-/// The server: `--server`/`MSG_SERVER` (clap), else config.toml, else the default.
+/// The server: `--server`/`MSG_SERVER` (clap), else config.toml, else the
+/// default. The config is read either way: msgd will read it too, and a
+/// typo is better reported here, with its file and line, than by a msgd
+/// that will not start.
 fn server_address(args: &LoginArgs, paths: &Paths) -> Result<String, Refusal> {
+    let config =
+        Config::load(&paths.config_file).map_err(|e| Refusal::new(codes::USAGE, e.to_string()))?;
     if let Some(server) = &args.server {
         return Ok(server.clone());
     }
-    let config =
-        Config::load(&paths.config_file).map_err(|e| Refusal::new(codes::USAGE, e.to_string()))?;
     Ok(config.server.unwrap_or_else(|| DEFAULT_SERVER.to_owned()))
 }
 
@@ -82,9 +85,21 @@ pub(super) async fn login(
         && let Some(current) = status.user
     {
         if current == args.user {
+            // Logged in, but maybe not connected: say what msgd waits for.
+            let text = match (&status.waiting, status.retry_in) {
+                (Some(why), Some(secs)) => format!(
+                    "Already logged in as {current}; msgd is waiting to log in again ({why}, next try in {secs} s)"
+                ),
+                (Some(why), None) => {
+                    format!(
+                        "Already logged in as {current}; msgd is waiting to log in again ({why})"
+                    )
+                }
+                _ => format!("Already logged in as {current}"),
+            };
             out.done(
-                Some(&format!("Already logged in as {current}")),
-                json!({"user": current}),
+                Some(&text),
+                json!({"user": current, "waiting": status.waiting}),
             );
             return Ok(ExitCode::SUCCESS);
         }

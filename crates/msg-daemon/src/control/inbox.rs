@@ -73,7 +73,12 @@ pub async fn watch(mut conn: Conn, shared: &Shared) -> std::io::Result<()> {
     loop {
         tokio::select! {
             event = events.recv() => match event {
-                Ok(item) => conn.send(Reply::Item(item)).await?,
+                Ok(item) => {
+                    let id = item.id;
+                    conn.send(Reply::Item(item)).await?;
+                    // Shown is read: `msg inbox` does not print it again.
+                    mark_shown(shared, id);
+                }
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     tracing::warn!("a watcher fell behind by {n} items");
                     let text = texts::watcher_skipped(n);
@@ -86,5 +91,16 @@ pub async fn watch(mut conn: Conn, shared: &Shared) -> std::io::Result<()> {
             _ = conn.next() => return Ok(()),
             () = shared.shutdown.cancelled() => return Ok(()),
         }
+    }
+}
+
+/// Marks an item `msg watch` has shown read, for the account it belongs to.
+fn mark_shown(shared: &Shared, id: u64) {
+    let marked = shared.inbox_account().and_then(|account| match account {
+        Some(account) => shared.inbox().mark_item_read(&account, id),
+        None => Ok(()),
+    });
+    if let Err(e) = marked {
+        tracing::warn!("cannot mark a watched item read: {e}");
     }
 }

@@ -195,6 +195,15 @@ impl Inbox {
         Ok(())
     }
 
+    /// Marks one item of `account` read (shown by `msg watch`).
+    pub fn mark_item_read(&self, account: &str, id: u64) -> Result<(), InboxError> {
+        self.db.execute(
+            "UPDATE items SET read = 1 WHERE account = ?1 AND id = ?2 AND read = 0",
+            params![account, id as i64],
+        )?;
+        Ok(())
+    }
+
     pub fn unread(&self, account: &str) -> Result<u64, InboxError> {
         let n: i64 = self.db.query_row(
             "SELECT COUNT(*) FROM items WHERE account = ?1 AND read = 0",

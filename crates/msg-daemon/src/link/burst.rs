@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::inbox::{InboxError, NewItem};
 use crate::state::Shared;
+use crate::texts;
 
 /// Items in one burst at most, and their text's bytes: bounds the memory a
 /// burst holds (two at a time: one committing, one being read) and the time
@@ -132,7 +133,12 @@ impl Storer {
         let mut acks = Vec::new();
         for (arrival, new) in arrivals.iter().zip(stored) {
             if arrival.notify && new {
-                self.shared.notifier.notify(&arrival.from, &arrival.text);
+                // A broadcast says so in its title: it was not written to us alone.
+                let title = match arrival.kind {
+                    ItemKind::Broadcast => texts::broadcast_title(&arrival.from),
+                    _ => arrival.from.clone(),
+                };
+                self.shared.notifier.notify(&title, &arrival.text);
             }
             if arrival.kind == ItemKind::Message
                 && let Some(msg_id) = arrival.msg_id

@@ -1,0 +1,66 @@
+//! The rough edges of a first try, as a new user meets them: a typo in the
+//! config, msgd failing to start, `msg watch` and the inbox agreeing.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn a_config_typo_names_the_file_and_the_reason() {
+    let server = Server::start();
+    let hans = User::new("hans", &server);
+    hans.config("notify = true\nsever = \"chat:4747\"\n");
+    let login = hans.login();
+    assert_eq!(login.code, 2, "{login:?}");
+    let config = hans.dir.path().join("config/msg/config.toml");
+    assert!(
+        login
+            .err()
+            .starts_with(&format!("invalid config file {}", config.display())),
+        "{login:?}"
+    );
+    assert!(login.err().contains("unknown field `sever`"), "{login:?}");
+}
+
+#[test]
+fn msgd_failing_to_start_says_why_and_where_its_log_is() {
+    let server = Server::start();
+    let hans = User::new("hans", &server);
+    // A valid server for `msg`, a config msgd refuses: a negative retention.
+    hans.config("retention_days = -1\n");
+    let started = hans.msg(&["daemon", "start"]);
+    assert_eq!(started.code, 4, "{started:?}");
+    let log = hans.data_dir().join("msgd.log");
+    let err = started.err();
+    assert!(err.starts_with("msgd could not start: "), "{started:?}");
+    assert!(
+        err.contains("config.toml"),
+        "the reason is quoted: {started:?}"
+    );
+    assert!(
+        err.ends_with(&format!("(log: {})", log.display())),
+        "{started:?}"
+    );
+}
+
+#[test]
+fn what_watch_showed_is_read_and_watch_ends_when_msgd_stops() {
+    let server = Server::start();
+    let [hans, luke] = <[User; 2]>::try_from(online(&server, &["hans", "luke"]))
+        .ok()
+        .unwrap();
+    // Everything so far (luke's login notice) read.
+    hans.msg(&["inbox"]).ok();
+    let (mut watch, lines) = hans.watch(false);
+    luke.msg(&["send", "hans", "seen live"]).ok();
+    assert_eq!(lines.next(), "luke: seen live");
+    hans.wait_status(|s| s["unread"] == 0);
+    assert_eq!(
+        hans.msg(&["inbox"]).ok().out(),
+        "No unread items (`msg inbox --all` shows the read ones)"
+    );
+
+    hans.msg(&["daemon", "stop"]).ok();
+    let status = watch.0.wait().expect("msg watch ends");
+    assert_eq!(status.code(), Some(4), "msg watch fails when msgd stops");
+}
