@@ -272,6 +272,16 @@ fn forged_peer_connections_are_refused_and_harmless() {
     let ready = hans.until("private_ready");
     let token = ready["token"].as_str().unwrap().to_owned();
     assert_eq!(ready["addr"], peer_addr.as_str());
+    // The server tells the asker first: wait until luke's msgd has its own
+    // `private_ready` and expects the caller.
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while !luke.msg(&["private", "list", "--json"]).json()["sessions"]
+        .as_array()
+        .is_some_and(|s| s.iter().any(|u| u == "hans"))
+    {
+        assert!(std::time::Instant::now() < deadline, "luke never expected hans");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 
     // Now a session expects a caller from this address: what it sends is
     // checked, and anything but the right hello is refused.
