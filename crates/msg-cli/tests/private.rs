@@ -279,7 +279,10 @@ fn forged_peer_connections_are_refused_and_harmless() {
         .as_array()
         .is_some_and(|s| s.iter().any(|u| u == "hans"))
     {
-        assert!(std::time::Instant::now() < deadline, "luke never expected hans");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "luke never expected hans"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 

@@ -6,7 +6,9 @@ use std::fs::{File, OpenOptions};
 use std::io;
 
 use interprocess::local_socket::ListenerOptions;
-use interprocess::local_socket::tokio::{Listener, Stream, prelude::*};
+use interprocess::local_socket::tokio::Listener;
+#[cfg(unix)]
+use interprocess::local_socket::tokio::{Stream, prelude::*};
 use msg_local::paths::{Paths, create_private_dir};
 use msg_local::socket::socket_name;
 

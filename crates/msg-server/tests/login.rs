@@ -313,6 +313,7 @@ async fn inactivity_logs_out_with_a_notice_and_pings_do_not_count() {
     assert_eq!(luke.who().await, Vec::<String>::new());
 }
 
+#[cfg(unix)] // signals
 #[tokio::test]
 async fn sighup_reloads_the_credentials() {
     let env = Env::new();

@@ -54,6 +54,7 @@ async fn who_is_sorted_and_who_since_covers_the_window() {
     );
 }
 
+#[cfg(unix)] // signals
 #[tokio::test]
 async fn who_since_remembers_across_a_restart() {
     let env = Env::new();

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use msg_proto::ErrorCode;
-use msg_proto::server::{ClientFrame, LogoutReason, ServerFrame};
+use msg_proto::server::{ClientFrame, ServerFrame};
 
 #[tokio::test]
 async fn bad_frames_get_error_frames_and_do_not_disturb_others() {
@@ -168,6 +168,7 @@ async fn a_silent_connection_is_dropped_even_while_logged_in() {
     luke.closed().await;
 }
 
+#[cfg(unix)] // signals
 #[tokio::test]
 async fn sigterm_tells_clients_and_exits_zero() {
     let env = Env::new();
@@ -179,7 +180,7 @@ async fn sigterm_tells_clients_and_exits_zero() {
         frames.iter().any(|f| matches!(
             f,
             ServerFrame::LoggedOut {
-                reason: LogoutReason::Shutdown,
+                reason: msg_proto::server::LogoutReason::Shutdown,
                 ..
             }
         )),
