@@ -96,7 +96,8 @@ impl Inbox {
 
     /// Stores an item durably. `None` when its `msg_id` was already stored.
     pub fn add(&self, account: &str, item: &NewItem<'_>) -> Result<Option<InboxItem>, InboxError> {
-        let msg_id = item.msg_id.map(|id| id as i64);
+        // The id's string form (32 hex digits, or an old id's decimal).
+        let msg_id = item.msg_id.map(|id| id.to_string());
         let inserted = self.db.execute(
             "INSERT OR IGNORE INTO items (account, msg_id, kind, sender, text, at, client_id)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -201,7 +202,7 @@ mod tests {
 
     fn msg<'a>(msg_id: u64, text: &'a str) -> NewItem<'a> {
         NewItem {
-            msg_id: Some(msg_id),
+            msg_id: Some(msg_id.into()),
             client_id: None,
             kind: ItemKind::Message,
             from: Some("hans"),

@@ -148,7 +148,7 @@ fn every_client_frame() -> Vec<ClientFrame> {
         ClientFrame::Unblock(user()),
         ClientFrame::Logout { id: 1 },
         ClientFrame::Ping,
-        ClientFrame::Ack { msg_id: 1 },
+        ClientFrame::Ack { msg_id: 1.into() },
         ClientFrame::Activity,
         ClientFrame::PrivateRequest(user()),
         ClientFrame::PrivateAccept(user()),
@@ -194,7 +194,7 @@ fn every_server_frame() -> Vec<ServerFrame> {
         ServerFrame::ok(1, None),
         ServerFrame::Sent {
             id: 1,
-            msg_id: 2,
+            msg_id: 2.into(),
             queued: false,
         },
         ServerFrame::Users {
@@ -203,7 +203,7 @@ fn every_server_frame() -> Vec<ServerFrame> {
         },
         ServerFrame::error(Some(1), ErrorCode::Internal, "x"),
         ServerFrame::Message {
-            msg_id: 1,
+            msg_id: 1.into(),
             from: "luke".into(),
             text: "hi".into(),
             at: 0,

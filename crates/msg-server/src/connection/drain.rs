@@ -92,7 +92,7 @@ impl Connection {
         self.drain_progress = Instant::now();
         let next = match (messages.last(), &self.phase) {
             (Some(last), Phase::Session(user)) if messages.len() == DRAIN_PAGE => {
-                Some(self.hub.store.pending_after(user, last.id, DRAIN_PAGE))
+                Some(self.hub.store.pending_after(user, last.seq, DRAIN_PAGE))
             }
             _ => None,
         };

@@ -53,6 +53,8 @@ pub struct Hub {
     pub accounts: Accounts,
     pub store: Store,
     state: Mutex<state::State>,
+    /// The random half of this run's message ids.
+    msg_id_prefix: u64,
     next_msg_id: AtomicU64,
     next_conn_id: AtomicU64,
 }
@@ -84,9 +86,10 @@ impl Hub {
                 failures,
                 ..state::State::default()
             }),
-            // Ids embed the boot counter so they never repeat across restarts,
-            // which lets clients de-duplicate redeliveries by id.
-            next_msg_id: AtomicU64::new(u64::from(snapshot.boot) << 32),
+            // Drawn anew at every start and never stored, so no state of the
+            // database can make an id repeat: clients de-duplicate by id.
+            msg_id_prefix: MsgId::random_prefix(),
+            next_msg_id: AtomicU64::new(0),
             next_conn_id: AtomicU64::new(1),
         }
     }
@@ -102,7 +105,10 @@ impl Hub {
     }
 
     fn next_msg_id(&self) -> MsgId {
-        self.next_msg_id.fetch_add(1, Ordering::Relaxed)
+        MsgId::new(
+            self.msg_id_prefix,
+            self.next_msg_id.fetch_add(1, Ordering::Relaxed),
+        )
     }
 
     /// Periodic duties: store messages whose recipient did not acknowledge in

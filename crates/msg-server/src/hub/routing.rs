@@ -64,6 +64,7 @@ impl Hub {
             return Err((refusal, slot));
         }
         let msg = StoredMessage {
+            seq: 0,
             id: self.next_msg_id(),
             recipient: to,
             sender: from.to_owned(),

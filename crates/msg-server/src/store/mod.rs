@@ -46,6 +46,8 @@ pub enum StoreError {
 /// A direct message held for a recipient who has not acknowledged it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredMessage {
+    /// Its place in the store's queue, oldest first; 0 until it is stored.
+    pub seq: u64,
     pub id: MsgId,
     pub recipient: String,
     pub sender: String,
@@ -64,8 +66,6 @@ pub struct Snapshot {
     pub last_seen: HashMap<String, Timestamp>,
     /// user → end of their login block, for blocks still in force.
     pub lockouts: HashMap<String, Timestamp>,
-    /// Incremented at every start; message ids embed it so they never repeat.
-    pub boot: u32,
 }
 
 /// Called on the store thread once a job's transaction has committed (or failed).
@@ -78,7 +78,7 @@ enum Job {
     },
     PendingAfter {
         recipient: String,
-        after: MsgId,
+        after: u64,
         limit: usize,
         done: oneshot::Sender<Result<Vec<StoredMessage>, StoreError>>,
     },
@@ -155,12 +155,12 @@ impl Store {
         }
     }
 
-    /// Up to `limit` queued messages for `recipient` with ids above `after`,
-    /// oldest first.
+    /// Up to `limit` queued messages for `recipient` after the one at queue
+    /// position `after` (0: from the start), oldest first.
     pub fn pending_after(
         &self,
         recipient: &str,
-        after: MsgId,
+        after: u64,
         limit: usize,
     ) -> oneshot::Receiver<Result<Vec<StoredMessage>, StoreError>> {
         let (done, rx) = oneshot::channel();

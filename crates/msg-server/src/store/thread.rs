@@ -3,6 +3,7 @@
 
 use std::sync::mpsc;
 
+use msg_proto::msg_id::MSG_ID_LEN;
 use msg_proto::{MsgId, Timestamp};
 use rusqlite::{Connection, Transaction, params};
 use tokio::sync::oneshot;
@@ -79,7 +80,9 @@ fn apply(tx: &Transaction<'_>, job: Job, reports: &mut Vec<Report>) {
             // One per acknowledged offline message: keep the statement.
             let deleted = tx
                 .prepare_cached("DELETE FROM queue WHERE id = ?1 AND recipient = ?2")
-                .and_then(|mut stmt| stmt.execute(params![id as i64, recipient]));
+                .and_then(|mut stmt| {
+                    stmt.execute(params![id.encode(&mut [0; MSG_ID_LEN]), recipient])
+                });
             if let Err(e) = deleted {
                 tracing::error!(error = %e, "cannot delete an acknowledged message");
             }
@@ -150,9 +153,10 @@ fn insert_messages(tx: &Transaction<'_>, messages: &[StoredMessage]) -> rusqlite
         "INSERT OR IGNORE INTO queue (id, recipient, sender, text, at, client_id)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
+    let mut id = [0; MSG_ID_LEN];
     for m in messages {
         stmt.execute(params![
-            m.id as i64,
+            m.id.encode(&mut id),
             m.recipient,
             m.sender,
             m.text,
@@ -166,21 +170,26 @@ fn insert_messages(tx: &Transaction<'_>, messages: &[StoredMessage]) -> rusqlite
 fn select_pending(
     tx: &Transaction<'_>,
     recipient: &str,
-    after: MsgId,
+    after: u64,
     limit: usize,
 ) -> rusqlite::Result<Vec<StoredMessage>> {
     let mut stmt = tx.prepare_cached(
-        "SELECT id, sender, text, at, client_id FROM queue
-         WHERE recipient = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+        "SELECT seq, id, sender, text, at, client_id FROM queue
+         WHERE recipient = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
     )?;
     let rows = stmt.query_map(params![recipient, after as i64, limit as i64], |r| {
+        let id = r.get_ref(1)?.as_str()?;
+        let id = id.parse::<MsgId>().map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e))
+        })?;
         Ok(StoredMessage {
-            id: r.get::<_, i64>(0)? as MsgId,
+            seq: r.get::<_, i64>(0)? as u64,
+            id,
             recipient: recipient.to_owned(),
-            sender: r.get(1)?,
-            text: r.get(2)?,
-            at: r.get::<_, i64>(3)? as Timestamp,
-            client_id: r.get(4)?,
+            sender: r.get(2)?,
+            text: r.get(3)?,
+            at: r.get::<_, i64>(4)? as Timestamp,
+            client_id: r.get(5)?,
         })
     })?;
     rows.collect()

@@ -673,6 +673,19 @@ impl Client {
     }
 }
 
+/// A `send` request to `to`, for [`Client::submit`].
+pub fn send_to(to: &str, text: &str) -> impl FnOnce(RequestId) -> ClientFrame {
+    let (to, text) = (to.to_owned(), text.to_owned());
+    move |id| {
+        ClientFrame::Send(SendRequest {
+            id,
+            to,
+            text,
+            client_id: None,
+        })
+    }
+}
+
 /// The text of an `ok` reply.
 pub fn ok_text(frame: &ServerFrame) -> Option<&str> {
     match frame {
