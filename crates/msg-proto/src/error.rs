@@ -61,6 +61,9 @@ pub enum ErrorCode {
     VersionMismatch,
     /// The server could not complete the request (e.g. its store failed).
     Internal,
+    /// The server cannot read the user's offline queue (a damaged store);
+    /// the messages stay queued and the session goes on without them.
+    QueueUnreadable,
     /// A code this build does not know; newer peers may send more.
     #[serde(other)]
     Unknown,
@@ -99,6 +102,7 @@ impl ErrorCode {
             Self::HelloRequired => "hello_required",
             Self::VersionMismatch => "version_mismatch",
             Self::Internal => "internal",
+            Self::QueueUnreadable => "queue_unreadable",
             Self::Unknown => "unknown",
         }
     }
@@ -106,7 +110,7 @@ impl ErrorCode {
 
 impl ErrorCode {
     /// Every known code, for parsing.
-    pub const ALL: [ErrorCode; 29] = [
+    pub const ALL: [ErrorCode; 30] = [
         Self::InvalidPassword,
         Self::AccountBlocked,
         Self::LoginBlocked,
@@ -136,6 +140,7 @@ impl ErrorCode {
         Self::HelloRequired,
         Self::VersionMismatch,
         Self::Internal,
+        Self::QueueUnreadable,
     ];
 
     /// The code for its wire name; [`ErrorCode::Unknown`] for any other.

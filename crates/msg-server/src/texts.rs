@@ -31,6 +31,8 @@ pub const FRAME_TOO_LARGE: &str = "Error. Frame too large";
 pub const HELLO_REQUIRED: &str = "Error. The first frame must be hello";
 pub const LOGIN_TIMEOUT: &str = "Error. Login timed out";
 pub const STORE_FAILED: &str = "Error. The server could not store this; try again";
+pub const QUEUE_UNREADABLE: &str =
+    "Error. The server cannot read your offline messages right now; they stay queued";
 
 pub fn already_blocked(user: &str) -> String {
     format!("Error. {user} is already blocked")

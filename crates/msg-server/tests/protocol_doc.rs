@@ -557,11 +557,17 @@ async fn observe_the_server() -> Seen {
     seen.text("`logged_out` `shutdown`", message_of(logged_out), "");
     assert_eq!(timed.wait_exit(), Some(0));
 
-    // Impractical to cause from outside: a failing store, and a client
-    // slow enough to be dropped (see the test of its own below).
+    // Impractical to cause here: a failing store, a damaged one (see
+    // tests/damage.rs, which damages a page and checks this text), and a
+    // client slow enough to be dropped (see the test of its own below).
     seen.errors.push((
         ErrorCode::Internal.as_str().to_owned(),
         msg_server::texts::STORE_FAILED.to_owned(),
+        "",
+    ));
+    seen.errors.push((
+        ErrorCode::QueueUnreadable.as_str().to_owned(),
+        msg_server::texts::QUEUE_UNREADABLE.to_owned(),
         "",
     ));
     seen.text(

@@ -4,6 +4,7 @@
 //! until the last queued message has gone out. Messages stay in the store
 //! until the client acknowledges each one.
 
+use msg_proto::ErrorCode;
 use msg_proto::server::ServerFrame;
 use tokio::sync::oneshot::error::RecvError;
 use tokio::time::Instant;
@@ -11,6 +12,7 @@ use tokio::time::Instant;
 use crate::connection::{Connection, Phase};
 use crate::hub::{DRAIN_PAGE, QueuePage};
 use crate::store::{StoreError, StoredMessage};
+use crate::texts;
 
 /// Where a login's offline-queue delivery is.
 pub(super) enum Drain {
@@ -50,17 +52,10 @@ impl Connection {
         };
         while self.out.queued() < high_water {
             let Some(m) = messages.next() else {
-                self.drain = match next.take() {
-                    Some(page) => Some(Box::new(Drain::Waiting(page))),
-                    None => {
-                        // Live messages held meanwhile follow; then the
-                        // others learn that the user is online.
-                        if let Phase::Session(user) = &self.phase {
-                            self.hub.finish_drain(user, self.id);
-                        }
-                        None
-                    }
-                };
+                self.drain = next.take().map(|page| Box::new(Drain::Waiting(page)));
+                if self.drain.is_none() {
+                    self.finish_drain();
+                }
                 return;
             };
             self.out.reply(&ServerFrame::Message {
@@ -73,19 +68,17 @@ impl Connection {
         }
     }
 
-    /// A page of the offline queue has been read; `false` if it could not
-    /// be.
+    /// A page of the offline queue has been read, or could not be: then
+    /// the user is told, and the session goes on without the rest (it
+    /// stays queued); one damaged page must not keep a user from logging in.
     pub(super) fn on_page(
         &mut self,
         page: Result<Result<Vec<StoredMessage>, StoreError>, RecvError>,
-    ) -> bool {
+    ) {
         let messages = match page {
             Ok(Ok(messages)) => messages,
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "cannot read the offline queue");
-                return false;
-            }
-            Err(_) => return false,
+            Ok(Err(e)) => return self.abandon_drain(&e),
+            Err(_) => return self.abandon_drain(&StoreError::Closed),
         };
         // Ask for the next page now, so the store reads it while this one
         // is written.
@@ -100,6 +93,24 @@ impl Connection {
             messages: messages.into_iter(),
             next,
         }));
-        true
+    }
+
+    fn abandon_drain(&mut self, error: &StoreError) {
+        tracing::error!(conn = self.id, error = %error, "cannot read the offline queue");
+        self.reply(ServerFrame::error(
+            None,
+            ErrorCode::QueueUnreadable,
+            texts::QUEUE_UNREADABLE,
+        ));
+        self.drain = None;
+        self.finish_drain();
+    }
+
+    /// The drain is over: live messages held meanwhile follow, then the
+    /// others learn that the user is online.
+    fn finish_drain(&self) {
+        if let Phase::Session(user) = &self.phase {
+            self.hub.finish_drain(user, self.id);
+        }
     }
 }

@@ -165,9 +165,7 @@ impl Connection {
                     return;
                 }
                 Event::Page(page) => {
-                    if !self.on_page(page) {
-                        return;
-                    }
+                    self.on_page(page);
                     // The next page is often ready before the socket's turn
                     // comes (the socket took all of this one): read what the
                     // client sent meanwhile, or a long drain would leave its

@@ -110,6 +110,22 @@ enum Job {
     },
 }
 
+impl Job {
+    /// What the job does, for the log (never its data).
+    fn name(&self) -> &'static str {
+        match self {
+            Job::Enqueue { .. } => "enqueue",
+            Job::PendingAfter { .. } => "read queue",
+            Job::Delete { .. } => "delete",
+            Job::SetBlock { .. } => "set block",
+            Job::Presence { .. } => "presence",
+            Job::Lockout { .. } => "lockout",
+            Job::QueueLen { .. } => "queue length",
+            Job::Barrier { .. } => "barrier",
+        }
+    }
+}
+
 pub struct Store {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     thread: Mutex<Option<JoinHandle<()>>>,

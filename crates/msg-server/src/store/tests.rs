@@ -173,3 +173,109 @@ fn blocks_history_and_lockouts_load_into_the_snapshot() {
         "expired blocks are dropped"
     );
 }
+
+/// Fills a database with messages for luke, leia (big ones, over many
+/// pages) and yoda, then overwrites the page that holds leia's message
+/// `damaged` with garbage, as a failing disk would.
+fn database_with_a_damaged_page(dir: &std::path::Path, damaged: u64) {
+    let text = |n: u64| format!("leia-{n:04}-{}", "x".repeat(1000));
+    {
+        let (store, _) = Store::open(dir, 0).unwrap();
+        enqueue_sync(&store, (0..5).map(|n| message(n, "luke", "hi")).collect());
+        enqueue_sync(
+            &store,
+            (100..700).map(|n| message(n, "leia", &text(n))).collect(),
+        );
+        enqueue_sync(
+            &store,
+            (900..905).map(|n| message(n, "yoda", "hi")).collect(),
+        );
+        store.close();
+    }
+    let path = dir.join("msg.db");
+    // Everything is in the main file after a clean close.
+    assert!(
+        std::fs::metadata(dir.join("msg.db-wal")).map_or(true, |m| m.len() == 0),
+        "the WAL was checkpointed"
+    );
+    let mut bytes = std::fs::read(&path).unwrap();
+    let page_size = u16::from_be_bytes([bytes[16], bytes[17]]) as usize;
+    let marker = format!("leia-{damaged:04}-");
+    let at = bytes
+        .windows(marker.len())
+        .position(|w| w == marker.as_bytes())
+        .expect("the message is in the file");
+    let page = at / page_size;
+    for b in &mut bytes[page * page_size..(page + 1) * page_size] {
+        *b = 0xa5;
+    }
+    std::fs::write(&path, bytes).unwrap();
+}
+
+#[test]
+fn a_damaged_page_fails_only_the_jobs_that_touch_it() {
+    use super::Job;
+    use tokio::sync::oneshot;
+
+    let dir = tempfile::tempdir().unwrap();
+    database_with_a_damaged_page(dir.path(), 400);
+    let mut conn = Connection::open(dir.path().join("msg.db")).unwrap();
+    let (yoda_done, yoda_stored) = std::sync::mpsc::channel();
+    let (luke_done, luke_stored) = std::sync::mpsc::channel();
+    let (leia_page, leia_read) = oneshot::channel();
+    let (luke_page, luke_read) = oneshot::channel();
+    let (barrier, barrier_done) = oneshot::channel();
+    // One batch, as group commit would make it: leia's read and the ack of
+    // a message on the damaged page fail; nothing else may.
+    let batch = vec![
+        Job::Enqueue {
+            messages: vec![message(950, "yoda", "new for yoda")],
+            done: Box::new(move |r| yoda_done.send(r.is_ok()).unwrap()),
+        },
+        Job::PendingAfter {
+            recipient: "leia".into(),
+            after: 0,
+            limit: 1000,
+            done: leia_page,
+        },
+        Job::Delete {
+            recipient: "leia".into(),
+            id: MsgId::new(7, 400),
+        },
+        Job::Delete {
+            recipient: "luke".into(),
+            id: MsgId::new(7, 0),
+        },
+        Job::PendingAfter {
+            recipient: "luke".into(),
+            after: 0,
+            limit: 1000,
+            done: luke_page,
+        },
+        Job::Enqueue {
+            messages: vec![message(951, "luke", "new for luke")],
+            done: Box::new(move |r| luke_done.send(r.is_ok()).unwrap()),
+        },
+        Job::Barrier { done: barrier },
+    ];
+    super::thread::apply_batch(&mut conn, batch);
+    assert!(leia_read.blocking_recv().unwrap().is_err(), "leia's page");
+    assert_eq!(luke_read.blocking_recv().unwrap().unwrap().len(), 4);
+    assert!(yoda_stored.recv().unwrap(), "yoda's message is stored");
+    assert!(luke_stored.recv().unwrap(), "luke's message is stored");
+    assert!(barrier_done.blocking_recv().unwrap().is_ok());
+    drop(conn);
+
+    // Durable: both new messages are there after reopening, luke's ack too.
+    let conn = Connection::open(dir.path().join("msg.db")).unwrap();
+    let texts: Vec<String> = conn
+        .prepare("SELECT text FROM queue WHERE recipient IN ('luke', 'yoda') ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(texts.len(), 4 + 5 + 2, "{texts:?}");
+    assert!(texts.contains(&"new for yoda".to_owned()));
+    assert!(texts.contains(&"new for luke".to_owned()));
+}

@@ -1,14 +1,14 @@
 //! The store thread: takes every job waiting in the channel, applies them in
 //! one transaction, commits (one fsync for the lot), then reports to each.
+//! A job that fails (a damaged page, say) fails alone.
 
 use std::sync::mpsc;
 
 use msg_proto::msg_id::MSG_ID_LEN;
 use msg_proto::{MsgId, Timestamp};
-use rusqlite::{Connection, Transaction, params};
-use tokio::sync::oneshot;
+use rusqlite::{Connection, params};
 
-use crate::store::{Completion, Job, StoreError, StoredMessage};
+use crate::store::{Job, StoreError, StoredMessage};
 
 /// Most jobs applied in one transaction; bounds the latency of the first.
 const MAX_BATCH: usize = 4096;
@@ -27,129 +27,194 @@ pub(super) fn run(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
     }
 }
 
-/// What to report once the batch's fate is known.
-enum Report {
-    Done(Completion),
-    Unit(oneshot::Sender<Result<(), StoreError>>),
+/// Passes over one batch before the rest of it runs one job per
+/// transaction: each failing job costs a pass over the others.
+const MAX_PASSES: usize = 4;
+
+/// A pass that did not commit.
+enum PassError {
+    /// Job `index` failed; the transaction was rolled back.
+    Job(usize, rusqlite::Error),
+    /// The transaction could not begin or commit.
+    Commit(rusqlite::Error),
 }
 
-fn apply_batch(conn: &mut Connection, batch: Vec<Job>) {
-    let mut reports = Vec::new();
-    let outcome = conn.transaction().map_err(StoreError::from).and_then(|tx| {
-        for job in batch {
-            apply(&tx, job, &mut reports);
+/// Applies a batch in one transaction, so its jobs share one commit (one
+/// fsync). A job that fails fails alone: SQLite fails every later write of
+/// a transaction in which it met a damaged page, and its commit too (a
+/// savepoint rolled back to does not help), so the transaction is rolled
+/// back and the batch applied again without that job.
+pub(super) fn apply_batch(conn: &mut Connection, batch: Vec<Job>) {
+    let mut jobs: Vec<Option<Job>> = batch.into_iter().map(Some).collect();
+    for _ in 0..MAX_PASSES {
+        match pass(conn, &mut jobs) {
+            Ok(()) => {
+                for job in jobs.into_iter().flatten() {
+                    report(job, Ok(()));
+                }
+                return;
+            }
+            Err(PassError::Job(index, e)) => {
+                rollback(conn);
+                if let Some(job) = jobs[index].take() {
+                    tracing::error!(error = %e, job = job.name(), "a store job failed");
+                    report(job, Err(e.into()));
+                }
+            }
+            Err(PassError::Commit(e)) => {
+                rollback(conn);
+                tracing::error!(error = %e, "store commit failed");
+                let err = e.to_string();
+                for job in jobs.into_iter().flatten() {
+                    report(job, Err(StoreError::Commit(err.clone())));
+                }
+                return;
+            }
         }
-        tx.commit().map_err(StoreError::from)
-    });
-    let failed = outcome.as_ref().err().map(|e| e.to_string());
-    if let Some(err) = &failed {
-        tracing::error!(error = %err, "store commit failed");
     }
-    for report in reports {
-        let result = match &failed {
-            None => Ok(()),
-            Some(err) => Err(StoreError::Commit(err.clone())),
-        };
-        match report {
-            Report::Done(done) => done(result),
-            Report::Unit(done) => {
+    // Failure after failure: isolate the rest, one transaction each.
+    for slot in &mut jobs {
+        if slot.is_some() {
+            let mut single = [slot.take()];
+            apply_batch_once(conn, &mut single);
+        }
+    }
+}
+
+/// One job in a transaction of its own.
+fn apply_batch_once(conn: &mut Connection, job: &mut [Option<Job>; 1]) {
+    let result = pass(conn, job);
+    if result.is_err() {
+        rollback(conn);
+    }
+    let Some(job) = job[0].take() else {
+        return;
+    };
+    match result {
+        Ok(()) => report(job, Ok(())),
+        Err(PassError::Job(_, e) | PassError::Commit(e)) => {
+            tracing::error!(error = %e, job = job.name(), "a store job failed");
+            report(job, Err(e.into()));
+        }
+    }
+}
+
+/// Applies every job left in `jobs` in one transaction and commits. Reads
+/// are answered at once and leave the batch; writes stay until reported.
+fn pass(conn: &Connection, jobs: &mut [Option<Job>]) -> Result<(), PassError> {
+    conn.execute_batch("BEGIN").map_err(PassError::Commit)?;
+    for (index, slot) in jobs.iter_mut().enumerate() {
+        let Some(job) = slot else { continue };
+        match job {
+            Job::PendingAfter {
+                recipient,
+                after,
+                limit,
+                ..
+            } => {
+                let page = select_pending(conn, recipient, *after, *limit)
+                    .map_err(|e| PassError::Job(index, e))?;
+                if let Some(Job::PendingAfter { done, .. }) = slot.take() {
+                    let _ = done.send(Ok(page));
+                }
+            }
+            Job::QueueLen { .. } => {
+                let count = conn
+                    .query_row("SELECT COUNT(*) FROM queue", [], |r| r.get::<_, i64>(0))
+                    .map_err(|e| PassError::Job(index, e))?;
+                if let Some(Job::QueueLen { done }) = slot.take() {
+                    let _ = done.send(Ok(count as u64));
+                }
+            }
+            write => apply(conn, write).map_err(|e| PassError::Job(index, e))?,
+        }
+    }
+    conn.execute_batch("COMMIT").map_err(PassError::Commit)
+}
+
+fn rollback(conn: &Connection) {
+    if !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+}
+
+/// Tells a job's submitter how it went (reads, already answered on
+/// success, get their error here).
+fn report(job: Job, result: Result<(), StoreError>) {
+    match job {
+        Job::Enqueue { done, .. } => done(result),
+        Job::SetBlock { done, .. } | Job::Barrier { done } => {
+            let _ = done.send(result);
+        }
+        Job::Lockout { done, .. } => {
+            if let Some(done) = done {
                 let _ = done.send(result);
             }
         }
+        Job::PendingAfter { done, .. } => {
+            let _ = done.send(result.map(|()| Vec::new()));
+        }
+        Job::QueueLen { done } => {
+            let _ = done.send(result.map(|()| 0));
+        }
+        // Only logged: an ack not applied leaves the message queued (it is
+        // delivered again), a login time not recorded is approximate.
+        Job::Delete { .. } | Job::Presence { .. } => {}
     }
 }
 
-fn apply(tx: &Transaction<'_>, job: Job, reports: &mut Vec<Report>) {
+/// Applies a write job inside the current transaction.
+fn apply(conn: &Connection, job: &Job) -> rusqlite::Result<()> {
     match job {
-        Job::Enqueue { messages, done } => {
-            let result = insert_messages(tx, &messages);
-            match result {
-                Ok(()) => reports.push(Report::Done(done)),
-                Err(e) => done(Err(e.into())),
-            }
-        }
-        Job::PendingAfter {
-            recipient,
-            after,
-            limit,
-            done,
-        } => {
-            let _ = done.send(select_pending(tx, &recipient, after, limit).map_err(Into::into));
-        }
+        Job::Enqueue { messages, .. } => insert_messages(conn, messages),
         Job::Delete { recipient, id } => {
             // One per acknowledged offline message: keep the statement.
-            let deleted = tx
-                .prepare_cached("DELETE FROM queue WHERE id = ?1 AND recipient = ?2")
-                .and_then(|mut stmt| {
-                    stmt.execute(params![id.encode(&mut [0; MSG_ID_LEN]), recipient])
-                });
-            if let Err(e) = deleted {
-                tracing::error!(error = %e, "cannot delete an acknowledged message");
-            }
+            conn.prepare_cached("DELETE FROM queue WHERE id = ?1 AND recipient = ?2")?
+                .execute(params![id.encode(&mut [0; MSG_ID_LEN]), recipient])?;
+            Ok(())
         }
         Job::SetBlock {
             blocker,
             blocked,
             blocking,
-            done,
+            ..
         } => {
-            let sql = if blocking {
+            let sql = if *blocking {
                 "INSERT OR IGNORE INTO blocks (blocker, blocked) VALUES (?1, ?2)"
             } else {
                 "DELETE FROM blocks WHERE blocker = ?1 AND blocked = ?2"
             };
-            match tx.execute(sql, params![blocker, blocked]) {
-                Ok(_) => reports.push(Report::Unit(done)),
-                Err(e) => {
-                    let _ = done.send(Err(e.into()));
-                }
-            }
+            conn.execute(sql, params![blocker, blocked])?;
+            Ok(())
         }
         Job::Presence { user, at, online } => {
-            let sql = if online {
+            let sql = if *online {
                 "INSERT INTO history (user, login_at) VALUES (?1, ?2)
                  ON CONFLICT (user) DO UPDATE SET login_at = excluded.login_at"
             } else {
                 "INSERT INTO history (user, logout_at) VALUES (?1, ?2)
                  ON CONFLICT (user) DO UPDATE SET logout_at = excluded.logout_at"
             };
-            if let Err(e) = tx.execute(sql, params![user, at as i64]) {
-                tracing::error!(error = %e, "cannot record login history");
-            }
+            conn.execute(sql, params![user, *at as i64])?;
+            Ok(())
         }
-        Job::Lockout { user, until, done } => {
-            let result = match until {
-                Some(until) => tx.execute(
+        Job::Lockout { user, until, .. } => {
+            match until {
+                Some(until) => conn.execute(
                     "INSERT INTO lockouts (user, until) VALUES (?1, ?2)
                      ON CONFLICT (user) DO UPDATE SET until = excluded.until",
-                    params![user, until as i64],
-                ),
-                None => tx.execute("DELETE FROM lockouts WHERE user = ?1", params![user]),
+                    params![user, *until as i64],
+                )?,
+                None => conn.execute("DELETE FROM lockouts WHERE user = ?1", params![user])?,
             };
-            match (result, done) {
-                (Ok(_), Some(done)) => reports.push(Report::Unit(done)),
-                (Ok(_), None) => {}
-                (Err(e), done) => {
-                    tracing::error!(error = %e, "cannot record a login block");
-                    if let Some(done) = done {
-                        let _ = done.send(Err(e.into()));
-                    }
-                }
-            }
+            Ok(())
         }
-        Job::Barrier { done } => reports.push(Report::Unit(done)),
-        Job::QueueLen { done } => {
-            let count = tx
-                .query_row("SELECT COUNT(*) FROM queue", [], |r| r.get::<_, i64>(0))
-                .map(|n| n as u64)
-                .map_err(Into::into);
-            let _ = done.send(count);
-        }
+        Job::Barrier { .. } | Job::PendingAfter { .. } | Job::QueueLen { .. } => Ok(()),
     }
 }
 
-fn insert_messages(tx: &Transaction<'_>, messages: &[StoredMessage]) -> rusqlite::Result<()> {
-    let mut stmt = tx.prepare_cached(
+fn insert_messages(conn: &Connection, messages: &[StoredMessage]) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare_cached(
         "INSERT OR IGNORE INTO queue (id, recipient, sender, text, at, client_id)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
@@ -168,12 +233,12 @@ fn insert_messages(tx: &Transaction<'_>, messages: &[StoredMessage]) -> rusqlite
 }
 
 fn select_pending(
-    tx: &Transaction<'_>,
+    conn: &Connection,
     recipient: &str,
     after: u64,
     limit: usize,
 ) -> rusqlite::Result<Vec<StoredMessage>> {
-    let mut stmt = tx.prepare_cached(
+    let mut stmt = conn.prepare_cached(
         "SELECT seq, id, sender, text, at, client_id FROM queue
          WHERE recipient = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
     )?;
