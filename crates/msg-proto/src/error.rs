@@ -64,6 +64,9 @@ pub enum ErrorCode {
     /// The server cannot read the user's offline queue (a damaged store);
     /// the messages stay queued and the session goes on without them.
     QueueUnreadable,
+    /// The recipient's offline queue is at its quota (messages or bytes);
+    /// nothing was stored.
+    RecipientQueueFull,
     /// A code this build does not know; newer peers may send more.
     #[serde(other)]
     Unknown,
@@ -103,6 +106,7 @@ impl ErrorCode {
             Self::VersionMismatch => "version_mismatch",
             Self::Internal => "internal",
             Self::QueueUnreadable => "queue_unreadable",
+            Self::RecipientQueueFull => "recipient_queue_full",
             Self::Unknown => "unknown",
         }
     }
@@ -110,7 +114,7 @@ impl ErrorCode {
 
 impl ErrorCode {
     /// Every known code, for parsing.
-    pub const ALL: [ErrorCode; 30] = [
+    pub const ALL: [ErrorCode; 31] = [
         Self::InvalidPassword,
         Self::AccountBlocked,
         Self::LoginBlocked,
@@ -141,6 +145,7 @@ impl ErrorCode {
         Self::VersionMismatch,
         Self::Internal,
         Self::QueueUnreadable,
+        Self::RecipientQueueFull,
     ];
 
     /// The code for its wire name; [`ErrorCode::Unknown`] for any other.

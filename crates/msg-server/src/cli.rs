@@ -17,7 +17,7 @@ use crate::accounts::{self, Accounts, PasswordChange};
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::server;
-use crate::store::Store;
+use crate::store::{QueueLimits, Store};
 
 /// Exit status for a bad command line or configuration (also clap's).
 const EXIT_USAGE: u8 = 2;
@@ -105,6 +105,15 @@ pub struct ServeArgs {
     /// (0 = unlimited).
     #[arg(long, default_value_t = Config::default().max_frames_per_sec)]
     pub max_rate: u32,
+    /// Messages that may wait in one user's offline queue; more are
+    /// refused (recipient_queue_full).
+    #[arg(long, value_name = "N", default_value_t = QueueLimits::default().max_messages,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_queued_messages: u64,
+    /// Bytes of messages that may wait in one user's offline queue (64 MiB).
+    #[arg(long, value_name = "BYTES", default_value_t = QueueLimits::default().max_bytes,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_queued_bytes: u64,
 
     // Tuning for tests; the defaults are the documented behaviour.
     #[arg(long, hide = true, value_name = "MS",
@@ -157,6 +166,10 @@ impl ServeArgs {
                 .max_outstanding_sends
                 .unwrap_or(defaults.max_outstanding_sends),
             close_grace: ms(self.close_grace_ms, defaults.close_grace),
+            queue_limits: QueueLimits {
+                max_messages: self.max_queued_messages,
+                max_bytes: self.max_queued_bytes,
+            },
             ..defaults
         }
     }
@@ -214,10 +227,11 @@ fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         Ok(dir) => dir,
         Err(e) => return usage_error(e),
     };
-    let (store, snapshot) = match Store::open(&state_dir, msg_proto::now_ms()) {
-        Ok(opened) => opened,
-        Err(e) => return usage_error(format_args!("cannot open the state directory: {e}")),
-    };
+    let (store, snapshot) =
+        match Store::open_with(&state_dir, msg_proto::now_ms(), config.queue_limits) {
+            Ok(opened) => opened,
+            Err(e) => return usage_error(format_args!("cannot open the state directory: {e}")),
+        };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

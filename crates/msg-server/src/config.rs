@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::store::QueueLimits;
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// How long an account stays blocked after three failed logins.
@@ -34,6 +36,8 @@ pub struct Config {
     /// How long queued frames (a last error, `logged_out`) may take to reach
     /// a closing client.
     pub close_grace: Duration,
+    /// How much may wait in one recipient's offline queue.
+    pub queue_limits: QueueLimits,
 }
 
 impl Default for Config {
@@ -51,6 +55,7 @@ impl Default for Config {
             max_outstanding_sends: 1024,
             max_bad_frames: 10,
             close_grace: Duration::from_secs(2),
+            queue_limits: QueueLimits::default(),
         }
     }
 }

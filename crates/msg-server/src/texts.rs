@@ -70,6 +70,10 @@ pub fn private_unavailable(user: &str) -> String {
     format!("Error. {user} cannot accept private messaging right now")
 }
 
+pub fn queue_full(user: &str) -> String {
+    format!("Error. {user}'s offline queue is full; try again later")
+}
+
 pub fn version_mismatch(theirs: u32, ours: u32) -> String {
     format!("Error. Protocol version {theirs} is not supported (this server speaks {ours})")
 }

@@ -532,6 +532,16 @@ async fn observe_the_server() -> Seen {
     let mut client = Client::connect(open.addr).await;
     seen.error(&client.request(register("hans")).await, "");
 
+    // A full offline queue.
+    let full_env = Env::new();
+    let full = full_env.start(&["--max-queued-messages", "1"]);
+    let mut sender = Client::login(full.addr, "hans").await;
+    assert!(matches!(
+        sender.message("luke", "one").await,
+        ServerFrame::Sent { queued: true, .. }
+    ));
+    seen.error(&sender.message("luke", "two").await, "luke");
+
     // Timers, and shutdown. The login timeout is short, so its client says
     // nothing at all (even a hello could come too late on a busy machine).
     let quick_env = Env::new();

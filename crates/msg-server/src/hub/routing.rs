@@ -177,7 +177,8 @@ impl Hub {
     }
 
     /// Writes messages that were forwarded but not acknowledged to the store
-    /// and answers their senders once they are durable.
+    /// and answers their senders once they are durable, or refuses them if
+    /// the recipient's queue is full (then nothing is stored).
     pub(super) fn store_unacked(&self, unacked: Vec<Inflight>) {
         if unacked.is_empty() {
             return;
@@ -186,16 +187,23 @@ impl Hub {
         let mut messages = Vec::with_capacity(unacked.len());
         for inflight in unacked {
             if let Some(reply) = inflight.reply {
-                replies.push((reply, inflight.msg.id));
+                replies.push((reply, inflight.msg.id, inflight.msg.recipient.clone()));
             }
             messages.push(inflight.msg);
         }
         self.store.enqueue(
             messages,
             Box::new(move |result| {
-                for ((slot, id), msg_id) in replies {
+                for ((slot, id), msg_id, recipient) in replies {
                     let frame = match &result {
-                        Ok(()) => ServerFrame::Sent {
+                        Ok(full) if full.contains(&msg_id) => {
+                            let refusal = Refusal::new(
+                                ErrorCode::RecipientQueueFull,
+                                texts::queue_full(&recipient),
+                            );
+                            ServerFrame::refusal(Some(id), refusal)
+                        }
+                        Ok(_) => ServerFrame::Sent {
                             id,
                             msg_id,
                             queued: true,

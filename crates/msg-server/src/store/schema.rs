@@ -6,6 +6,26 @@ use rusqlite::Connection;
 
 use crate::store::Snapshot;
 
+/// Makes the database give freed pages back (`auto_vacuum = INCREMENTAL`;
+/// the store then vacuums a little at a time). A database created without
+/// it is converted once, by a full `VACUUM`, before anything else opens it.
+pub(super) fn give_space_back(conn: &Connection) -> rusqlite::Result<()> {
+    const INCREMENTAL: i64 = 2;
+    let mode: i64 = conn.pragma_query_value(None, "auto_vacuum", |r| r.get(0))?;
+    if mode != INCREMENTAL {
+        let pages: i64 = conn.pragma_query_value(None, "page_count", |r| r.get(0))?;
+        if pages > 0 {
+            tracing::info!(
+                pages,
+                "converting the database to incremental vacuum (once)"
+            );
+        }
+        conn.pragma_update(None, "auto_vacuum", INCREMENTAL)?;
+        conn.execute_batch("VACUUM")?;
+    }
+    Ok(())
+}
+
 pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -16,7 +36,8 @@ pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
              sender TEXT NOT NULL,
              text TEXT NOT NULL,
              at INTEGER NOT NULL,
-             client_id TEXT);
+             client_id TEXT,
+             size INTEGER NOT NULL);
          CREATE TABLE IF NOT EXISTS blocks (
              blocker TEXT NOT NULL,
              blocked TEXT NOT NULL,
@@ -36,7 +57,8 @@ pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
         migrate_to_seq(conn)?;
     }
     conn.execute_batch(
-        "CREATE INDEX IF NOT EXISTS queue_by_recipient_seq ON queue (recipient, seq);",
+        // With the size, quotas are counted from the index alone.
+        "CREATE INDEX IF NOT EXISTS queue_by_recipient_seq ON queue (recipient, seq, size);",
     )
 }
 
@@ -63,9 +85,12 @@ fn migrate_to_seq(conn: &Connection) -> rusqlite::Result<()> {
              sender TEXT NOT NULL,
              text TEXT NOT NULL,
              at INTEGER NOT NULL,
-             client_id TEXT);
-         INSERT INTO queue (id, recipient, sender, text, at, client_id)
-             SELECT CAST(id AS TEXT), recipient, sender, text, at, client_id
+             client_id TEXT,
+             size INTEGER NOT NULL);
+         INSERT INTO queue (id, recipient, sender, text, at, client_id, size)
+             SELECT CAST(id AS TEXT), recipient, sender, text, at, client_id,
+                 length(CAST(text AS BLOB)) + length(CAST(sender AS BLOB))
+                     + COALESCE(length(CAST(client_id AS BLOB)), 0)
              FROM queue_before_seq ORDER BY id;
          DROP TABLE queue_before_seq;
          DELETE FROM meta WHERE key = 'boot';

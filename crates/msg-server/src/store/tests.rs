@@ -22,7 +22,10 @@ fn message(n: u64, to: &str, text: &str) -> StoredMessage {
 
 fn enqueue_sync(store: &Store, messages: Vec<StoredMessage>) {
     let (tx, rx) = std::sync::mpsc::channel();
-    store.enqueue(messages, Box::new(move |r| tx.send(r.is_ok()).unwrap()));
+    store.enqueue(
+        messages,
+        Box::new(move |r| tx.send(r.is_ok_and(|full| full.is_empty())).unwrap()),
+    );
     assert!(rx.recv().unwrap());
 }
 
@@ -219,7 +222,9 @@ fn a_damaged_page_fails_only_the_jobs_that_touch_it() {
 
     let dir = tempfile::tempdir().unwrap();
     database_with_a_damaged_page(dir.path(), 400);
-    let mut conn = Connection::open(dir.path().join("msg.db")).unwrap();
+    let conn = Connection::open(dir.path().join("msg.db")).unwrap();
+    let quota = super::quota::Quota::load(&conn, Default::default());
+    let mut writer = super::thread::Writer { conn, quota };
     let (yoda_done, yoda_stored) = std::sync::mpsc::channel();
     let (luke_done, luke_stored) = std::sync::mpsc::channel();
     let (leia_page, leia_read) = oneshot::channel();
@@ -258,13 +263,13 @@ fn a_damaged_page_fails_only_the_jobs_that_touch_it() {
         },
         Job::Barrier { done: barrier },
     ];
-    super::thread::apply_batch(&mut conn, batch);
+    writer.apply_batch(batch);
     assert!(leia_read.blocking_recv().unwrap().is_err(), "leia's page");
     assert_eq!(luke_read.blocking_recv().unwrap().unwrap().len(), 4);
     assert!(yoda_stored.recv().unwrap(), "yoda's message is stored");
     assert!(luke_stored.recv().unwrap(), "luke's message is stored");
     assert!(barrier_done.blocking_recv().unwrap().is_ok());
-    drop(conn);
+    drop(writer);
 
     // Durable: both new messages are there after reopening, luke's ack too.
     let conn = Connection::open(dir.path().join("msg.db")).unwrap();
@@ -278,4 +283,42 @@ fn a_damaged_page_fails_only_the_jobs_that_touch_it() {
     assert_eq!(texts.len(), 4 + 5 + 2, "{texts:?}");
     assert!(texts.contains(&"new for yoda".to_owned()));
     assert!(texts.contains(&"new for luke".to_owned()));
+}
+
+fn pragma(dir: &std::path::Path, name: &str) -> i64 {
+    let conn = Connection::open(dir.join("msg.db")).unwrap();
+    conn.pragma_query_value(None, name, |r| r.get(0)).unwrap()
+}
+
+#[test]
+fn acknowledged_messages_give_their_space_back() {
+    let dir = tempfile::tempdir().unwrap();
+    // A database from before: no auto_vacuum.
+    {
+        let conn = Connection::open(dir.path().join("msg.db")).unwrap();
+        conn.execute_batch("CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);")
+            .unwrap();
+    }
+    assert_eq!(pragma(dir.path(), "auto_vacuum"), 0);
+    let text = "x".repeat(1000);
+    {
+        let (store, _) = Store::open(dir.path(), 0).unwrap();
+        enqueue_sync(
+            &store,
+            (0..3000).map(|n| message(n, "luke", &text)).collect(),
+        );
+        for n in 0..3000 {
+            store.delete("luke", MsgId::new(7, n));
+        }
+        store.vacuum(1_000_000);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(store.barrier()).unwrap().unwrap();
+        store.close();
+    }
+    assert_eq!(pragma(dir.path(), "auto_vacuum"), 2, "incremental");
+    assert_eq!(pragma(dir.path(), "freelist_count"), 0);
+    let pages = pragma(dir.path(), "page_count");
+    assert!(pages < 50, "{pages} pages left for an empty queue");
 }
