@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::passwords::Passwords;
 use crate::store::QueueLimits;
 
 #[derive(Debug, Clone)]
@@ -38,6 +39,8 @@ pub struct Config {
     pub close_grace: Duration,
     /// How much may wait in one recipient's offline queue.
     pub queue_limits: QueueLimits,
+    /// Password checks and hashes (argon2) that may run at once.
+    pub password_checks_at_once: usize,
 }
 
 impl Default for Config {
@@ -56,6 +59,7 @@ impl Default for Config {
             max_bad_frames: 10,
             close_grace: Duration::from_secs(2),
             queue_limits: QueueLimits::default(),
+            password_checks_at_once: Passwords::default_at_once(),
         }
     }
 }

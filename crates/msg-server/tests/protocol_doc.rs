@@ -882,7 +882,7 @@ async fn a_late_ack_deletes_the_stored_copy() {
 async fn login_checks_come_in_the_documented_order() {
     let env = Env::new();
     let server = env.start(&["--block-duration", "600"]);
-    let _hans = Client::login(server.addr, "hans").await;
+    let hans = Client::login(server.addr, "hans").await;
     let mut client = Client::connect(server.addr).await;
     // Three wrong passwords block r2d2.
     for _ in 0..3 {
@@ -894,25 +894,42 @@ async fn login_checks_come_in_the_documented_order() {
         ("palpatine", "", ErrorCode::InvalidPasswordFormat),
         ("r2d2", "", ErrorCode::InvalidPasswordFormat),
         ("hans", "", ErrorCode::InvalidPasswordFormat),
-        // Then the account: unknown, blocked (whatever the password), the
-        // password, and only then a session elsewhere.
+        // Then the account: unknown, blocked (whatever the password), a
+        // session elsewhere (whatever the password), and only then the
+        // password.
         ("palpatine", "pw", ErrorCode::InvalidUser),
         ("r2d2", "wrong", ErrorCode::LoginBlocked),
         ("r2d2", password_of("r2d2"), ErrorCode::LoginBlocked),
-        ("hans", "wrong", ErrorCode::InvalidPassword),
+        ("hans", "wrong", ErrorCode::AlreadyLoggedIn),
         ("hans", password_of("hans"), ErrorCode::AlreadyLoggedIn),
+        ("yoda", "wrong", ErrorCode::InvalidPassword),
     ];
     for (user, password, code) in cases {
         let reply = client.try_login(user, password).await;
         assert_eq!(error_of(&reply).0, code, "{user:?} / {password:?}");
     }
-    // Form errors are not failed logins: yoda is not blocked after three.
+    // A wrong password for a user logged in elsewhere is not counted:
+    // hans is not blocked after three.
+    for _ in 0..3 {
+        let reply = client.try_login("hans", "wrong").await;
+        assert_eq!(error_of(&reply).0, ErrorCode::AlreadyLoggedIn);
+    }
+    // Form errors are not failed logins: yoda (one failure so far) is not
+    // blocked after three more.
     for _ in 0..3 {
         let reply = client.try_login("yoda", "").await;
         assert_eq!(error_of(&reply).0, ErrorCode::InvalidPasswordFormat);
     }
     assert!(matches!(
         client.try_login("yoda", password_of("yoda")).await,
+        ServerFrame::Welcome { .. }
+    ));
+    hans.logout().await;
+    assert!(matches!(
+        Client::connect(server.addr)
+            .await
+            .try_login("hans", password_of("hans"))
+            .await,
         ServerFrame::Welcome { .. }
     ));
 }

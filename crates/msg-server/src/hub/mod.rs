@@ -27,14 +27,15 @@ mod routing;
 mod sessions;
 mod state;
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use msg_proto::{ErrorCode, MsgId, Refusal, now_ms};
 
 use crate::accounts::Accounts;
 use crate::config::Config;
+use crate::passwords::Passwords;
 use crate::store::{Snapshot, Store, StoreError};
 use crate::texts;
 
@@ -51,6 +52,7 @@ pub const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
 pub struct Hub {
     pub config: Config,
     pub accounts: Accounts,
+    pub passwords: Arc<Passwords>,
     pub store: Store,
     state: Mutex<state::State>,
     /// The random half of this run's message ids.
@@ -77,6 +79,7 @@ impl Hub {
             })
             .collect();
         Self {
+            passwords: Passwords::new(config.password_checks_at_once),
             config,
             accounts,
             store,

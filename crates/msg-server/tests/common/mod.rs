@@ -226,6 +226,29 @@ impl Drop for Server {
 /// Lines of the server's log shown when a test fails.
 const LOG_TAIL: usize = 60;
 
+/// Runs `msg-server passwd USER --password-stdin` on the env's credentials
+/// file (an argon2 hash for `user`).
+pub fn passwd(env: &Env, user: &str, stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = ChildGuard::spawn(
+        Command::new(server_bin())
+            .args(["passwd", user, "--password-stdin", "--credentials"])
+            .arg(env.credentials())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    // passwd may refuse (and exit) before reading: a broken pipe is fine.
+    let _ = child
+        .child()
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes());
+    // Hashing takes well under a second.
+    child.wait_output(DEADLINE)
+}
+
 /// A child process that is killed and reaped when dropped, so that no test
 /// leaves one behind, even one that panics.
 pub struct ChildGuard(Option<Child>);
