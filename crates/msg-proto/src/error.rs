@@ -67,6 +67,9 @@ pub enum ErrorCode {
     /// The recipient's offline queue is at its quota (messages or bytes);
     /// nothing was stored.
     RecipientQueueFull,
+    /// Too many registrations or wrong passwords from one address; see
+    /// `retry_after`.
+    RateLimited,
     /// A code this build does not know; newer peers may send more.
     #[serde(other)]
     Unknown,
@@ -107,6 +110,7 @@ impl ErrorCode {
             Self::Internal => "internal",
             Self::QueueUnreadable => "queue_unreadable",
             Self::RecipientQueueFull => "recipient_queue_full",
+            Self::RateLimited => "rate_limited",
             Self::Unknown => "unknown",
         }
     }
@@ -114,7 +118,7 @@ impl ErrorCode {
 
 impl ErrorCode {
     /// Every known code, for parsing.
-    pub const ALL: [ErrorCode; 31] = [
+    pub const ALL: [ErrorCode; 32] = [
         Self::InvalidPassword,
         Self::AccountBlocked,
         Self::LoginBlocked,
@@ -146,6 +150,7 @@ impl ErrorCode {
         Self::Internal,
         Self::QueueUnreadable,
         Self::RecipientQueueFull,
+        Self::RateLimited,
     ];
 
     /// The code for its wire name; [`ErrorCode::Unknown`] for any other.

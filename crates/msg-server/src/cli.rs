@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::accounts::{self, Accounts, PasswordChange};
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::per_address::Rate;
 use crate::server;
 use crate::store::{QueueLimits, Store};
 
@@ -110,6 +111,14 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N", default_value_t = QueueLimits::default().max_messages,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_queued_messages: u64,
+    /// Registrations one client address may make: COUNT/PERIOD (s, m, h, d),
+    /// e.g. 10/h, or off.
+    #[arg(long, value_name = "RATE", default_value = "10/h")]
+    pub register_rate: Rate,
+    /// Wrong passwords one client address may send: COUNT/PERIOD, or off.
+    /// Past it, its logins are refused (rate_limited) until it recovers.
+    #[arg(long, value_name = "RATE", default_value = "30/h")]
+    pub login_fail_rate: Rate,
     /// Bytes of messages that may wait in one user's offline queue (64 MiB).
     #[arg(long, value_name = "BYTES", default_value_t = QueueLimits::default().max_bytes,
           value_parser = clap::value_parser!(u64).range(1..))]
@@ -166,6 +175,8 @@ impl ServeArgs {
                 .max_outstanding_sends
                 .unwrap_or(defaults.max_outstanding_sends),
             close_grace: ms(self.close_grace_ms, defaults.close_grace),
+            register_rate: self.register_rate,
+            login_fail_rate: self.login_fail_rate,
             queue_limits: QueueLimits {
                 max_messages: self.max_queued_messages,
                 max_bytes: self.max_queued_bytes,

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::passwords::Passwords;
+use crate::per_address::Rate;
 use crate::store::QueueLimits;
 
 #[derive(Debug, Clone)]
@@ -41,6 +42,10 @@ pub struct Config {
     pub queue_limits: QueueLimits,
     /// Password checks and hashes (argon2) that may run at once.
     pub password_checks_at_once: usize,
+    /// Registrations one address may make.
+    pub register_rate: Rate,
+    /// Wrong passwords one address may send.
+    pub login_fail_rate: Rate,
 }
 
 impl Default for Config {
@@ -60,6 +65,14 @@ impl Default for Config {
             close_grace: Duration::from_secs(2),
             queue_limits: QueueLimits::default(),
             password_checks_at_once: Passwords::default_at_once(),
+            register_rate: Rate {
+                count: 10,
+                period: Duration::from_secs(3600),
+            },
+            login_fail_rate: Rate {
+                count: 30,
+                period: Duration::from_secs(3600),
+            },
         }
     }
 }

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{OwnedMutexGuard, Semaphore};
+use tokio::sync::{OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
 
 /// The server's password work: the permits and the accounts' turns.
 pub struct Passwords {
@@ -60,17 +60,25 @@ impl Passwords {
         }
     }
 
+    /// Waits for a permit to run a check or a hash.
+    pub async fn permit(&self) -> Permit {
+        // The semaphore is never closed.
+        Permit {
+            _held: self.permits.clone().acquire_owned().await.ok(),
+        }
+    }
+
     /// Runs `work` (a check or a hash, named by `what` in the log) on the
-    /// blocking pool once a permit is free. The permit goes with the work,
-    /// so a client that leaves meanwhile cannot make room for more.
-    /// `None` if the work panicked.
+    /// blocking pool under `permit`. The permit goes with the work, so a
+    /// client that leaves meanwhile cannot make room for more. `None` if
+    /// the work panicked.
     pub async fn run<T: Send + 'static>(
         &self,
+        permit: Permit,
         what: &'static str,
         user: &str,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Option<T> {
-        let permit = self.permits.clone().acquire_owned().await.ok()?;
         let runs = self.runs.fetch_add(1, Ordering::Relaxed) + 1;
         tracing::debug!(user, runs, "password {what}");
         tokio::task::spawn_blocking(move || {
@@ -80,6 +88,11 @@ impl Passwords {
         .await
         .ok()
     }
+}
+
+/// The right to run one check or hash now; given back when dropped.
+pub struct Permit {
+    _held: Option<OwnedSemaphorePermit>,
 }
 
 impl Drop for Turn {
@@ -117,8 +130,9 @@ mod tests {
         for _ in 0..10 {
             let (passwords, running, most) = (passwords.clone(), running.clone(), most.clone());
             tasks.push(tokio::spawn(async move {
+                let permit = passwords.permit().await;
                 passwords
-                    .run("checked", "u", move || {
+                    .run(permit, "checked", "u", move || {
                         let now = running.fetch_add(1, Ordering::SeqCst) + 1;
                         most.fetch_max(now, Ordering::SeqCst);
                         std::thread::sleep(Duration::from_millis(20));

@@ -18,6 +18,8 @@ const TRIM_INTERVAL: Duration = Duration::from_secs(5);
 /// (pages of 4 KiB: 16 MiB).
 const VACUUM_INTERVAL: Duration = Duration::from_secs(30);
 const VACUUM_PAGES: u32 = 4096;
+/// How often addresses back within their rate limits are forgotten.
+const RATE_PURGE_INTERVAL: Duration = Duration::from_secs(60);
 /// How long connections get to say goodbye at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -29,6 +31,7 @@ pub async fn run(hub: Arc<Hub>, listener: TcpListener, shutdown: CancellationTok
     tracker.spawn(watch_credentials(hub.clone(), shutdown.clone()));
     tracker.spawn(release_memory(shutdown.clone()));
     tracker.spawn(vacuum(hub.clone(), shutdown.clone()));
+    tracker.spawn(purge_rate_limits(hub.clone(), shutdown.clone()));
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -95,6 +98,17 @@ async fn vacuum(hub: Arc<Hub>, shutdown: CancellationToken) {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = ticks.tick() => hub.store.vacuum(VACUUM_PAGES),
+        }
+    }
+}
+
+async fn purge_rate_limits(hub: Arc<Hub>, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(RATE_PURGE_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticks.tick() => hub.purge_rate_limits(),
         }
     }
 }

@@ -74,6 +74,14 @@ pub fn queue_full(user: &str) -> String {
     format!("Error. {user}'s offline queue is full; try again later")
 }
 
+pub fn too_many_failed_logins(secs: u64) -> String {
+    format!("Error. Too many failed logins from your address; try again in {secs} seconds")
+}
+
+pub fn too_many_registrations(secs: u64) -> String {
+    format!("Error. Too many registrations from your address; try again in {secs} seconds")
+}
+
 pub fn version_mismatch(theirs: u32, ours: u32) -> String {
     format!("Error. Protocol version {theirs} is not supported (this server speaks {ours})")
 }

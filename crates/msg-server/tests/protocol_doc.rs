@@ -89,11 +89,14 @@ fn documented_texts() -> Vec<(&'static str, &'static str)> {
         .collect()
 }
 
-/// A documented text with its placeholders filled in.
-fn render(template: &str, user: &str) -> String {
+/// A documented text with its placeholders filled in (`<seconds>` with
+/// the error's `retry_after`).
+fn render(template: &str, user: &str, seconds: Option<u64>) -> String {
+    let seconds = seconds.map_or_else(|| "<seconds>".to_owned(), |s| s.to_string());
     template
         .replace("<user>", user)
         .replace("<version>", &BAD_VERSION.to_string())
+        .replace("<seconds>", &seconds)
 }
 
 /// What a client asks for in the version-mismatch case.
@@ -324,7 +327,7 @@ fn every_error_code_and_frame_type_is_documented() {
 /// frame's text, with the user the request named.
 #[derive(Default)]
 struct Seen {
-    errors: Vec<(String, String, &'static str)>,
+    errors: Vec<(String, String, &'static str, Option<u64>)>,
     texts: Vec<(&'static str, String, &'static str)>,
 }
 
@@ -332,8 +335,15 @@ impl Seen {
     /// Records the error in `frame`, which must be one.
     fn error(&mut self, frame: &ServerFrame, user: &'static str) {
         let (code, message) = error_of(frame);
-        self.errors
-            .push((code.as_str().to_owned(), message.to_owned(), user));
+        let ServerFrame::Error { retry_after, .. } = frame else {
+            unreachable!()
+        };
+        self.errors.push((
+            code.as_str().to_owned(),
+            message.to_owned(),
+            user,
+            *retry_after,
+        ));
     }
 
     fn text(&mut self, key: &'static str, message: &str, user: &'static str) {
@@ -532,6 +542,25 @@ async fn observe_the_server() -> Seen {
     let mut client = Client::connect(open.addr).await;
     seen.error(&client.request(register("hans")).await, "");
 
+    // Rate limits: wrong passwords, registrations.
+    let limited_env = Env::new();
+    let limited = limited_env.start(&[
+        "--login-fail-rate",
+        "1/h",
+        "--allow-register",
+        "--register-rate",
+        "1/h",
+    ]);
+    let mut guesser = Client::connect(limited.addr).await;
+    guesser.try_login("hans", "guess").await;
+    seen.error(&guesser.try_login("luke", "guess").await, "");
+    assert!(matches!(
+        guesser.request(register("rey")).await,
+        ServerFrame::Welcome { .. }
+    ));
+    let mut second = Client::connect(limited.addr).await;
+    seen.error(&second.request(register("finn")).await, "");
+
     // A full offline queue.
     let full_env = Env::new();
     let full = full_env.start(&["--max-queued-messages", "1"]);
@@ -574,11 +603,13 @@ async fn observe_the_server() -> Seen {
         ErrorCode::Internal.as_str().to_owned(),
         msg_server::texts::STORE_FAILED.to_owned(),
         "",
+        None,
     ));
     seen.errors.push((
         ErrorCode::QueueUnreadable.as_str().to_owned(),
         msg_server::texts::QUEUE_UNREADABLE.to_owned(),
         "",
+        None,
     ));
     seen.text(
         "`logged_out` `slow_consumer`",
@@ -596,7 +627,7 @@ async fn every_text_in_the_document_is_what_the_server_sends() {
         let matched = seen
             .errors
             .iter()
-            .any(|(c, message, user)| c == code && *message == render(template, user));
+            .any(|(c, message, user, secs)| c == code && *message == render(template, user, *secs));
         assert!(
             matched,
             "documented {code} {template:?}; the server sent {:?}",
@@ -606,10 +637,10 @@ async fn every_text_in_the_document_is_what_the_server_sends() {
                 .collect::<Vec<_>>()
         );
     }
-    for (code, message, user) in &seen.errors {
+    for (code, message, user, secs) in &seen.errors {
         let documented = documented
             .iter()
-            .any(|(c, template)| c == code && *message == render(template, user));
+            .any(|(c, template)| c == code && *message == render(template, user, *secs));
         assert!(
             documented,
             "the server sent {code} {message:?}, not in the table"
@@ -621,7 +652,7 @@ async fn every_text_in_the_document_is_what_the_server_sends() {
         let sent: Vec<_> = seen.texts.iter().filter(|(k, ..)| k == key).collect();
         assert!(!sent.is_empty(), "no case for the text of {key}");
         for (_, message, user) in sent {
-            assert_eq!(*message, render(template, user), "the text of {key}");
+            assert_eq!(*message, render(template, user, None), "the text of {key}");
         }
     }
     for (key, ..) in &seen.texts {

@@ -87,8 +87,9 @@ impl Connection {
 
     /// The checks of a `login`, in the documented order: the request's own
     /// form first (not counted as failures), then the cheap checks of the
-    /// account (unknown, blocked, logged in elsewhere), and only then the
-    /// password (argon2), one check of an account at a time: a login that
+    /// account (unknown, blocked, logged in elsewhere), then the address's
+    /// allowance of wrong passwords, and only then the password (argon2),
+    /// one check of an account at a time: a login that
     /// waited for its turn checks the block and the session again, so a
     /// burst of wrong passwords runs the three checks that block the
     /// account and no more. Returns the account's turn, to be held until
@@ -114,18 +115,35 @@ impl Connection {
         let turn = self.hub.passwords.turn(user).await;
         self.hub.check_login_block(user)?;
         self.hub.check_not_logged_in(user)?;
+        let permit = self.hub.passwords.permit().await;
+        // A check is reserved against the address's allowance of wrong
+        // passwords once it can run (so only running checks hold one), and
+        // given back if the password is right.
+        let ip = self.peer.ip();
+        self.hub
+            .failed_logins
+            .take(ip, std::time::Instant::now())
+            .map_err(|secs| {
+                Refusal::new(ErrorCode::RateLimited, texts::too_many_failed_logins(secs))
+                    .retry_after(secs)
+            })?;
         let hub = self.hub.clone();
         let name = user.to_owned();
         let verified = self
             .hub
             .passwords
-            .run("checked", user, move || {
+            .run(permit, "checked", user, move || {
                 hub.accounts.verify(&name, password.expose())
             })
             .await
             .flatten();
         match verified {
-            Some(true) => Ok(turn),
+            Some(true) => {
+                self.hub
+                    .failed_logins
+                    .give_back(ip, std::time::Instant::now());
+                Ok(turn)
+            }
             Some(false) => {
                 let (refusal, durable) = self.hub.login_failed(user);
                 if let Some(durable) = durable
@@ -164,12 +182,20 @@ impl Connection {
         if self.hub.accounts.spelled(user).is_some() {
             return Err(Refusal::new(ErrorCode::UserExists, texts::USER_EXISTS));
         }
+        let permit = self.hub.passwords.permit().await;
+        self.hub
+            .registrations
+            .take(self.peer.ip(), std::time::Instant::now())
+            .map_err(|secs| {
+                Refusal::new(ErrorCode::RateLimited, texts::too_many_registrations(secs))
+                    .retry_after(secs)
+            })?;
         let hub = self.hub.clone();
         let name = user.to_owned();
         let registered = self
             .hub
             .passwords
-            .run("hashed", user, move || {
+            .run(permit, "hashed", user, move || {
                 hub.accounts.register(&name, password.expose())
             })
             .await;

@@ -36,6 +36,7 @@ use msg_proto::{ErrorCode, MsgId, Refusal, now_ms};
 use crate::accounts::Accounts;
 use crate::config::Config;
 use crate::passwords::Passwords;
+use crate::per_address::PerAddress;
 use crate::store::{Snapshot, Store, StoreError};
 use crate::texts;
 
@@ -53,6 +54,10 @@ pub struct Hub {
     pub config: Config,
     pub accounts: Accounts,
     pub passwords: Arc<Passwords>,
+    /// Registrations per client address.
+    pub registrations: PerAddress,
+    /// Wrong passwords per client address.
+    pub failed_logins: PerAddress,
     pub store: Store,
     state: Mutex<state::State>,
     /// The random half of this run's message ids.
@@ -80,6 +85,8 @@ impl Hub {
             .collect();
         Self {
             passwords: Passwords::new(config.password_checks_at_once),
+            registrations: PerAddress::new(config.register_rate),
+            failed_logins: PerAddress::new(config.login_fail_rate),
             config,
             accounts,
             store,
@@ -121,6 +128,13 @@ impl Hub {
         let mut state = self.state();
         self.store_overdue(&mut state, now);
         self.expire_private_requests(&mut state, now);
+    }
+
+    /// Forgets the addresses that are within their rate limits again.
+    pub fn purge_rate_limits(&self) {
+        let now = Instant::now();
+        self.registrations.purge(now);
+        self.failed_logins.purge(now);
     }
 }
 

@@ -391,7 +391,32 @@ impl Client {
         client
     }
 
+    /// Connects from another local address (`127.0.0.2`: the whole of
+    /// 127.0.0.0/8 is loopback) and exchanges `hello`.
+    pub async fn connect_from(addr: SocketAddr, local: std::net::IpAddr) -> Self {
+        let mut client = Self::connect_raw_full(addr, None, Some(local)).await;
+        client
+            .send(ClientFrame::Hello {
+                version: PROTOCOL_VERSION,
+                agent: None,
+            })
+            .await;
+        assert!(matches!(
+            client.next_frame().await,
+            ServerFrame::Hello { .. }
+        ));
+        client
+    }
+
     async fn connect_raw_with_buffer(addr: SocketAddr, recv_buffer: Option<u32>) -> Self {
+        Self::connect_raw_full(addr, recv_buffer, None).await
+    }
+
+    async fn connect_raw_full(
+        addr: SocketAddr,
+        recv_buffer: Option<u32>,
+        local: Option<std::net::IpAddr>,
+    ) -> Self {
         let socket = if addr.is_ipv6() {
             tokio::net::TcpSocket::new_v6()
         } else {
@@ -400,6 +425,9 @@ impl Client {
         .expect("socket");
         if let Some(size) = recv_buffer {
             socket.set_recv_buffer_size(size).expect("SO_RCVBUF");
+        }
+        if let Some(ip) = local {
+            socket.bind(SocketAddr::new(ip, 0)).expect("bind");
         }
         let stream = timeout(DEADLINE, socket.connect(addr))
             .await
