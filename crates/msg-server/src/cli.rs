@@ -141,6 +141,9 @@ pub struct ServeArgs {
     pub max_outstanding_sends: Option<usize>,
     #[arg(long, hide = true, value_name = "MS")]
     pub close_grace_ms: Option<u64>,
+    #[arg(long, hide = true, value_name = "BYTES",
+          value_parser = clap::value_parser!(u64).range(4096..=1 << 40))]
+    pub connection_budget: Option<u64>,
 }
 
 impl ServeArgs {
@@ -175,6 +178,9 @@ impl ServeArgs {
                 .max_outstanding_sends
                 .unwrap_or(defaults.max_outstanding_sends),
             close_grace: ms(self.close_grace_ms, defaults.close_grace),
+            connection_budget: self
+                .connection_budget
+                .map_or(defaults.connection_budget, |bytes| bytes as usize),
             register_rate: self.register_rate,
             login_fail_rate: self.login_fail_rate,
             queue_limits: QueueLimits {

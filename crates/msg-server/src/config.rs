@@ -30,6 +30,10 @@ pub struct Config {
     /// Frames waiting to be written to one connection before it counts as a
     /// slow consumer and is disconnected.
     pub outbox_capacity: usize,
+    /// Bytes one connection may pin in the server: frames waiting to be
+    /// written to it, and live messages held for it while its offline queue
+    /// is delivered. A client that does not read is disconnected past it.
+    pub connection_budget: usize,
     /// `send` requests one connection may have awaiting their reply; more
     /// wait (the connection's reading pauses).
     pub max_outstanding_sends: usize,
@@ -60,6 +64,7 @@ impl Default for Config {
             ack_timeout: Duration::from_secs(10),
             max_frames_per_sec: 2000,
             outbox_capacity: 1024,
+            connection_budget: 1024 * 1024,
             max_outstanding_sends: 1024,
             max_bad_frames: 10,
             close_grace: Duration::from_secs(2),

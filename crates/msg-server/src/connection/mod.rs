@@ -100,7 +100,11 @@ pub fn serve(
     let mut conn = Connection {
         id: hub.next_conn_id(),
         wire: Wire::new(stream),
-        out: Outbox::new(hub.config.outbox_capacity, hub.config.max_outstanding_sends),
+        out: Outbox::new(
+            hub.config.outbox_capacity,
+            hub.config.connection_budget,
+            hub.config.max_outstanding_sends,
+        ),
         rate: RateLimiter::new(hub.config.max_frames_per_sec),
         hub,
         peer,

@@ -121,7 +121,7 @@ impl Connection {
                 _ = &mut cancelled => Event::Shutdown,
                 _ = &mut timer => Event::Timer,
                 page = std::future::poll_fn(|cx| match drain.as_deref_mut() {
-                    Some(Drain::Waiting(page)) => std::pin::Pin::new(page).poll(cx),
+                    Some(Drain::Waiting { page, .. }) => std::pin::Pin::new(page).poll(cx),
                     _ => Poll::Pending,
                 }) => Event::Page(page),
                 ready = std::future::poll_fn(|cx| wire.poll_ready(cx, reading, !all_written)) => {
