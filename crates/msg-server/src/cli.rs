@@ -144,6 +144,11 @@ pub struct ServeArgs {
     #[arg(long, hide = true, value_name = "BYTES",
           value_parser = clap::value_parser!(u64).range(4096..=1 << 40))]
     pub connection_budget: Option<u64>,
+    /// Test hook (debug builds only): a `send` with this text panics the
+    /// sender's connection task.
+    #[cfg(debug_assertions)]
+    #[arg(long, hide = true, value_name = "TEXT")]
+    pub panic_on_text: Option<String>,
 }
 
 impl ServeArgs {
@@ -181,6 +186,8 @@ impl ServeArgs {
             connection_budget: self
                 .connection_budget
                 .map_or(defaults.connection_budget, |bytes| bytes as usize),
+            #[cfg(debug_assertions)]
+            panic_on_text: self.panic_on_text.clone(),
             register_rate: self.register_rate,
             login_fail_rate: self.login_fail_rate,
             queue_limits: QueueLimits {

@@ -50,6 +50,10 @@ pub struct Config {
     pub register_rate: Rate,
     /// Wrong passwords one address may send.
     pub login_fail_rate: Rate,
+    /// Test hook: a `send` with this text panics its connection's task.
+    /// Debug builds only; nothing else depends on it.
+    #[cfg(debug_assertions)]
+    pub panic_on_text: Option<String>,
 }
 
 impl Default for Config {
@@ -78,6 +82,8 @@ impl Default for Config {
                 count: 30,
                 period: Duration::from_secs(3600),
             },
+            #[cfg(debug_assertions)]
+            panic_on_text: None,
         }
     }
 }
