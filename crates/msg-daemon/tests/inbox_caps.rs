@@ -116,7 +116,7 @@ fn texts(replies: &[Reply]) -> Vec<String> {
 
 fn message(msg_id: u64, text: &str) -> NewItem<'_> {
     NewItem {
-        msg_id: Some(msg_id),
+        msg_id: Some(msg_id.into()),
         client_id: None,
         kind: ItemKind::Message,
         from: Some("luke"),

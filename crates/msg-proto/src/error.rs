@@ -61,6 +61,15 @@ pub enum ErrorCode {
     VersionMismatch,
     /// The server could not complete the request (e.g. its store failed).
     Internal,
+    /// The server cannot read the user's offline queue (a damaged store);
+    /// the messages stay queued and the session goes on without them.
+    QueueUnreadable,
+    /// The recipient's offline queue is at its quota (messages or bytes);
+    /// nothing was stored.
+    RecipientQueueFull,
+    /// Too many registrations or wrong passwords from one address; see
+    /// `retry_after`.
+    RateLimited,
     /// A code this build does not know; newer peers may send more.
     #[serde(other)]
     Unknown,
@@ -99,6 +108,9 @@ impl ErrorCode {
             Self::HelloRequired => "hello_required",
             Self::VersionMismatch => "version_mismatch",
             Self::Internal => "internal",
+            Self::QueueUnreadable => "queue_unreadable",
+            Self::RecipientQueueFull => "recipient_queue_full",
+            Self::RateLimited => "rate_limited",
             Self::Unknown => "unknown",
         }
     }
@@ -106,7 +118,7 @@ impl ErrorCode {
 
 impl ErrorCode {
     /// Every known code, for parsing.
-    pub const ALL: [ErrorCode; 29] = [
+    pub const ALL: [ErrorCode; 32] = [
         Self::InvalidPassword,
         Self::AccountBlocked,
         Self::LoginBlocked,
@@ -136,6 +148,9 @@ impl ErrorCode {
         Self::HelloRequired,
         Self::VersionMismatch,
         Self::Internal,
+        Self::QueueUnreadable,
+        Self::RecipientQueueFull,
+        Self::RateLimited,
     ];
 
     /// The code for its wire name; [`ErrorCode::Unknown`] for any other.

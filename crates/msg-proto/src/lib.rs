@@ -10,7 +10,7 @@
 //! - [`peer`]: what two users' daemons exchange in a private session.
 //! - [`codec`]: the NDJSON codec with a frame-size limit, for tokio-util.
 //! - [`types`]: ids, times, secrets, random tokens and keep-alive periods,
-//!   shared by every protocol.
+//!   shared by every protocol; [`msg_id`]: the server's message ids.
 //! - [`error`]: the stable error codes and [`Refusal`], code plus text.
 //! - [`validate`]: the rules for usernames, passwords and message texts, so that
 //!   clients can refuse bad input before it reaches the wire.
@@ -18,6 +18,7 @@
 pub mod codec;
 pub mod control;
 pub mod error;
+pub mod msg_id;
 pub mod peer;
 pub mod server;
 pub mod types;

@@ -8,9 +8,7 @@ use serde::{Deserialize, Serialize};
 /// Chosen by the client, echoed by the reply to that request.
 pub type RequestId = u64;
 
-/// Assigned by the server; unique across server restarts, so a client can
-/// de-duplicate a message delivered twice (e.g. after a lost ack).
-pub type MsgId = u64;
+pub use crate::msg_id::MsgId;
 
 /// Milliseconds since the Unix epoch, UTC.
 pub type Timestamp = u64;

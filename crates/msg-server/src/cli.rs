@@ -16,8 +16,9 @@ use tokio_util::sync::CancellationToken;
 use crate::accounts::{self, Accounts, PasswordChange};
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::per_address::Rate;
 use crate::server;
-use crate::store::Store;
+use crate::store::{QueueLimits, Store};
 
 /// Exit status for a bad command line or configuration (also clap's).
 const EXIT_USAGE: u8 = 2;
@@ -105,6 +106,23 @@ pub struct ServeArgs {
     /// (0 = unlimited).
     #[arg(long, default_value_t = Config::default().max_frames_per_sec)]
     pub max_rate: u32,
+    /// Messages that may wait in one user's offline queue; more are
+    /// refused (recipient_queue_full).
+    #[arg(long, value_name = "N", default_value_t = QueueLimits::default().max_messages,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_queued_messages: u64,
+    /// Registrations one client address may make: COUNT/PERIOD (s, m, h, d),
+    /// e.g. 10/h, or off.
+    #[arg(long, value_name = "RATE", default_value = "10/h")]
+    pub register_rate: Rate,
+    /// Wrong passwords one client address may send: COUNT/PERIOD, or off.
+    /// Past it, its logins are refused (rate_limited) until it recovers.
+    #[arg(long, value_name = "RATE", default_value = "30/h")]
+    pub login_fail_rate: Rate,
+    /// Bytes of messages that may wait in one user's offline queue (64 MiB).
+    #[arg(long, value_name = "BYTES", default_value_t = QueueLimits::default().max_bytes,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_queued_bytes: u64,
 
     // Tuning for tests; the defaults are the documented behaviour.
     #[arg(long, hide = true, value_name = "MS",
@@ -123,6 +141,14 @@ pub struct ServeArgs {
     pub max_outstanding_sends: Option<usize>,
     #[arg(long, hide = true, value_name = "MS")]
     pub close_grace_ms: Option<u64>,
+    #[arg(long, hide = true, value_name = "BYTES",
+          value_parser = clap::value_parser!(u64).range(4096..=1 << 40))]
+    pub connection_budget: Option<u64>,
+    /// Test hook (debug builds only): a `send` with this text panics the
+    /// sender's connection task.
+    #[cfg(debug_assertions)]
+    #[arg(long, hide = true, value_name = "TEXT")]
+    pub panic_on_text: Option<String>,
 }
 
 impl ServeArgs {
@@ -157,6 +183,17 @@ impl ServeArgs {
                 .max_outstanding_sends
                 .unwrap_or(defaults.max_outstanding_sends),
             close_grace: ms(self.close_grace_ms, defaults.close_grace),
+            connection_budget: self
+                .connection_budget
+                .map_or(defaults.connection_budget, |bytes| bytes as usize),
+            #[cfg(debug_assertions)]
+            panic_on_text: self.panic_on_text.clone(),
+            register_rate: self.register_rate,
+            login_fail_rate: self.login_fail_rate,
+            queue_limits: QueueLimits {
+                max_messages: self.max_queued_messages,
+                max_bytes: self.max_queued_bytes,
+            },
             ..defaults
         }
     }
@@ -214,10 +251,11 @@ fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         Ok(dir) => dir,
         Err(e) => return usage_error(e),
     };
-    let (store, snapshot) = match Store::open(&state_dir, msg_proto::now_ms()) {
-        Ok(opened) => opened,
-        Err(e) => return usage_error(format_args!("cannot open the state directory: {e}")),
-    };
+    let (store, snapshot) =
+        match Store::open_with(&state_dir, msg_proto::now_ms(), config.queue_limits) {
+            Ok(opened) => opened,
+            Err(e) => return usage_error(format_args!("cannot open the state directory: {e}")),
+        };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -2,6 +2,10 @@
 
 use std::time::Duration;
 
+use crate::passwords::Passwords;
+use crate::per_address::Rate;
+use crate::store::QueueLimits;
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// How long an account stays blocked after three failed logins.
@@ -26,6 +30,10 @@ pub struct Config {
     /// Frames waiting to be written to one connection before it counts as a
     /// slow consumer and is disconnected.
     pub outbox_capacity: usize,
+    /// Bytes one connection may pin in the server: frames waiting to be
+    /// written to it, and live messages held for it while its offline queue
+    /// is delivered. A client that does not read is disconnected past it.
+    pub connection_budget: usize,
     /// `send` requests one connection may have awaiting their reply; more
     /// wait (the connection's reading pauses).
     pub max_outstanding_sends: usize,
@@ -34,6 +42,18 @@ pub struct Config {
     /// How long queued frames (a last error, `logged_out`) may take to reach
     /// a closing client.
     pub close_grace: Duration,
+    /// How much may wait in one recipient's offline queue.
+    pub queue_limits: QueueLimits,
+    /// Password checks and hashes (argon2) that may run at once.
+    pub password_checks_at_once: usize,
+    /// Registrations one address may make.
+    pub register_rate: Rate,
+    /// Wrong passwords one address may send.
+    pub login_fail_rate: Rate,
+    /// Test hook: a `send` with this text panics its connection's task.
+    /// Debug builds only; nothing else depends on it.
+    #[cfg(debug_assertions)]
+    pub panic_on_text: Option<String>,
 }
 
 impl Default for Config {
@@ -48,9 +68,22 @@ impl Default for Config {
             ack_timeout: Duration::from_secs(10),
             max_frames_per_sec: 2000,
             outbox_capacity: 1024,
+            connection_budget: 1024 * 1024,
             max_outstanding_sends: 1024,
             max_bad_frames: 10,
             close_grace: Duration::from_secs(2),
+            queue_limits: QueueLimits::default(),
+            password_checks_at_once: Passwords::default_at_once(),
+            register_rate: Rate {
+                count: 10,
+                period: Duration::from_secs(3600),
+            },
+            login_fail_rate: Rate {
+                count: 30,
+                period: Duration::from_secs(3600),
+            },
+            #[cfg(debug_assertions)]
+            panic_on_text: None,
         }
     }
 }

@@ -2,6 +2,8 @@
 //! durable offline queue, and the brokering of private peer-to-peer sessions.
 //!
 //! - [`accounts`]: the credentials file (plain or argon2 entries, atomic edits).
+//! - [`passwords`]: password checks and hashes, bounded and taking turns.
+//! - [`per_address`]: rate limits per client address.
 //! - [`store`]: SQLite on its own thread, with group commit.
 //! - [`hub`]: the in-memory state and every routing rule.
 //! - [`connection`]: one client's frames, phases and timers.
@@ -15,6 +17,8 @@ pub mod config;
 pub mod connection;
 pub mod hub;
 pub mod outbox;
+pub mod passwords;
+pub mod per_address;
 pub mod server;
 pub mod store;
 pub mod texts;

@@ -7,11 +7,12 @@
 //! an idle session keeps no queue storage at all.
 //!
 //! Frames come from two kinds of producer. Events pushed by others
-//! (messages, broadcasts, presence) are refused once `capacity` events wait:
-//! the client is not keeping up and is disconnected (`kicked`). Replies are
-//! never refused: the connection bounds its own by not reading more
-//! requests while its queue is long, and deferred `sent` replies are
-//! bounded by the reply slots.
+//! (messages, broadcasts, presence) are refused once `capacity` events wait,
+//! or once the queue would hold more than `budget` bytes: the client is not
+//! keeping up and is disconnected (`kicked`). Replies are never refused: the
+//! connection bounds its own by not reading more requests while its queue
+//! is long (in lines or bytes), and deferred `sent` replies are bounded by
+//! the reply slots.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -46,8 +47,12 @@ struct Shared {
     queued: AtomicUsize,
     /// The events among them.
     events: AtomicUsize,
+    /// Bytes of the lines not yet written.
+    bytes: AtomicUsize,
     /// Events are refused once this many wait.
     capacity: usize,
+    /// Events are refused past this many bytes waiting.
+    budget: usize,
     max_outstanding: usize,
     /// The client could not keep up; the connection should end.
     kicked: AtomicBool,
@@ -73,8 +78,10 @@ impl Shared {
             if self.closed.load(Ordering::Acquire) {
                 return Push::Closed;
             }
+            let len = bytes.len();
             if event {
-                if self.events.load(Ordering::Acquire) >= self.capacity {
+                let over_budget = self.bytes.load(Ordering::Acquire) + len > self.budget;
+                if self.events.load(Ordering::Acquire) >= self.capacity || over_budget {
                     drop(lines);
                     self.kicked.store(true, Ordering::Release);
                     self.wake.notify_one();
@@ -84,6 +91,7 @@ impl Shared {
             }
             lines.push_back(Line { bytes, event });
             self.queued.fetch_add(1, Ordering::AcqRel);
+            self.bytes.fetch_add(len, Ordering::AcqRel);
         }
         if wake {
             self.wake.notify_one();
@@ -132,14 +140,17 @@ impl Drop for ReplySlot {
 
 impl Outbox {
     /// `capacity`: lines that may wait before an event counts as overflow;
+    /// `budget`: bytes that may wait before an event counts as overflow;
     /// `max_outstanding`: `send`s that may await their reply at once.
-    pub fn new(capacity: usize, max_outstanding: usize) -> Self {
+    pub fn new(capacity: usize, budget: usize, max_outstanding: usize) -> Self {
         Self {
             shared: Arc::new(Shared {
                 lines: Mutex::new(VecDeque::new()),
                 queued: AtomicUsize::new(0),
                 events: AtomicUsize::new(0),
+                bytes: AtomicUsize::new(0),
                 capacity: capacity.max(1),
+                budget,
                 max_outstanding: max_outstanding.max(1),
                 kicked: AtomicBool::new(false),
                 closed: AtomicBool::new(false),
@@ -199,8 +210,17 @@ impl Outbox {
         self.shared.queued.load(Ordering::Acquire)
     }
 
+    /// Bytes queued and not yet written.
+    pub fn queued_bytes(&self) -> usize {
+        self.shared.bytes.load(Ordering::Acquire)
+    }
+
     pub fn capacity(&self) -> usize {
         self.shared.capacity
+    }
+
+    pub fn budget(&self) -> usize {
+        self.shared.budget
     }
 
     pub fn is_kicked(&self) -> bool {
@@ -226,11 +246,12 @@ impl Outbox {
         }
     }
 
-    /// `lines` lines taken with [`Outbox::take_into`] were written,
-    /// `events` of them events.
-    pub fn written(&self, lines: usize, events: usize) {
+    /// `bytes` bytes of the lines taken with [`Outbox::take_into`] were
+    /// written, completing `lines` lines, `events` of them events.
+    pub fn written(&self, lines: usize, events: usize, bytes: usize) {
         self.shared.queued.fetch_sub(lines, Ordering::AcqRel);
         self.shared.events.fetch_sub(events, Ordering::AcqRel);
+        self.shared.bytes.fetch_sub(bytes, Ordering::AcqRel);
     }
 
     /// The connection has ended: drop what is queued and refuse the rest.
@@ -249,7 +270,8 @@ mod tests {
         let mut unsent = VecDeque::new();
         out.take_into(&mut unsent);
         let events = unsent.iter().filter(|line| line.event).count();
-        out.written(unsent.len(), events);
+        let bytes = unsent.iter().map(|line| line.bytes.len()).sum();
+        out.written(unsent.len(), events, bytes);
         unsent
             .into_iter()
             .map(|line| String::from_utf8_lossy(&line.bytes).into_owned())
@@ -258,7 +280,7 @@ mod tests {
 
     #[test]
     fn events_overflow_kicks_but_replies_always_queue() {
-        let out = Outbox::new(2, 1);
+        let out = Outbox::new(2, 1 << 20, 1);
         let slot = out.try_reserve_reply().expect("a place");
         assert_eq!(out.push(&ServerFrame::Pong), Push::Queued);
         assert_eq!(out.push(&ServerFrame::Pong), Push::Queued);
@@ -274,8 +296,23 @@ mod tests {
     }
 
     #[test]
+    fn events_past_the_byte_budget_kick_and_writing_makes_room() {
+        let out = Outbox::new(100, 64, 1);
+        let line = Bytes::from(vec![b'x'; 30]);
+        assert_eq!(out.push_line(line.clone()), Push::Queued);
+        assert_eq!(out.push_line(line.clone()), Push::Queued);
+        assert_eq!(out.queued_bytes(), 60);
+        // Replies count, but are never refused.
+        out.reply(&ServerFrame::Pong);
+        assert_eq!(out.push_line(line.clone()), Push::Full);
+        assert!(out.is_kicked());
+        drain(&out);
+        assert_eq!(out.queued_bytes(), 0);
+    }
+
+    #[test]
     fn outstanding_replies_are_bounded() {
-        let out = Outbox::new(8, 1);
+        let out = Outbox::new(8, 1 << 20, 1);
         let first = out.try_reserve_reply().expect("a place");
         assert!(out.try_reserve_reply().is_none(), "one at a time");
         assert!(!out.has_reply_room());
@@ -286,7 +323,7 @@ mod tests {
 
     #[test]
     fn a_closed_outbox_refuses_and_frees() {
-        let out = Outbox::new(8, 1);
+        let out = Outbox::new(8, 1 << 20, 1);
         assert_eq!(out.push(&ServerFrame::Pong), Push::Queued);
         out.close();
         assert_eq!(out.push(&ServerFrame::Pong), Push::Closed);
@@ -295,7 +332,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_push_wakes_the_connection() {
-        let out = Outbox::new(8, 1);
+        let out = Outbox::new(8, 1 << 20, 1);
         let waiting = tokio::spawn({
             let out = out.clone();
             async move { out.woken().await }

@@ -14,6 +14,12 @@ use crate::hub::{Hub, SWEEP_INTERVAL};
 const CREDENTIALS_POLL: Duration = Duration::from_secs(1);
 /// How often freed memory is handed back to the operating system.
 const TRIM_INTERVAL: Duration = Duration::from_secs(5);
+/// How often the database gives freed space back, and how much at most
+/// (pages of 4 KiB: 16 MiB).
+const VACUUM_INTERVAL: Duration = Duration::from_secs(30);
+const VACUUM_PAGES: u32 = 4096;
+/// How often addresses back within their rate limits are forgotten.
+const RATE_PURGE_INTERVAL: Duration = Duration::from_secs(60);
 /// How long connections get to say goodbye at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -24,6 +30,8 @@ pub async fn run(hub: Arc<Hub>, listener: TcpListener, shutdown: CancellationTok
     tracker.spawn(sweep(hub.clone(), shutdown.clone()));
     tracker.spawn(watch_credentials(hub.clone(), shutdown.clone()));
     tracker.spawn(release_memory(shutdown.clone()));
+    tracker.spawn(vacuum(hub.clone(), shutdown.clone()));
+    tracker.spawn(purge_rate_limits(hub.clone(), shutdown.clone()));
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -79,6 +87,28 @@ async fn release_memory(shutdown: CancellationToken) {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = ticks.tick() => crate::trim::release_free_memory(),
+        }
+    }
+}
+
+async fn vacuum(hub: Arc<Hub>, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(VACUUM_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticks.tick() => hub.store.vacuum(VACUUM_PAGES),
+        }
+    }
+}
+
+async fn purge_rate_limits(hub: Arc<Hub>, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(RATE_PURGE_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticks.tick() => hub.purge_rate_limits(),
         }
     }
 }

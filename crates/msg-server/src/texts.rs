@@ -31,6 +31,8 @@ pub const FRAME_TOO_LARGE: &str = "Error. Frame too large";
 pub const HELLO_REQUIRED: &str = "Error. The first frame must be hello";
 pub const LOGIN_TIMEOUT: &str = "Error. Login timed out";
 pub const STORE_FAILED: &str = "Error. The server could not store this; try again";
+pub const QUEUE_UNREADABLE: &str =
+    "Error. The server cannot read your offline messages right now; they stay queued";
 
 pub fn already_blocked(user: &str) -> String {
     format!("Error. {user} is already blocked")
@@ -66,6 +68,18 @@ pub fn private_request_pending(user: &str) -> String {
 
 pub fn private_unavailable(user: &str) -> String {
     format!("Error. {user} cannot accept private messaging right now")
+}
+
+pub fn queue_full(user: &str) -> String {
+    format!("Error. {user}'s offline queue is full; try again later")
+}
+
+pub fn too_many_failed_logins(secs: u64) -> String {
+    format!("Error. Too many failed logins from your address; try again in {secs} seconds")
+}
+
+pub fn too_many_registrations(secs: u64) -> String {
+    format!("Error. Too many registrations from your address; try again in {secs} seconds")
 }
 
 pub fn version_mismatch(theirs: u32, ours: u32) -> String {

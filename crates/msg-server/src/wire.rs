@@ -109,7 +109,7 @@ impl Wire {
                 Err(e) => return Err(e),
             };
             let (lines, events) = self.consume(written);
-            out.written(lines, events);
+            out.written(lines, events, written);
         }
     }
 
@@ -240,7 +240,7 @@ mod tests {
     #[tokio::test]
     async fn queued_lines_are_written_and_counted() {
         let (mut wire, mut client) = pair().await;
-        let out = Outbox::new(8, 1);
+        let out = Outbox::new(8, 1 << 20, 1);
         out.push(&ServerFrame::Pong);
         out.reply(&ServerFrame::Pong);
         assert_eq!(out.queued(), 2);

@@ -2,8 +2,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -199,26 +197,6 @@ async fn registration_appends_a_hashed_account_and_logs_in() {
         client.try_login("rey", "jakku sands").await,
         ServerFrame::Welcome { .. }
     ));
-}
-
-fn passwd(env: &Env, user: &str, stdin: &str) -> std::process::Output {
-    let mut child = ChildGuard::spawn(
-        Command::new(server_bin())
-            .args(["passwd", user, "--password-stdin", "--credentials"])
-            .arg(env.credentials())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped()),
-    );
-    // passwd may refuse (and exit) before reading: a broken pipe is fine.
-    let _ = child
-        .child()
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes());
-    // Hashing takes well under a second.
-    child.wait_output(DEADLINE)
 }
 
 #[tokio::test]

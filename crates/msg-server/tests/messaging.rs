@@ -554,18 +554,6 @@ async fn two_users_pipelining_past_the_outstanding_limit_do_not_wait_for_each_ot
     assert_eq!(luke_side.1, expected("h"));
 }
 
-fn send_to(to: &str, text: &str) -> impl FnOnce(RequestId) -> ClientFrame {
-    let (to, text) = (to.to_owned(), text.to_owned());
-    move |id| {
-        ClientFrame::Send(SendRequest {
-            id,
-            to,
-            text,
-            client_id: None,
-        })
-    }
-}
-
 #[tokio::test]
 async fn requests_waiting_for_a_reply_slot_are_answered_after_the_client_half_closes() {
     let env = Env::new();

@@ -91,11 +91,14 @@ fn documented_texts() -> Vec<(&'static str, &'static str)> {
         .collect()
 }
 
-/// A documented text with its placeholders filled in.
-fn render(template: &str, user: &str) -> String {
+/// A documented text with its placeholders filled in (`<seconds>` with
+/// the error's `retry_after`).
+fn render(template: &str, user: &str, seconds: Option<u64>) -> String {
+    let seconds = seconds.map_or_else(|| "<seconds>".to_owned(), |s| s.to_string());
     template
         .replace("<user>", user)
         .replace("<version>", &BAD_VERSION.to_string())
+        .replace("<seconds>", &seconds)
 }
 
 /// What a client asks for in the version-mismatch case.
@@ -150,7 +153,7 @@ fn every_client_frame() -> Vec<ClientFrame> {
         ClientFrame::Unblock(user()),
         ClientFrame::Logout { id: 1 },
         ClientFrame::Ping,
-        ClientFrame::Ack { msg_id: 1 },
+        ClientFrame::Ack { msg_id: 1.into() },
         ClientFrame::Activity,
         ClientFrame::PrivateRequest(user()),
         ClientFrame::PrivateAccept(user()),
@@ -196,7 +199,7 @@ fn every_server_frame() -> Vec<ServerFrame> {
         ServerFrame::ok(1, None),
         ServerFrame::Sent {
             id: 1,
-            msg_id: 2,
+            msg_id: 2.into(),
             queued: false,
         },
         ServerFrame::Users {
@@ -205,7 +208,7 @@ fn every_server_frame() -> Vec<ServerFrame> {
         },
         ServerFrame::error(Some(1), ErrorCode::Internal, "x"),
         ServerFrame::Message {
-            msg_id: 1,
+            msg_id: 1.into(),
             from: "luke".into(),
             text: "hi".into(),
             at: 0,
@@ -326,7 +329,7 @@ fn every_error_code_and_frame_type_is_documented() {
 /// frame's text, with the user the request named.
 #[derive(Default)]
 struct Seen {
-    errors: Vec<(String, String, &'static str)>,
+    errors: Vec<(String, String, &'static str, Option<u64>)>,
     texts: Vec<(&'static str, String, &'static str)>,
 }
 
@@ -334,8 +337,15 @@ impl Seen {
     /// Records the error in `frame`, which must be one.
     fn error(&mut self, frame: &ServerFrame, user: &'static str) {
         let (code, message) = error_of(frame);
-        self.errors
-            .push((code.as_str().to_owned(), message.to_owned(), user));
+        let ServerFrame::Error { retry_after, .. } = frame else {
+            unreachable!()
+        };
+        self.errors.push((
+            code.as_str().to_owned(),
+            message.to_owned(),
+            user,
+            *retry_after,
+        ));
     }
 
     fn text(&mut self, key: &'static str, message: &str, user: &'static str) {
@@ -534,6 +544,35 @@ async fn observe_the_server() -> Seen {
     let mut client = Client::connect(open.addr).await;
     seen.error(&client.request(register("hans")).await, "");
 
+    // Rate limits: wrong passwords, registrations.
+    let limited_env = Env::new();
+    let limited = limited_env.start(&[
+        "--login-fail-rate",
+        "1/h",
+        "--allow-register",
+        "--register-rate",
+        "1/h",
+    ]);
+    let mut guesser = Client::connect(limited.addr).await;
+    guesser.try_login("hans", "guess").await;
+    seen.error(&guesser.try_login("luke", "guess").await, "");
+    assert!(matches!(
+        guesser.request(register("rey")).await,
+        ServerFrame::Welcome { .. }
+    ));
+    let mut second = Client::connect(limited.addr).await;
+    seen.error(&second.request(register("finn")).await, "");
+
+    // A full offline queue.
+    let full_env = Env::new();
+    let full = full_env.start(&["--max-queued-messages", "1"]);
+    let mut sender = Client::login(full.addr, "hans").await;
+    assert!(matches!(
+        sender.message("luke", "one").await,
+        ServerFrame::Sent { queued: true, .. }
+    ));
+    seen.error(&sender.message("luke", "two").await, "luke");
+
     // Timers, and shutdown. The login timeout is short, so its client says
     // nothing at all (even a hello could come too late on a busy machine).
     let quick_env = Env::new();
@@ -559,12 +598,20 @@ async fn observe_the_server() -> Seen {
     seen.text("`logged_out` `shutdown`", message_of(logged_out), "");
     assert_eq!(timed.wait_exit(), Some(0));
 
-    // Impractical to cause from outside: a failing store, and a client
-    // slow enough to be dropped (see the test of its own below).
+    // Impractical to cause here: a failing store, a damaged one (see
+    // tests/damage.rs, which damages a page and checks this text), and a
+    // client slow enough to be dropped (see the test of its own below).
     seen.errors.push((
         ErrorCode::Internal.as_str().to_owned(),
         msg_server::texts::STORE_FAILED.to_owned(),
         "",
+        None,
+    ));
+    seen.errors.push((
+        ErrorCode::QueueUnreadable.as_str().to_owned(),
+        msg_server::texts::QUEUE_UNREADABLE.to_owned(),
+        "",
+        None,
     ));
     seen.text(
         "`logged_out` `slow_consumer`",
@@ -582,7 +629,7 @@ async fn every_text_in_the_document_is_what_the_server_sends() {
         let matched = seen
             .errors
             .iter()
-            .any(|(c, message, user)| c == code && *message == render(template, user));
+            .any(|(c, message, user, secs)| c == code && *message == render(template, user, *secs));
         assert!(
             matched,
             "documented {code} {template:?}; the server sent {:?}",
@@ -592,10 +639,10 @@ async fn every_text_in_the_document_is_what_the_server_sends() {
                 .collect::<Vec<_>>()
         );
     }
-    for (code, message, user) in &seen.errors {
+    for (code, message, user, secs) in &seen.errors {
         let documented = documented
             .iter()
-            .any(|(c, template)| c == code && *message == render(template, user));
+            .any(|(c, template)| c == code && *message == render(template, user, *secs));
         assert!(
             documented,
             "the server sent {code} {message:?}, not in the table"
@@ -607,7 +654,7 @@ async fn every_text_in_the_document_is_what_the_server_sends() {
         let sent: Vec<_> = seen.texts.iter().filter(|(k, ..)| k == key).collect();
         assert!(!sent.is_empty(), "no case for the text of {key}");
         for (_, message, user) in sent {
-            assert_eq!(*message, render(template, user), "the text of {key}");
+            assert_eq!(*message, render(template, user, None), "the text of {key}");
         }
     }
     for (key, ..) in &seen.texts {
@@ -868,7 +915,7 @@ async fn a_late_ack_deletes_the_stored_copy() {
 async fn login_checks_come_in_the_documented_order() {
     let env = Env::new();
     let server = env.start(&["--block-duration", "600"]);
-    let _hans = Client::login(server.addr, "hans").await;
+    let hans = Client::login(server.addr, "hans").await;
     let mut client = Client::connect(server.addr).await;
     // Three wrong passwords block r2d2.
     for _ in 0..3 {
@@ -880,25 +927,42 @@ async fn login_checks_come_in_the_documented_order() {
         ("palpatine", "", ErrorCode::InvalidPasswordFormat),
         ("r2d2", "", ErrorCode::InvalidPasswordFormat),
         ("hans", "", ErrorCode::InvalidPasswordFormat),
-        // Then the account: unknown, blocked (whatever the password), the
-        // password, and only then a session elsewhere.
+        // Then the account: unknown, blocked (whatever the password), a
+        // session elsewhere (whatever the password), and only then the
+        // password.
         ("palpatine", "pw", ErrorCode::InvalidUser),
         ("r2d2", "wrong", ErrorCode::LoginBlocked),
         ("r2d2", password_of("r2d2"), ErrorCode::LoginBlocked),
-        ("hans", "wrong", ErrorCode::InvalidPassword),
+        ("hans", "wrong", ErrorCode::AlreadyLoggedIn),
         ("hans", password_of("hans"), ErrorCode::AlreadyLoggedIn),
+        ("yoda", "wrong", ErrorCode::InvalidPassword),
     ];
     for (user, password, code) in cases {
         let reply = client.try_login(user, password).await;
         assert_eq!(error_of(&reply).0, code, "{user:?} / {password:?}");
     }
-    // Form errors are not failed logins: yoda is not blocked after three.
+    // A wrong password for a user logged in elsewhere is not counted:
+    // hans is not blocked after three.
+    for _ in 0..3 {
+        let reply = client.try_login("hans", "wrong").await;
+        assert_eq!(error_of(&reply).0, ErrorCode::AlreadyLoggedIn);
+    }
+    // Form errors are not failed logins: yoda (one failure so far) is not
+    // blocked after three more.
     for _ in 0..3 {
         let reply = client.try_login("yoda", "").await;
         assert_eq!(error_of(&reply).0, ErrorCode::InvalidPasswordFormat);
     }
     assert!(matches!(
         client.try_login("yoda", password_of("yoda")).await,
+        ServerFrame::Welcome { .. }
+    ));
+    hans.logout().await;
+    assert!(matches!(
+        Client::connect(server.addr)
+            .await
+            .try_login("hans", password_of("hans"))
+            .await,
         ServerFrame::Welcome { .. }
     ));
 }

@@ -298,3 +298,19 @@ async fn a_client_over_its_frame_rate_is_slowed_not_refused() {
     let elapsed = started.elapsed();
     assert!(elapsed >= Duration::from_millis(1500), "{elapsed:?}");
 }
+
+#[tokio::test]
+async fn a_panicking_connection_task_still_ends_its_session() {
+    let env = Env::new();
+    // A debug-build test hook: this text makes the sender's task panic.
+    let server = env.start(&["--panic-on-text", "boom"]);
+    let mut hans = Client::login(server.addr, "hans").await;
+    let mut luke = Client::login(server.addr, "luke").await;
+    hans.submit(send_to("luke", "boom")).await;
+    hans.closed().await;
+    luke.event_matching(is_presence("hans", false)).await;
+    assert_eq!(luke.who().await, Vec::<String>::new());
+    // hans can come back: the session did not outlive its task.
+    Client::login(server.addr, "hans").await;
+    assert!(server.log().contains("test hook"));
+}

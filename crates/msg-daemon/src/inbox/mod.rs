@@ -279,8 +279,8 @@ fn insert(
     item: &NewItem<'_>,
     stored_at: i64,
 ) -> Result<Option<InboxItem>, InboxError> {
-    let msg_id = item.msg_id.map(|id| id as i64);
-    if let Some(msg_id) = msg_id {
+    let msg_id = item.msg_id.map(|id| id.to_string());
+    if let Some(msg_id) = &msg_id {
         let mut same_id = tx.prepare_cached(
             "SELECT sender IS ?3 AND text = ?4 FROM items WHERE account = ?1 AND msg_id = ?2",
         )?;

@@ -5,7 +5,7 @@ use super::*;
 
 fn msg<'a>(msg_id: u64, text: &'a str) -> NewItem<'a> {
     NewItem {
-        msg_id: Some(msg_id),
+        msg_id: Some(msg_id.into()),
         client_id: None,
         kind: ItemKind::Message,
         from: Some("hans"),

@@ -1,7 +1,7 @@
 //! Round trips of every frame through its JSON form, and the rules around them.
 
 use super::*;
-use crate::ErrorCode;
+use crate::{ErrorCode, MsgId};
 use serde_json::json;
 
 fn round_trip_client(frame: ClientFrame, expected: serde_json::Value) {
@@ -93,8 +93,10 @@ fn client_frames_round_trip() {
     );
     round_trip_client(ClientFrame::Ping, json!({"type": "ping"}));
     round_trip_client(
-        ClientFrame::Ack { msg_id: 77 },
-        json!({"type": "ack", "msg_id": 77}),
+        ClientFrame::Ack {
+            msg_id: MsgId::new(0, 0x77),
+        },
+        json!({"type": "ack", "msg_id": "a0000000000000000000000000000077"}),
     );
     round_trip_client(ClientFrame::Activity, json!({"type": "activity"}));
     round_trip_client(
@@ -152,10 +154,10 @@ fn server_frames_round_trip() {
     round_trip_server(
         ServerFrame::Sent {
             id: 3,
-            msg_id: 9,
+            msg_id: MsgId::legacy(9),
             queued: true,
         },
-        json!({"type": "sent", "id": 3, "msg_id": 9, "queued": true}),
+        json!({"type": "sent", "id": 3, "msg_id": "9", "queued": true}),
     );
     round_trip_server(
         ServerFrame::Users {
@@ -174,13 +176,13 @@ fn server_frames_round_trip() {
     );
     round_trip_server(
         ServerFrame::Message {
-            msg_id: 6,
+            msg_id: MsgId::new(u64::MAX, 6),
             from: "hans".into(),
             text: "hi".into(),
             at: 1700,
             client_id: Some("c-9".into()),
         },
-        json!({"type": "message", "msg_id": 6, "from": "hans", "text": "hi", "at": 1700, "client_id": "c-9"}),
+        json!({"type": "message", "msg_id": "dfffffffffffffff0000000000000006", "from": "hans", "text": "hi", "at": 1700, "client_id": "c-9"}),
     );
     round_trip_server(
         ServerFrame::Broadcast {
@@ -292,7 +294,12 @@ fn unknown_fields_are_ignored_and_unknown_reasons_tolerated() {
 #[test]
 fn keepalives_and_acks_are_not_activity() {
     assert!(!ClientFrame::Ping.is_user_activity());
-    assert!(!ClientFrame::Ack { msg_id: 1 }.is_user_activity());
+    assert!(
+        !ClientFrame::Ack {
+            msg_id: MsgId::legacy(1)
+        }
+        .is_user_activity()
+    );
     assert!(ClientFrame::Activity.is_user_activity());
     assert!(ClientFrame::Who { id: 1 }.is_user_activity());
     assert_eq!(ClientFrame::Who { id: 7 }.request_id(), Some(7));

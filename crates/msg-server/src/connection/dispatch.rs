@@ -94,7 +94,7 @@ impl Connection {
         let Some(mut held) = self.held.take() else {
             return Flow::Continue;
         };
-        while self.out.queued() < self.high_water()
+        while self.has_room()
             && let Some((item, _)) = held.pop_front()
         {
             if self.handle(item).run().await == Flow::Close {

@@ -4,6 +4,7 @@
 //! until the last queued message has gone out. Messages stay in the store
 //! until the client acknowledges each one.
 
+use msg_proto::ErrorCode;
 use msg_proto::server::ServerFrame;
 use tokio::sync::oneshot::error::RecvError;
 use tokio::time::Instant;
@@ -11,58 +12,68 @@ use tokio::time::Instant;
 use crate::connection::{Connection, Phase};
 use crate::hub::{DRAIN_PAGE, QueuePage};
 use crate::store::{StoreError, StoredMessage};
+use crate::texts;
 
-/// Where a login's offline-queue delivery is.
+/// Where a login's offline-queue delivery is. `after` and `last`: the
+/// queue position of the last message taken from the store.
 pub(super) enum Drain {
     /// Waiting for a page from the store.
-    Waiting(QueuePage),
+    Waiting { page: QueuePage, after: u64 },
     /// Queueing a page's messages as the client reads; `next` is the
     /// following page, already asked for, if there may be one.
     Writing {
         messages: std::vec::IntoIter<StoredMessage>,
         next: Option<QueuePage>,
+        last: u64,
     },
 }
 
 impl Connection {
     /// Starts delivering the offline queue from its first page.
     pub(super) fn start_drain(&mut self, first_page: QueuePage) {
-        self.drain = Some(Box::new(Drain::Waiting(first_page)));
+        self.drain = Some(Box::new(Drain::Waiting {
+            page: first_page,
+            after: 0,
+        }));
         self.drain_progress = Instant::now();
     }
 
     /// Whether the offline queue should be topped up: from half the
-    /// high-water mark, so it goes out in large writes rather than a few
+    /// high-water marks, so it goes out in large writes rather than a few
     /// lines at a time.
     pub(super) fn drain_due(&self) -> bool {
         matches!(self.drain.as_deref(), Some(Drain::Writing { .. }))
             && self.out.queued() <= self.high_water() / 2
+            && self.out.queued_bytes() <= self.out.budget() / 4
     }
 
     /// Queues the next messages of the offline queue, oldest first, up to
-    /// the high-water mark; asks the store for the next page when one is
+    /// the high-water marks; asks the store for the next page when one is
     /// used up, and ends the drain after the last. The messages stay in the
     /// store until the client acknowledges each one.
     pub(super) fn step_drain(&mut self) {
         let high_water = self.high_water();
-        let Some(Drain::Writing { messages, next }) = self.drain.as_deref_mut() else {
+        let byte_high_water = self.out.budget() / 2;
+        let Some(Drain::Writing {
+            messages,
+            next,
+            last,
+        }) = self.drain.as_deref_mut()
+        else {
             return;
         };
-        while self.out.queued() < high_water {
+        while self.out.queued() < high_water && self.out.queued_bytes() < byte_high_water {
             let Some(m) = messages.next() else {
+                let after = *last;
                 self.drain = match next.take() {
-                    Some(page) => Some(Box::new(Drain::Waiting(page))),
-                    None => {
-                        // Live messages held meanwhile follow; then the
-                        // others learn that the user is online.
-                        if let Phase::Session(user) = &self.phase {
-                            self.hub.finish_drain(user, self.id);
-                        }
-                        None
-                    }
+                    Some(page) => Some(Box::new(Drain::Waiting { page, after })),
+                    None => self
+                        .finish_drain(Some(after))
+                        .map(|page| Box::new(Drain::Waiting { page, after })),
                 };
                 return;
             };
+            *last = m.seq;
             self.out.reply(&ServerFrame::Message {
                 msg_id: m.id,
                 from: m.sender,
@@ -73,33 +84,58 @@ impl Connection {
         }
     }
 
-    /// A page of the offline queue has been read; `false` if it could not
-    /// be.
+    /// A page of the offline queue has been read, or could not be: then
+    /// the user is told, and the session goes on without the rest (it
+    /// stays queued); one damaged page must not keep a user from logging in.
     pub(super) fn on_page(
         &mut self,
         page: Result<Result<Vec<StoredMessage>, StoreError>, RecvError>,
-    ) -> bool {
+    ) {
         let messages = match page {
             Ok(Ok(messages)) => messages,
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "cannot read the offline queue");
-                return false;
-            }
-            Err(_) => return false,
+            Ok(Err(e)) => return self.abandon_drain(&e),
+            Err(_) => return self.abandon_drain(&StoreError::Closed),
+        };
+        let after = match self.drain.as_deref() {
+            Some(Drain::Waiting { after, .. }) => *after,
+            _ => 0,
         };
         // Ask for the next page now, so the store reads it while this one
         // is written.
         self.drain_progress = Instant::now();
         let next = match (messages.last(), &self.phase) {
             (Some(last), Phase::Session(user)) if messages.len() == DRAIN_PAGE => {
-                Some(self.hub.store.pending_after(user, last.id, DRAIN_PAGE))
+                Some(self.hub.store.pending_after(user, last.seq, DRAIN_PAGE))
             }
             _ => None,
         };
         self.drain = Some(Box::new(Drain::Writing {
             messages: messages.into_iter(),
             next,
+            last: after,
         }));
-        true
+    }
+
+    fn abandon_drain(&mut self, error: &StoreError) {
+        tracing::error!(conn = self.id, error = %error, "cannot read the offline queue");
+        self.reply(ServerFrame::error(
+            None,
+            ErrorCode::QueueUnreadable,
+            texts::QUEUE_UNREADABLE,
+        ));
+        self.drain = None;
+        self.finish_drain(None);
+    }
+
+    /// The store has nothing more after queue position `after` (`None`:
+    /// it cannot be read). Unless live messages were stored meanwhile (the
+    /// hub then returns the page that holds them), the drain is over: the
+    /// live messages held meanwhile follow, then the others learn that the
+    /// user is online.
+    fn finish_drain(&self, after: Option<u64>) -> Option<QueuePage> {
+        match &self.phase {
+            Phase::Session(user) => self.hub.finish_drain(user, self.id, after),
+            _ => None,
+        }
     }
 }

@@ -81,29 +81,33 @@ impl RateLimiter {
 }
 
 impl Connection {
-    /// Own replies may fill half the queue; the rest is room for events.
+    /// Own replies (and the offline queue) may fill half the queue, in lines
+    /// and in bytes; the rest is room for events.
     pub(super) fn high_water(&self) -> usize {
         (self.out.capacity() / 2).max(1)
+    }
+
+    /// Whether the queue is below its high-water marks, in lines and bytes.
+    pub(super) fn has_room(&self) -> bool {
+        self.out.queued() < self.high_water() && self.out.queued_bytes() < self.out.budget() / 2
     }
 
     /// Whether held frames can be handled: a reply slot is free and the
     /// queue has room.
     pub(super) fn replay_due(&self) -> bool {
-        self.held.is_some()
-            && self.drain.is_none()
-            && self.out.has_reply_room()
-            && self.out.queued() < self.high_water()
+        self.held.is_some() && self.drain.is_none() && self.out.has_reply_room() && self.has_room()
     }
 
     /// Whether to take the next frame: not while paused by the frame rate,
     /// by too many frames held behind a waiting `send`, or by too many of
-    /// the client's own replies unwritten.
+    /// the client's own replies unwritten (in lines or bytes: a few large
+    /// `who` replies must not pin megabytes).
     pub(super) fn may_take_frames(&self) -> bool {
         self.held
             .as_ref()
             .is_none_or(|held| held.bytes < HELD_BUDGET)
             && self.resume_reading_at.is_none()
-            && self.out.queued() < self.high_water()
+            && self.has_room()
     }
 
     /// Counts a frame against the rate; past it, reading pauses for a while.

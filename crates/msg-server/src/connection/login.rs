@@ -1,6 +1,7 @@
 //! Greeting and login: `hello`, `login` and `register`, with the password
-//! check (argon2, off the async workers) and the lockout rules, up to the
-//! registered session and the start of its offline-queue delivery.
+//! check (argon2, bounded: see [`crate::passwords`]) and the lockout rules,
+//! up to the registered session and the start of its offline-queue
+//! delivery.
 
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use tokio::time::Instant;
 use crate::accounts::AccountsError;
 use crate::connection::{Connection, Flow, Phase};
 use crate::hub::SessionSpec;
+use crate::passwords::Turn;
 use crate::texts;
 
 impl Connection {
@@ -41,14 +43,21 @@ impl Connection {
             peer_port,
         } = request;
         let checked = if register {
-            self.check_registration(&user, password).await
+            self.check_registration(&user, password)
+                .await
+                .map(|()| None)
         } else {
-            self.check_login(&user, password).await
+            self.check_login(&user, password).await.map(Some)
         };
-        if let Err(refusal) = checked {
-            self.refuse(Some(id), refusal);
-            return Flow::Continue;
-        }
+        // Held until the session is registered, so the account's next
+        // login, waiting for its turn, finds it logged in.
+        let _turn = match checked {
+            Ok(turn) => turn,
+            Err(refusal) => {
+                self.refuse(Some(id), refusal);
+                return Flow::Continue;
+            }
+        };
         let spec = SessionSpec {
             conn: self.id,
             out: self.out.clone(),
@@ -77,11 +86,15 @@ impl Connection {
     }
 
     /// The checks of a `login`, in the documented order: the request's own
-    /// form first (not counted as failures), then the account: unknown, in
-    /// a lockout (the password is not even checked), wrong password
-    /// (counted). A user logged in elsewhere is refused after all of these,
-    /// by [`Hub::begin_session`](crate::hub::Hub::begin_session).
-    async fn check_login(&self, user: &str, password: Secret) -> Result<(), Refusal> {
+    /// form first (not counted as failures), then the cheap checks of the
+    /// account (unknown, blocked, logged in elsewhere), then the address's
+    /// allowance of wrong passwords, and only then the password (argon2),
+    /// one check of an account at a time: a login that
+    /// waited for its turn checks the block and the session again, so a
+    /// burst of wrong passwords runs the three checks that block the
+    /// account and no more. Returns the account's turn, to be held until
+    /// the session is registered.
+    async fn check_login(&self, user: &str, password: Secret) -> Result<Turn, Refusal> {
         if !validate::is_valid_username(user) {
             return Err(Refusal::new(
                 ErrorCode::InvalidUsername,
@@ -98,15 +111,39 @@ impl Connection {
             return Err(Refusal::new(ErrorCode::InvalidUser, texts::INVALID_USER));
         }
         self.hub.check_login_block(user)?;
+        self.hub.check_not_logged_in(user)?;
+        let turn = self.hub.passwords.turn(user).await;
+        self.hub.check_login_block(user)?;
+        self.hub.check_not_logged_in(user)?;
+        let permit = self.hub.passwords.permit().await;
+        // A check is reserved against the address's allowance of wrong
+        // passwords once it can run (so only running checks hold one), and
+        // given back if the password is right.
+        let ip = self.peer.ip();
+        self.hub
+            .failed_logins
+            .take(ip, std::time::Instant::now())
+            .map_err(|secs| {
+                Refusal::new(ErrorCode::RateLimited, texts::too_many_failed_logins(secs))
+                    .retry_after(secs)
+            })?;
         let hub = self.hub.clone();
         let name = user.to_owned();
-        // argon2 is slow on purpose; keep it off the async workers.
-        let verified =
-            tokio::task::spawn_blocking(move || hub.accounts.verify(&name, password.expose()))
-                .await
-                .unwrap_or(None);
+        let verified = self
+            .hub
+            .passwords
+            .run(permit, "checked", user, move || {
+                hub.accounts.verify(&name, password.expose())
+            })
+            .await
+            .flatten();
         match verified {
-            Some(true) => Ok(()),
+            Some(true) => {
+                self.hub
+                    .failed_logins
+                    .give_back(ip, std::time::Instant::now());
+                Ok(turn)
+            }
             Some(false) => {
                 let (refusal, durable) = self.hub.login_failed(user);
                 if let Some(durable) = durable
@@ -140,25 +177,41 @@ impl Connection {
                 texts::INVALID_PASSWORD_FORMAT,
             ));
         }
+        // A name is taken whatever its case (`Luke` beside `luke`); asked
+        // first since it is cheap, and again by `register` under its lock.
+        if self.hub.accounts.spelled(user).is_some() {
+            return Err(Refusal::new(ErrorCode::UserExists, texts::USER_EXISTS));
+        }
+        let permit = self.hub.passwords.permit().await;
+        self.hub
+            .registrations
+            .take(self.peer.ip(), std::time::Instant::now())
+            .map_err(|secs| {
+                Refusal::new(ErrorCode::RateLimited, texts::too_many_registrations(secs))
+                    .retry_after(secs)
+            })?;
         let hub = self.hub.clone();
         let name = user.to_owned();
-        let registered =
-            tokio::task::spawn_blocking(move || hub.accounts.register(&name, password.expose()))
-                .await;
+        let registered = self
+            .hub
+            .passwords
+            .run(permit, "hashed", user, move || {
+                hub.accounts.register(&name, password.expose())
+            })
+            .await;
         match registered {
-            Ok(Ok(())) => {
+            Some(Ok(())) => {
                 tracing::info!(user, "registered a new account");
                 Ok(())
             }
-            // A name is taken whatever its case (`Luke` beside `luke`).
-            Ok(Err(AccountsError::UserExists | AccountsError::NameTaken(_))) => {
+            Some(Err(AccountsError::UserExists | AccountsError::NameTaken(_))) => {
                 Err(Refusal::new(ErrorCode::UserExists, texts::USER_EXISTS))
             }
-            Ok(Err(e)) => {
+            Some(Err(e)) => {
                 tracing::error!(error = %e, "registration failed");
                 Err(Refusal::new(ErrorCode::Internal, texts::STORE_FAILED))
             }
-            Err(_) => Err(Refusal::new(ErrorCode::Internal, texts::STORE_FAILED)),
+            None => Err(Refusal::new(ErrorCode::Internal, texts::STORE_FAILED)),
         }
     }
 }

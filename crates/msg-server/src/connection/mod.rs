@@ -100,7 +100,11 @@ pub fn serve(
     let mut conn = Connection {
         id: hub.next_conn_id(),
         wire: Wire::new(stream),
-        out: Outbox::new(hub.config.outbox_capacity, hub.config.max_outstanding_sends),
+        out: Outbox::new(
+            hub.config.outbox_capacity,
+            hub.config.connection_budget,
+            hub.config.max_outstanding_sends,
+        ),
         rate: RateLimiter::new(hub.config.max_frames_per_sec),
         hub,
         peer,
@@ -119,10 +123,7 @@ pub fn serve(
     tracing::debug!(conn = conn.id, "connection opened");
     async move {
         conn.run(&shutdown).await;
-        if let Phase::Session(user) = &conn.phase {
-            conn.hub.end_session(user, conn.id);
-            tracing::info!(user = %user, conn = conn.id, "session ended");
-        }
+        conn.end_session();
         conn.close().await;
         tracing::debug!(conn = conn.id, "connection closed");
     }
@@ -160,6 +161,15 @@ struct Connection {
 }
 
 impl Connection {
+    /// Ends the connection's session, if it has one, once.
+    fn end_session(&mut self) {
+        // Anonymous from here on: nothing is left to end.
+        if let Phase::Session(user) = std::mem::replace(&mut self.phase, Phase::Anonymous) {
+            self.hub.end_session(&user, self.id);
+            tracing::info!(user = %user, conn = self.id, "session ended");
+        }
+    }
+
     fn reply(&self, frame: ServerFrame) {
         self.out.reply(&frame);
     }
@@ -174,6 +184,19 @@ impl Connection {
             Ok(frame) => self.reply(frame),
             Err(refusal) => self.refuse(Some(id), refusal),
         }
+    }
+}
+
+/// A task that panics (a bug) or is dropped unfinished still ends its
+/// session: otherwise the user would stay "already logged in" until the
+/// server restarts. After a normal end there is nothing left to do.
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if matches!(self.phase, Phase::Session(_)) {
+            tracing::warn!(conn = self.id, "a connection ended abnormally");
+            self.end_session();
+        }
+        self.out.close();
     }
 }
 

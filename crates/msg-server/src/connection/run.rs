@@ -121,7 +121,7 @@ impl Connection {
                 _ = &mut cancelled => Event::Shutdown,
                 _ = &mut timer => Event::Timer,
                 page = std::future::poll_fn(|cx| match drain.as_deref_mut() {
-                    Some(Drain::Waiting(page)) => std::pin::Pin::new(page).poll(cx),
+                    Some(Drain::Waiting { page, .. }) => std::pin::Pin::new(page).poll(cx),
                     _ => Poll::Pending,
                 }) => Event::Page(page),
                 ready = std::future::poll_fn(|cx| wire.poll_ready(cx, reading, !all_written)) => {
@@ -165,9 +165,7 @@ impl Connection {
                     return;
                 }
                 Event::Page(page) => {
-                    if !self.on_page(page) {
-                        return;
-                    }
+                    self.on_page(page);
                     // The next page is often ready before the socket's turn
                     // comes (the socket took all of this one): read what the
                     // client sent meanwhile, or a long drain would leave its

@@ -35,6 +35,18 @@ impl Hub {
         Ok(())
     }
 
+    /// Refuses a login of a user who has a session elsewhere: cheap, so it
+    /// comes before the password check.
+    pub fn check_not_logged_in(&self, user: &str) -> Result<(), Refusal> {
+        if self.state().sessions.contains_key(user) {
+            return Err(Refusal::new(
+                ErrorCode::AlreadyLoggedIn,
+                texts::ALREADY_LOGGED_IN,
+            ));
+        }
+        Ok(())
+    }
+
     /// Counts a wrong password; the third in a row blocks the username. When
     /// it does, the receiver reports when the block is durable: the reply
     /// waits for it, so a crash right after cannot lift the block.

@@ -27,14 +27,16 @@ mod routing;
 mod sessions;
 mod state;
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use msg_proto::{ErrorCode, MsgId, Refusal, now_ms};
 
 use crate::accounts::Accounts;
 use crate::config::Config;
+use crate::passwords::Passwords;
+use crate::per_address::PerAddress;
 use crate::store::{Snapshot, Store, StoreError};
 use crate::texts;
 
@@ -51,8 +53,15 @@ pub const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
 pub struct Hub {
     pub config: Config,
     pub accounts: Accounts,
+    pub passwords: Arc<Passwords>,
+    /// Registrations per client address.
+    pub registrations: PerAddress,
+    /// Wrong passwords per client address.
+    pub failed_logins: PerAddress,
     pub store: Store,
     state: Mutex<state::State>,
+    /// The random half of this run's message ids.
+    msg_id_prefix: u64,
     next_msg_id: AtomicU64,
     next_conn_id: AtomicU64,
 }
@@ -75,6 +84,9 @@ impl Hub {
             })
             .collect();
         Self {
+            passwords: Passwords::new(config.password_checks_at_once),
+            registrations: PerAddress::new(config.register_rate),
+            failed_logins: PerAddress::new(config.login_fail_rate),
             config,
             accounts,
             store,
@@ -84,9 +96,10 @@ impl Hub {
                 failures,
                 ..state::State::default()
             }),
-            // Ids embed the boot counter so they never repeat across restarts,
-            // which lets clients de-duplicate redeliveries by id.
-            next_msg_id: AtomicU64::new(u64::from(snapshot.boot) << 32),
+            // Drawn anew at every start and never stored, so no state of the
+            // database can make an id repeat: clients de-duplicate by id.
+            msg_id_prefix: MsgId::random_prefix(),
+            next_msg_id: AtomicU64::new(0),
             next_conn_id: AtomicU64::new(1),
         }
     }
@@ -102,7 +115,10 @@ impl Hub {
     }
 
     fn next_msg_id(&self) -> MsgId {
-        self.next_msg_id.fetch_add(1, Ordering::Relaxed)
+        MsgId::new(
+            self.msg_id_prefix,
+            self.next_msg_id.fetch_add(1, Ordering::Relaxed),
+        )
     }
 
     /// Periodic duties: store messages whose recipient did not acknowledge in
@@ -112,6 +128,13 @@ impl Hub {
         let mut state = self.state();
         self.store_overdue(&mut state, now);
         self.expire_private_requests(&mut state, now);
+    }
+
+    /// Forgets the addresses that are within their rate limits again.
+    pub fn purge_rate_limits(&self) {
+        let now = Instant::now();
+        self.registrations.purge(now);
+        self.failed_logins.purge(now);
     }
 }
 

@@ -4,16 +4,36 @@
 //! one whose session ends first, to the store, which answers the sender once
 //! it is durable. Broadcasts are fire-and-forget.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use msg_proto::server::{SendRequest, ServerFrame};
 use msg_proto::{ErrorCode, MsgId, Refusal, now_ms};
 
-use crate::hub::state::{Inflight, State};
+use crate::hub::state::{Inflight, Session, State};
 use crate::hub::{Hub, store_failed};
 use crate::outbox::{Push, ReplySlot};
 use crate::store::StoredMessage;
 use crate::texts;
+
+/// Takes the live messages held for a draining session out of memory, in
+/// order, for the store; the drain then reads on (`spilled`).
+pub(super) fn take_held(
+    session: &mut Session,
+    inflight: &mut HashMap<MsgId, Inflight>,
+) -> Vec<Inflight> {
+    let Some(held) = session.held.as_mut() else {
+        return Vec::new();
+    };
+    held.spilled = true;
+    held.bytes = 0;
+    let mut unacked = Vec::with_capacity(held.lines.len() + 1);
+    for (id, _) in held.lines.drain(..) {
+        session.inflight.remove(&id);
+        unacked.extend(inflight.remove(&id));
+    }
+    unacked
+}
 
 /// A refused `send`, with the reply slot handed back for the error reply.
 pub type ReplyRefusal = (Refusal, ReplySlot);
@@ -64,6 +84,7 @@ impl Hub {
             return Err((refusal, slot));
         }
         let msg = StoredMessage {
+            seq: 0,
             id: self.next_msg_id(),
             recipient: to,
             sender: from.to_owned(),
@@ -72,6 +93,7 @@ impl Hub {
             client_id,
         };
         let state = &mut *state;
+        let reply = Some((slot, id));
         let delivery = match state.sessions.get_mut(&msg.recipient) {
             None => Delivery::NotQueued,
             Some(session) => {
@@ -84,11 +106,35 @@ impl Hub {
                 });
                 let Ok(line) = encoded else {
                     let refusal = Refusal::new(ErrorCode::Internal, texts::STORE_FAILED);
-                    return Err((refusal, slot));
+                    if let Some((slot, id)) = reply {
+                        slot.fill(&ServerFrame::refusal(Some(id), refusal));
+                    }
+                    return Ok(());
                 };
+                // Half the connection's budget: what is held is released
+                // on top of what the drain has queued.
+                let budget = self.config.connection_budget / 2;
+                let capacity = self.config.outbox_capacity / 2;
                 let delivery = match &mut session.held {
+                    Some(held)
+                        if held.spilled
+                            || held.bytes + line.len() > budget
+                            || held.lines.len() >= capacity =>
+                    {
+                        // Past the bound: this one and those held before
+                        // it go to the store, in order.
+                        let mut unacked = take_held(session, &mut state.inflight);
+                        unacked.push(Inflight {
+                            msg,
+                            reply,
+                            since: None,
+                        });
+                        self.store_unacked(unacked);
+                        return Ok(());
+                    }
                     Some(held) => {
-                        held.push((msg.id, line));
+                        held.bytes += line.len();
+                        held.lines.push((msg.id, line));
                         Delivery::HeldBehindDrain
                     }
                     None => match session.push(line) {
@@ -102,7 +148,6 @@ impl Hub {
                 delivery
             }
         };
-        let reply = Some((slot, id));
         let since = match delivery {
             Delivery::HeldBehindDrain => None,
             Delivery::QueuedAt(at) => Some(at),
@@ -176,7 +221,8 @@ impl Hub {
     }
 
     /// Writes messages that were forwarded but not acknowledged to the store
-    /// and answers their senders once they are durable.
+    /// and answers their senders once they are durable, or refuses them if
+    /// the recipient's queue is full (then nothing is stored).
     pub(super) fn store_unacked(&self, unacked: Vec<Inflight>) {
         if unacked.is_empty() {
             return;
@@ -185,16 +231,23 @@ impl Hub {
         let mut messages = Vec::with_capacity(unacked.len());
         for inflight in unacked {
             if let Some(reply) = inflight.reply {
-                replies.push((reply, inflight.msg.id));
+                replies.push((reply, inflight.msg.id, inflight.msg.recipient.clone()));
             }
             messages.push(inflight.msg);
         }
         self.store.enqueue(
             messages,
             Box::new(move |result| {
-                for ((slot, id), msg_id) in replies {
+                for ((slot, id), msg_id, recipient) in replies {
                     let frame = match &result {
-                        Ok(()) => ServerFrame::Sent {
+                        Ok(full) if full.contains(&msg_id) => {
+                            let refusal = Refusal::new(
+                                ErrorCode::RecipientQueueFull,
+                                texts::queue_full(&recipient),
+                            );
+                            ServerFrame::refusal(Some(id), refusal)
+                        }
+                        Ok(_) => ServerFrame::Sent {
                             id,
                             msg_id,
                             queued: true,

@@ -11,7 +11,8 @@ use msg_proto::server::PrivateEndReason;
 use msg_proto::{ErrorCode, Refusal, now_ms};
 use tokio::sync::oneshot;
 
-use crate::hub::state::{ConnId, Session};
+use crate::hub::routing::take_held;
+use crate::hub::state::{ConnId, HeldLive, Session};
 use crate::hub::{DRAIN_PAGE, Hub};
 use crate::outbox::Outbox;
 use crate::store::{StoreError, StoredMessage};
@@ -49,7 +50,7 @@ impl Hub {
                 out: spec.out,
                 ip: spec.ip,
                 peer_port: spec.peer_port,
-                held: Some(Vec::new()),
+                held: Some(HeldLive::default()),
                 inflight: HashSet::new(),
             },
         );
@@ -57,26 +58,47 @@ impl Hub {
         Ok(self.store.pending_after(user, 0, DRAIN_PAGE))
     }
 
-    /// The offline queue has been written: release held messages, then tell
-    /// the others that `user` is online.
-    pub fn finish_drain(&self, user: &str, conn: ConnId) {
+    /// The offline queue has been written up to queue position `after`
+    /// (`None`: it cannot be read). If live messages were stored meanwhile,
+    /// returns the page after `after`, which holds them: the drain goes on.
+    /// Otherwise releases the held messages, then tells the others that
+    /// `user` is online.
+    pub fn finish_drain(&self, user: &str, conn: ConnId, after: Option<u64>) -> Option<QueuePage> {
         let mut guard = self.state();
         let state = &mut *guard;
-        let Some(session) = state.sessions.get_mut(user) else {
-            return;
-        };
+        let session = state.sessions.get_mut(user)?;
         if session.conn != conn {
-            return;
+            return None;
+        }
+        if let (Some(after), Some(held)) = (after, session.held.as_ref()) {
+            // What is held must fit beside what the drain left queued;
+            // otherwise it is stored too, and the drain reads it at its pace.
+            let room = self
+                .config
+                .connection_budget
+                .saturating_sub(session.out.queued_bytes());
+            if !held.spilled && held.bytes > room {
+                let unacked = take_held(session, &mut state.inflight);
+                self.store_unacked(unacked);
+            }
+            if let Some(held) = session.held.as_mut()
+                && held.spilled
+            {
+                // Read under the lock, after every message stored so far.
+                held.spilled = false;
+                return Some(self.store.pending_after(user, after, DRAIN_PAGE));
+            }
         }
         let held = session.held.take().unwrap_or_default();
         let now = Instant::now();
-        for (id, line) in held {
+        for (id, line) in held.lines {
             session.push(line);
             if let Some(inflight) = state.inflight.get_mut(&id) {
                 inflight.since = Some(now);
             }
         }
         state.announce_presence(user, true, now_ms());
+        None
     }
 
     /// Ends `user`'s session on connection `conn` (logout, timeout, dropped

@@ -26,7 +26,7 @@ pub(super) struct Session {
     pub peer_port: Option<u16>,
     /// `Some` while the session drains its offline queue: live direct
     /// messages wait here so they cannot overtake older queued ones.
-    pub held: Option<Vec<(MsgId, Bytes)>>,
+    pub held: Option<HeldLive>,
     /// Messages forwarded to this session and not yet acknowledged.
     pub inflight: HashSet<MsgId>,
 }
@@ -43,6 +43,19 @@ impl Session {
             Err(_) => Push::Closed,
         }
     }
+}
+
+/// Live direct messages for a session whose offline queue is being
+/// delivered. Bounded like the connection's queue (its byte budget and
+/// event capacity): past either, they and every later one go to the store
+/// instead, behind the queue the drain is reading, so the drain delivers
+/// them too, in order, before it ends.
+#[derive(Default)]
+pub(super) struct HeldLive {
+    pub lines: Vec<(MsgId, Bytes)>,
+    pub bytes: usize,
+    /// Messages went to the store since the drain last asked it for more.
+    pub spilled: bool,
 }
 
 /// A message forwarded to an online recipient, awaiting its ack.

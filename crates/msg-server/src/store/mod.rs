@@ -13,8 +13,10 @@
 //!
 //! - this file: the jobs and the API that submits them;
 //! - [`thread`]: the thread that applies them;
+//! - [`quota`]: how much may wait in one recipient's queue;
 //! - [`schema`]: tables, migrations and the start-up snapshot.
 
+mod quota;
 mod schema;
 #[cfg(test)]
 mod tests;
@@ -46,6 +48,8 @@ pub enum StoreError {
 /// A direct message held for a recipient who has not acknowledged it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredMessage {
+    /// Its place in the store's queue, oldest first; 0 until it is stored.
+    pub seq: u64,
     pub id: MsgId,
     pub recipient: String,
     pub sender: String,
@@ -64,12 +68,14 @@ pub struct Snapshot {
     pub last_seen: HashMap<String, Timestamp>,
     /// user → end of their login block, for blocks still in force.
     pub lockouts: HashMap<String, Timestamp>,
-    /// Incremented at every start; message ids embed it so they never repeat.
-    pub boot: u32,
 }
 
-/// Called on the store thread once a job's transaction has committed (or failed).
-pub type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+pub use quota::QueueLimits;
+
+/// Called on the store thread once an enqueue's transaction has committed
+/// (or failed). `Ok` lists the messages that were not stored because their
+/// recipient's queue is at its quota; the others are durable.
+pub type Completion = Box<dyn FnOnce(Result<Vec<MsgId>, StoreError>) + Send>;
 
 enum Job {
     Enqueue {
@@ -78,7 +84,7 @@ enum Job {
     },
     PendingAfter {
         recipient: String,
-        after: MsgId,
+        after: u64,
         limit: usize,
         done: oneshot::Sender<Result<Vec<StoredMessage>, StoreError>>,
     },
@@ -108,6 +114,27 @@ enum Job {
     Barrier {
         done: oneshot::Sender<Result<(), StoreError>>,
     },
+    /// Gives up to `pages` free pages back to the file system.
+    Vacuum {
+        pages: u32,
+    },
+}
+
+impl Job {
+    /// What the job does, for the log (never its data).
+    fn name(&self) -> &'static str {
+        match self {
+            Job::Enqueue { .. } => "enqueue",
+            Job::PendingAfter { .. } => "read queue",
+            Job::Delete { .. } => "delete",
+            Job::SetBlock { .. } => "set block",
+            Job::Presence { .. } => "presence",
+            Job::Lockout { .. } => "lockout",
+            Job::QueueLen { .. } => "queue length",
+            Job::Barrier { .. } => "barrier",
+            Job::Vacuum { .. } => "vacuum",
+        }
+    }
 }
 
 pub struct Store {
@@ -116,21 +143,36 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (or creates) `msg.db` in `dir` and returns the snapshot the
-    /// server starts from.
+    /// Opens (or creates) `msg.db` in `dir` with the default quotas and
+    /// returns the snapshot the server starts from.
     pub fn open(dir: &Path, now: Timestamp) -> Result<(Self, Snapshot), StoreError> {
+        Self::open_with(dir, now, QueueLimits::default())
+    }
+
+    /// Opens (or creates) `msg.db` in `dir`, each recipient's offline queue
+    /// held to `limits`.
+    pub fn open_with(
+        dir: &Path,
+        now: Timestamp,
+        limits: QueueLimits,
+    ) -> Result<(Self, Snapshot), StoreError> {
         std::fs::create_dir_all(dir)?;
         let mut conn = Connection::open(dir.join("msg.db"))?;
+        schema::give_space_back(&conn)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // The WAL file shrinks back to this after a checkpoint.
+        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         schema::migrate(&conn)?;
         let snapshot = schema::load_snapshot(&mut conn, now)?;
+        let quota = quota::Quota::load(&conn, limits);
         let (tx, rx) = mpsc::channel();
+        let writer = thread::Writer { conn, quota };
         let thread = std::thread::Builder::new()
             .name("msg-store".into())
-            .spawn(move || thread::run(conn, rx))?;
+            .spawn(move || thread::run(writer, rx))?;
         Ok((
             Self {
                 jobs: Mutex::new(Some(tx)),
@@ -148,19 +190,20 @@ impl Store {
         }
     }
 
-    /// Stores messages durably; `done` runs after the commit.
+    /// Stores messages durably unless their recipient's queue is full;
+    /// `done` runs after the commit.
     pub fn enqueue(&self, messages: Vec<StoredMessage>, done: Completion) {
         if let Err(Job::Enqueue { done, .. }) = self.submit(Job::Enqueue { messages, done }) {
             done(Err(StoreError::Closed));
         }
     }
 
-    /// Up to `limit` queued messages for `recipient` with ids above `after`,
-    /// oldest first.
+    /// Up to `limit` queued messages for `recipient` after the one at queue
+    /// position `after` (0: from the start), oldest first.
     pub fn pending_after(
         &self,
         recipient: &str,
-        after: MsgId,
+        after: u64,
         limit: usize,
     ) -> oneshot::Receiver<Result<Vec<StoredMessage>, StoreError>> {
         let (done, rx) = oneshot::channel();
@@ -236,6 +279,12 @@ impl Store {
         let (done, rx) = oneshot::channel();
         let _ = self.submit(Job::QueueLen { done });
         rx
+    }
+
+    /// Gives up to `pages` free pages of the database back to the file
+    /// system (space freed by acknowledged messages).
+    pub fn vacuum(&self, pages: u32) {
+        let _ = self.submit(Job::Vacuum { pages });
     }
 
     /// Completes once every job submitted before it is durable.

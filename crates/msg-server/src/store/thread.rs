@@ -1,19 +1,31 @@
 //! The store thread: takes every job waiting in the channel, applies them in
 //! one transaction, commits (one fsync for the lot), then reports to each.
+//! A job that fails (a damaged page, say) fails alone. Enqueues are checked
+//! against the recipient's quota here, where the queue's size is known.
 
 use std::sync::mpsc;
 
+use msg_proto::msg_id::MSG_ID_LEN;
 use msg_proto::{MsgId, Timestamp};
-use rusqlite::{Connection, Transaction, params};
-use tokio::sync::oneshot;
+use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::store::{Completion, Job, StoreError, StoredMessage};
+use crate::store::quota::{Pending, Quota, size_of};
+use crate::store::{Job, StoreError, StoredMessage};
 
 /// Most jobs applied in one transaction; bounds the latency of the first.
 const MAX_BATCH: usize = 4096;
+/// Passes over one batch before the rest of it runs one job per
+/// transaction: each failing job costs a pass over the others.
+const MAX_PASSES: usize = 4;
+
+/// The database and what the thread keeps beside it.
+pub(super) struct Writer {
+    pub conn: Connection,
+    pub quota: Quota,
+}
 
 /// The store thread: batch, apply in one transaction, commit, then report.
-pub(super) fn run(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
+pub(super) fn run(mut writer: Writer, jobs: mpsc::Receiver<Job>) {
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -22,165 +34,291 @@ pub(super) fn run(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        apply_batch(&mut conn, batch);
+        writer.apply_batch(batch);
     }
 }
 
-/// What to report once the batch's fate is known.
-enum Report {
-    Done(Completion),
-    Unit(oneshot::Sender<Result<(), StoreError>>),
+/// A pass that did not commit.
+enum PassError {
+    /// Job `index` failed; the transaction was rolled back.
+    Job(usize, rusqlite::Error),
+    /// The transaction could not begin or commit.
+    Commit(rusqlite::Error),
 }
 
-fn apply_batch(conn: &mut Connection, batch: Vec<Job>) {
-    let mut reports = Vec::new();
-    let outcome = conn.transaction().map_err(StoreError::from).and_then(|tx| {
-        for job in batch {
-            apply(&tx, job, &mut reports);
+/// What a pass did besides its writes: quota changes to apply once it
+/// commits, and the messages it refused for a full queue (by job).
+#[derive(Default)]
+struct PassEffects {
+    quota: Pending,
+    refused: Vec<(usize, MsgId)>,
+}
+
+impl Writer {
+    /// Applies a batch in one transaction, so its jobs share one commit
+    /// (one fsync). A job that fails fails alone: SQLite fails every later
+    /// write of a transaction in which it met a damaged page, and its
+    /// commit too (a savepoint rolled back to does not help), so the
+    /// transaction is rolled back and the batch applied again without it.
+    pub(super) fn apply_batch(&mut self, batch: Vec<Job>) {
+        let mut jobs: Vec<Option<Job>> = batch.into_iter().map(Some).collect();
+        for _ in 0..MAX_PASSES {
+            let mut effects = PassEffects::default();
+            match self.pass(&mut jobs, &mut effects) {
+                Ok(()) => {
+                    self.quota.commit(effects.quota);
+                    for (index, job) in jobs.into_iter().enumerate() {
+                        if let Some(job) = job {
+                            report(job, Ok(refused_by(&effects.refused, index)));
+                        }
+                    }
+                    return;
+                }
+                Err(PassError::Job(index, e)) => {
+                    self.rollback();
+                    if let Some(job) = jobs[index].take() {
+                        tracing::error!(error = %e, job = job.name(), "a store job failed");
+                        report(job, Err(e.into()));
+                    }
+                }
+                Err(PassError::Commit(e)) => {
+                    self.rollback();
+                    tracing::error!(error = %e, "store commit failed");
+                    let err = e.to_string();
+                    for job in jobs.into_iter().flatten() {
+                        report(job, Err(StoreError::Commit(err.clone())));
+                    }
+                    return;
+                }
+            }
         }
-        tx.commit().map_err(StoreError::from)
-    });
-    let failed = outcome.as_ref().err().map(|e| e.to_string());
-    if let Some(err) = &failed {
-        tracing::error!(error = %err, "store commit failed");
-    }
-    for report in reports {
-        let result = match &failed {
-            None => Ok(()),
-            Some(err) => Err(StoreError::Commit(err.clone())),
-        };
-        match report {
-            Report::Done(done) => done(result),
-            Report::Unit(done) => {
-                let _ = done.send(result);
+        // Failure after failure: isolate the rest, one transaction each.
+        for slot in &mut jobs {
+            if slot.is_some() {
+                self.apply_alone(slot.take());
             }
         }
     }
+
+    /// One job in a transaction of its own.
+    fn apply_alone(&mut self, job: Option<Job>) {
+        let mut jobs = [job];
+        let mut effects = PassEffects::default();
+        let result = self.pass(&mut jobs, &mut effects);
+        let [job] = jobs;
+        match result {
+            Ok(()) => {
+                self.quota.commit(effects.quota);
+                if let Some(job) = job {
+                    report(job, Ok(refused_by(&effects.refused, 0)));
+                }
+            }
+            Err(PassError::Job(_, e) | PassError::Commit(e)) => {
+                self.rollback();
+                if let Some(job) = job {
+                    tracing::error!(error = %e, job = job.name(), "a store job failed");
+                    report(job, Err(e.into()));
+                }
+            }
+        }
+    }
+
+    /// Applies every job left in `jobs` in one transaction and commits.
+    /// Reads are answered at once and leave the batch; writes stay until
+    /// reported.
+    fn pass(&self, jobs: &mut [Option<Job>], effects: &mut PassEffects) -> Result<(), PassError> {
+        let conn = &self.conn;
+        conn.execute_batch("BEGIN").map_err(PassError::Commit)?;
+        for (index, slot) in jobs.iter_mut().enumerate() {
+            let failed = |e| PassError::Job(index, e);
+            match slot {
+                None => {}
+                Some(Job::PendingAfter {
+                    recipient,
+                    after,
+                    limit,
+                    ..
+                }) => {
+                    let page = select_pending(conn, recipient, *after, *limit).map_err(failed)?;
+                    if let Some(Job::PendingAfter { done, .. }) = slot.take() {
+                        let _ = done.send(Ok(page));
+                    }
+                }
+                Some(Job::QueueLen { .. }) => {
+                    let count = conn
+                        .query_row("SELECT COUNT(*) FROM queue", [], |r| r.get::<_, i64>(0))
+                        .map_err(failed)?;
+                    if let Some(Job::QueueLen { done }) = slot.take() {
+                        let _ = done.send(Ok(count as u64));
+                    }
+                }
+                Some(Job::Enqueue { messages, .. }) => {
+                    for m in messages.iter() {
+                        if !self.quota.admit(&mut effects.quota, m) {
+                            effects.refused.push((index, m.id));
+                        } else if !insert_message(conn, m).map_err(failed)? {
+                            // Already stored (the same id): counted once.
+                            effects.quota.add(&m.recipient, -1, -size_of(m));
+                        }
+                    }
+                }
+                Some(Job::Delete { recipient, id }) => {
+                    if let Some(size) = delete_message(conn, recipient, *id).map_err(failed)? {
+                        effects.quota.add(recipient, -1, -size);
+                    }
+                }
+                Some(write) => apply(conn, write).map_err(failed)?,
+            }
+        }
+        conn.execute_batch("COMMIT").map_err(PassError::Commit)
+    }
+
+    fn rollback(&self) {
+        if !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
 }
 
-fn apply(tx: &Transaction<'_>, job: Job, reports: &mut Vec<Report>) {
+/// The ids the pass refused in job `index`.
+fn refused_by(refused: &[(usize, MsgId)], index: usize) -> Vec<MsgId> {
+    refused
+        .iter()
+        .filter(|(job, _)| *job == index)
+        .map(|(_, id)| *id)
+        .collect()
+}
+
+/// Tells a job's submitter how it went (reads, already answered on
+/// success, get their error here). `Ok` carries the messages an enqueue
+/// did not store because their recipient's queue is full.
+fn report(job: Job, result: Result<Vec<MsgId>, StoreError>) {
     match job {
-        Job::Enqueue { messages, done } => {
-            let result = insert_messages(tx, &messages);
-            match result {
-                Ok(()) => reports.push(Report::Done(done)),
-                Err(e) => done(Err(e.into())),
+        Job::Enqueue { done, .. } => done(result),
+        Job::SetBlock { done, .. } | Job::Barrier { done } => {
+            let _ = done.send(result.map(drop));
+        }
+        Job::Lockout { done, .. } => {
+            if let Some(done) = done {
+                let _ = done.send(result.map(drop));
             }
         }
-        Job::PendingAfter {
-            recipient,
-            after,
-            limit,
-            done,
-        } => {
-            let _ = done.send(select_pending(tx, &recipient, after, limit).map_err(Into::into));
+        Job::PendingAfter { done, .. } => {
+            let _ = done.send(result.map(|_| Vec::new()));
         }
-        Job::Delete { recipient, id } => {
-            // One per acknowledged offline message: keep the statement.
-            let deleted = tx
-                .prepare_cached("DELETE FROM queue WHERE id = ?1 AND recipient = ?2")
-                .and_then(|mut stmt| stmt.execute(params![id as i64, recipient]));
-            if let Err(e) = deleted {
-                tracing::error!(error = %e, "cannot delete an acknowledged message");
-            }
+        Job::QueueLen { done } => {
+            let _ = done.send(result.map(|_| 0));
         }
+        // Only logged: an ack not applied leaves the message queued (it is
+        // delivered again), a login time not recorded is approximate, and
+        // space not given back now is given back by the next vacuum.
+        Job::Delete { .. } | Job::Presence { .. } | Job::Vacuum { .. } => {}
+    }
+}
+
+/// Applies one of the other write jobs inside the current transaction.
+fn apply(conn: &Connection, job: &Job) -> rusqlite::Result<()> {
+    match job {
         Job::SetBlock {
             blocker,
             blocked,
             blocking,
-            done,
+            ..
         } => {
-            let sql = if blocking {
+            let sql = if *blocking {
                 "INSERT OR IGNORE INTO blocks (blocker, blocked) VALUES (?1, ?2)"
             } else {
                 "DELETE FROM blocks WHERE blocker = ?1 AND blocked = ?2"
             };
-            match tx.execute(sql, params![blocker, blocked]) {
-                Ok(_) => reports.push(Report::Unit(done)),
-                Err(e) => {
-                    let _ = done.send(Err(e.into()));
-                }
-            }
+            conn.execute(sql, params![blocker, blocked])?;
         }
         Job::Presence { user, at, online } => {
-            let sql = if online {
+            let sql = if *online {
                 "INSERT INTO history (user, login_at) VALUES (?1, ?2)
                  ON CONFLICT (user) DO UPDATE SET login_at = excluded.login_at"
             } else {
                 "INSERT INTO history (user, logout_at) VALUES (?1, ?2)
                  ON CONFLICT (user) DO UPDATE SET logout_at = excluded.logout_at"
             };
-            if let Err(e) = tx.execute(sql, params![user, at as i64]) {
-                tracing::error!(error = %e, "cannot record login history");
-            }
+            conn.execute(sql, params![user, *at as i64])?;
         }
-        Job::Lockout { user, until, done } => {
-            let result = match until {
-                Some(until) => tx.execute(
+        Job::Lockout { user, until, .. } => {
+            match until {
+                Some(until) => conn.execute(
                     "INSERT INTO lockouts (user, until) VALUES (?1, ?2)
                      ON CONFLICT (user) DO UPDATE SET until = excluded.until",
-                    params![user, until as i64],
-                ),
-                None => tx.execute("DELETE FROM lockouts WHERE user = ?1", params![user]),
+                    params![user, *until as i64],
+                )?,
+                None => conn.execute("DELETE FROM lockouts WHERE user = ?1", params![user])?,
             };
-            match (result, done) {
-                (Ok(_), Some(done)) => reports.push(Report::Unit(done)),
-                (Ok(_), None) => {}
-                (Err(e), done) => {
-                    tracing::error!(error = %e, "cannot record a login block");
-                    if let Some(done) = done {
-                        let _ = done.send(Err(e.into()));
-                    }
-                }
-            }
         }
-        Job::Barrier { done } => reports.push(Report::Unit(done)),
-        Job::QueueLen { done } => {
-            let count = tx
-                .query_row("SELECT COUNT(*) FROM queue", [], |r| r.get::<_, i64>(0))
-                .map(|n| n as u64)
-                .map_err(Into::into);
-            let _ = done.send(count);
+        Job::Vacuum { pages } => {
+            // Hands up to `pages` free pages back to the file system, one
+            // per step of the statement.
+            let mut stmt = conn.prepare(&format!("PRAGMA incremental_vacuum({pages})"))?;
+            let mut rows = stmt.query([])?;
+            while rows.next()?.is_some() {}
         }
-    }
-}
-
-fn insert_messages(tx: &Transaction<'_>, messages: &[StoredMessage]) -> rusqlite::Result<()> {
-    let mut stmt = tx.prepare_cached(
-        "INSERT OR IGNORE INTO queue (id, recipient, sender, text, at, client_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?;
-    for m in messages {
-        stmt.execute(params![
-            m.id as i64,
-            m.recipient,
-            m.sender,
-            m.text,
-            m.at as i64,
-            m.client_id
-        ])?;
+        Job::Enqueue { .. }
+        | Job::Delete { .. }
+        | Job::Barrier { .. }
+        | Job::PendingAfter { .. }
+        | Job::QueueLen { .. } => {}
     }
     Ok(())
 }
 
+/// Stores one message; `false` if one with its id is already stored.
+fn insert_message(conn: &Connection, m: &StoredMessage) -> rusqlite::Result<bool> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT OR IGNORE INTO queue (id, recipient, sender, text, at, client_id, size)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    let inserted = stmt.execute(params![
+        m.id.encode(&mut [0; MSG_ID_LEN]),
+        m.recipient,
+        m.sender,
+        m.text,
+        m.at as i64,
+        m.client_id,
+        size_of(m),
+    ])?;
+    Ok(inserted == 1)
+}
+
+/// Forgets an acknowledged message; its size if it was there.
+fn delete_message(conn: &Connection, recipient: &str, id: MsgId) -> rusqlite::Result<Option<i64>> {
+    // One per acknowledged offline message: keep the statement.
+    conn.prepare_cached("DELETE FROM queue WHERE id = ?1 AND recipient = ?2 RETURNING size")?
+        .query_row(params![id.encode(&mut [0; MSG_ID_LEN]), recipient], |r| {
+            r.get(0)
+        })
+        .optional()
+}
+
 fn select_pending(
-    tx: &Transaction<'_>,
+    conn: &Connection,
     recipient: &str,
-    after: MsgId,
+    after: u64,
     limit: usize,
 ) -> rusqlite::Result<Vec<StoredMessage>> {
-    let mut stmt = tx.prepare_cached(
-        "SELECT id, sender, text, at, client_id FROM queue
-         WHERE recipient = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, id, sender, text, at, client_id FROM queue
+         WHERE recipient = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
     )?;
     let rows = stmt.query_map(params![recipient, after as i64, limit as i64], |r| {
+        let id = r.get_ref(1)?.as_str()?;
+        let id = id.parse::<MsgId>().map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e))
+        })?;
         Ok(StoredMessage {
-            id: r.get::<_, i64>(0)? as MsgId,
+            seq: r.get::<_, i64>(0)? as u64,
+            id,
             recipient: recipient.to_owned(),
-            sender: r.get(1)?,
-            text: r.get(2)?,
-            at: r.get::<_, i64>(3)? as Timestamp,
-            client_id: r.get(4)?,
+            sender: r.get(2)?,
+            text: r.get(3)?,
+            at: r.get::<_, i64>(4)? as Timestamp,
+            client_id: r.get(5)?,
         })
     })?;
     rows.collect()

@@ -226,6 +226,29 @@ impl Drop for Server {
 /// Lines of the server's log shown when a test fails.
 const LOG_TAIL: usize = 60;
 
+/// Runs `msg-server passwd USER --password-stdin` on the env's credentials
+/// file (an argon2 hash for `user`).
+pub fn passwd(env: &Env, user: &str, stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = ChildGuard::spawn(
+        Command::new(server_bin())
+            .args(["passwd", user, "--password-stdin", "--credentials"])
+            .arg(env.credentials())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    // passwd may refuse (and exit) before reading: a broken pipe is fine.
+    let _ = child
+        .child()
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes());
+    // Hashing takes well under a second.
+    child.wait_output(DEADLINE)
+}
+
 /// A child process that is killed and reaped when dropped, so that no test
 /// leaves one behind, even one that panics.
 pub struct ChildGuard(Option<Child>);
@@ -368,7 +391,32 @@ impl Client {
         client
     }
 
+    /// Connects from another local address (`127.0.0.2`: the whole of
+    /// 127.0.0.0/8 is loopback) and exchanges `hello`.
+    pub async fn connect_from(addr: SocketAddr, local: std::net::IpAddr) -> Self {
+        let mut client = Self::connect_raw_full(addr, None, Some(local)).await;
+        client
+            .send(ClientFrame::Hello {
+                version: PROTOCOL_VERSION,
+                agent: None,
+            })
+            .await;
+        assert!(matches!(
+            client.next_frame().await,
+            ServerFrame::Hello { .. }
+        ));
+        client
+    }
+
     async fn connect_raw_with_buffer(addr: SocketAddr, recv_buffer: Option<u32>) -> Self {
+        Self::connect_raw_full(addr, recv_buffer, None).await
+    }
+
+    async fn connect_raw_full(
+        addr: SocketAddr,
+        recv_buffer: Option<u32>,
+        local: Option<std::net::IpAddr>,
+    ) -> Self {
         let socket = if addr.is_ipv6() {
             tokio::net::TcpSocket::new_v6()
         } else {
@@ -377,6 +425,9 @@ impl Client {
         .expect("socket");
         if let Some(size) = recv_buffer {
             socket.set_recv_buffer_size(size).expect("SO_RCVBUF");
+        }
+        if let Some(ip) = local {
+            socket.bind(SocketAddr::new(ip, 0)).expect("bind");
         }
         let stream = timeout(DEADLINE, socket.connect(addr))
             .await
@@ -670,6 +721,19 @@ impl Client {
         let reply = self.request(|id| ClientFrame::Logout { id }).await;
         assert!(matches!(reply, ServerFrame::Ok { .. }), "{reply:?}");
         self.closed().await;
+    }
+}
+
+/// A `send` request to `to`, for [`Client::submit`].
+pub fn send_to(to: &str, text: &str) -> impl FnOnce(RequestId) -> ClientFrame {
+    let (to, text) = (to.to_owned(), text.to_owned());
+    move |id| {
+        ClientFrame::Send(SendRequest {
+            id,
+            to,
+            text,
+            client_id: None,
+        })
     }
 }
 

@@ -17,7 +17,7 @@ use crate::upstream::ServerRequest;
 
 fn message(msg_id: u64, text: &str) -> ServerFrame {
     ServerFrame::Message {
-        msg_id,
+        msg_id: msg_id.into(),
         from: "luke".into(),
         text: text.into(),
         at: 1,
@@ -100,7 +100,7 @@ async fn a_full_inbox_acks_nothing_and_the_link_logs_in_again_once_it_can_write(
     let (mut conn, frame) = greet(&listener).await;
     welcome(&mut conn, &frame).await;
     conn.send(message(1, "keep me")).await.unwrap();
-    assert_eq!(recv(&mut conn).await, ClientFrame::Ack { msg_id: 1 });
+    assert_eq!(recv(&mut conn).await, ClientFrame::Ack { msg_id: 1.into() });
     wait_for(&shared, |s| s.status().state == LinkState::Online).await;
     assert!(shared.status().waiting.is_none());
     let texts: Vec<String> = shared

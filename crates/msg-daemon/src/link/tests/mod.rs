@@ -122,14 +122,14 @@ async fn stores_before_acking_dedupes_reconnects_and_stops_at_a_refusal() {
     // acked again but stored once.
     for _ in 0..2 {
         let message = ServerFrame::Message {
-            msg_id: 7,
+            msg_id: 7.into(),
             from: "luke".into(),
             text: "hi".into(),
             at: 1,
             client_id: None,
         };
         conn.send(message).await.unwrap();
-        assert_eq!(recv(&mut conn).await, ClientFrame::Ack { msg_id: 7 });
+        assert_eq!(recv(&mut conn).await, ClientFrame::Ack { msg_id: 7.into() });
         let stored = shared.inbox().list("hans", true).unwrap();
         assert_eq!(stored.len(), 1);
         assert_eq!(stored[0].line(), "luke: hi");
@@ -212,7 +212,7 @@ async fn a_send_cut_off_by_a_dropped_connection_is_retried_with_its_client_id() 
     );
     let sent = ServerFrame::Sent {
         id,
-        msg_id: 9,
+        msg_id: 9.into(),
         queued: false,
     };
     conn.send(sent.clone()).await.unwrap();

@@ -10,6 +10,10 @@ use crate::connection::cmd::checked_text;
 use crate::texts;
 
 pub(super) fn send(conn: &mut Connection, user: &str, mut request: SendRequest) {
+    #[cfg(debug_assertions)]
+    if conn.hub.config.panic_on_text.as_ref() == Some(&request.text) {
+        panic!("test hook: a connection task panics");
+    }
     let id = request.id;
     let trimmed = match checked_text(&request.text) {
         // Usually nothing was trimmed: keep the decoded string.
