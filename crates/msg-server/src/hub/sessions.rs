@@ -23,6 +23,8 @@ pub struct SessionSpec {
     pub out: Outbox,
     pub ip: IpAddr,
     pub peer_port: Option<u16>,
+    /// The client's `peer_key`, in the form the server hands on.
+    pub peer_key: Option<String>,
 }
 
 /// Handle returned by [`Hub::begin_session`]: the first page of the user's
@@ -49,6 +51,7 @@ impl Hub {
                 out: spec.out,
                 ip: spec.ip,
                 peer_port: spec.peer_port,
+                peer_key: spec.peer_key,
                 held: Some(Vec::new()),
                 inflight: HashSet::new(),
             },
