@@ -56,6 +56,7 @@ pub async fn login(addr: SocketAddr, user: &str) -> anyhow::Result<Conn> {
         user: user.to_owned(),
         password: Secret::from(PASSWORD),
         peer_port: None,
+        peer_key: None,
     }))
     .await?;
     loop {

@@ -34,7 +34,7 @@ async fn main() {
     // The link, as msgd runs it.
     let inbox = Inbox::open(&dir.path().join("inbox.sqlite3")).unwrap();
     let shared = Arc::new(Shared::new(inbox, Notifier::new(false), Config::default()));
-    let private = Private::new(Arc::clone(&shared));
+    let private = Private::new(Arc::clone(&shared)).unwrap();
     let peers = PeerListener::new(Arc::clone(&private), None);
     let handle = link::spawn(Arc::clone(&shared), private, Some(peers));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

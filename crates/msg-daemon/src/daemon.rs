@@ -8,6 +8,7 @@ use crate::control::{self, Context};
 use crate::inbox::{Inbox, InboxError};
 use crate::link;
 use crate::notifier::Notifier;
+use crate::private::keys::KeyError;
 use crate::private::{PeerListener, Private};
 use crate::retention;
 use crate::socket::{self, BindError};
@@ -42,6 +43,8 @@ pub enum DaemonError {
     Inbox(#[from] InboxError),
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error(transparent)]
+    Keys(#[from] KeyError),
     #[error("msgd stopped because {0}")]
     Failed(String),
 }
@@ -63,7 +66,7 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     // tell `msg` lies forever; a panic anywhere stops it cleanly instead.
     stop_on_panic(Arc::clone(&shared));
     tokio::spawn(retention::run(Arc::clone(&shared)));
-    let private = Private::new(Arc::clone(&shared));
+    let private = Private::new(Arc::clone(&shared))?;
     let peers = PeerListener::new(Arc::clone(&private), peer_port);
     let link = link::spawn(Arc::clone(&shared), Arc::clone(&private), Some(peers));
     tracing::info!(

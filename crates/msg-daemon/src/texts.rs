@@ -100,6 +100,18 @@ pub fn private_unreachable(peer: &str) -> String {
     format!("Error. Cannot connect to {peer} for private messaging")
 }
 
+/// What answered at `peer`'s address did not prove the key the server gave
+/// for `peer`'s msgd (or did not hold the session's token).
+pub fn private_unverified(peer: &str) -> String {
+    format!("Error. Cannot verify {peer}'s msgd for private messaging")
+}
+
+/// The server gave no key for `peer`, or a token too short to be a key: it
+/// is too old to broker a secure session.
+pub fn private_insecure(peer: &str) -> String {
+    format!("Error. The server is too old to set up private messaging with {peer} securely")
+}
+
 pub fn private_not_enabled(peer: &str) -> String {
     format!("Error. Private messaging to {peer} not enabled")
 }
@@ -115,7 +127,7 @@ pub fn private_unconfirmed(peer: &str) -> String {
 // Refusals sent to a peer daemon that calls us.
 
 pub const PEER_HELLO_REQUIRED: &str = "Error. The first frame must be hello";
-pub const PEER_BAD_TOKEN: &str = "Error. No private session agreed with this token";
+pub const PEER_WRONG_USER: &str = "Error. This private session was agreed with another user";
 
 pub fn peer_version_mismatch(theirs: u32, ours: u32) -> String {
     format!("Error. Peer protocol version {theirs} is not supported (this daemon speaks {ours})")

@@ -82,6 +82,15 @@ pub fn too_many_registrations(secs: u64) -> String {
     format!("Error. Too many registrations from your address; try again in {secs} seconds")
 }
 
+/// `private_unavailable` for a user whose client gave no `peer_key`: it
+/// cannot talk privately without cleartext, which is not offered.
+pub fn private_too_old(user: &str) -> String {
+    format!("Error. {user}'s msgd is too old to talk privately")
+}
+
+/// `private_unavailable` for an asker whose own client gave no `peer_key`.
+pub const PRIVATE_YOURS_TOO_OLD: &str = "Error. Your msgd is too old to talk privately";
+
 pub fn version_mismatch(theirs: u32, ours: u32) -> String {
     format!("Error. Protocol version {theirs} is not supported (this server speaks {ours})")
 }

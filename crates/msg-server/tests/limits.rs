@@ -94,6 +94,7 @@ fn register(user: &str) -> impl FnOnce(RequestId) -> ClientFrame {
             user,
             password: "pw".into(),
             peer_port: None,
+            peer_key: None,
         })
     }
 }

@@ -135,6 +135,7 @@ async fn registration_is_off_by_default() {
                 user: "rey".into(),
                 password: "jakku".into(),
                 peer_port: None,
+                peer_key: None,
             })
         })
         .await;
@@ -159,6 +160,7 @@ async fn registration_appends_a_hashed_account_and_logs_in() {
                 user,
                 password: password.as_str().into(),
                 peer_port: None,
+                peer_key: None,
             })
         }
     };

@@ -35,6 +35,7 @@ async fn a_burst_of_wrong_passwords_runs_only_the_checks_that_block_the_account(
                     user: "vader".into(),
                     password: "wrong".into(),
                     peer_port: None,
+                    peer_key: None,
                 })
             })
             .await;

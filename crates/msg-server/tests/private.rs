@@ -59,6 +59,7 @@ async fn accepted_requests_hand_both_sides_the_same_one_time_token() {
         addr,
         caller_ip,
         expires_in,
+        ..
     } = hans.event_matching(is_ready).await
     else {
         unreachable!()
@@ -67,7 +68,8 @@ async fn accepted_requests_hand_both_sides_the_same_one_time_token() {
     // The address the server saw for luke, with the port luke's client advertised.
     assert_eq!(addr.as_deref(), Some("127.0.0.1:40000"));
     assert_eq!(expires_in, 60);
-    assert_eq!(token.expose().len(), 32);
+    // 256 bits, the pre-shared key of the daemons' Noise handshake.
+    assert_eq!(token.expose().len(), 64);
     assert_eq!(
         caller_ip, None,
         "the asker dials; it needs no caller address"

@@ -129,6 +129,7 @@ fn every_client_frame() -> Vec<ClientFrame> {
         user: "hans".into(),
         password: Secret::from("pw"),
         peer_port: None,
+        peer_key: None,
     };
     let all = vec![
         ClientFrame::Hello {
@@ -235,6 +236,7 @@ fn every_server_frame() -> Vec<ServerFrame> {
         ServerFrame::PrivateReady {
             peer: "luke".into(),
             token: Secret::from("t"),
+            peer_key: None,
             addr: None,
             caller_ip: None,
             expires_in: 60,
@@ -397,6 +399,7 @@ async fn login_without_peer_port(addr: std::net::SocketAddr, user: &str) -> Clie
                 user: user.into(),
                 password: password_of(user).into(),
                 peer_port: None,
+                peer_key: None,
             })
         })
         .await;
@@ -412,6 +415,7 @@ fn register(user: &str) -> impl FnOnce(RequestId) -> ClientFrame {
             user,
             password: "pw".into(),
             peer_port: None,
+            peer_key: None,
         })
     }
 }

@@ -83,11 +83,20 @@ impl Link {
             ServerFrame::PrivateReady {
                 peer,
                 token,
+                peer_key,
                 addr,
                 caller_ip,
                 expires_in,
             } => {
-                events::ready(&self.private, peer, token, addr, caller_ip, expires_in);
+                let ready = events::Ready {
+                    peer,
+                    token,
+                    peer_key,
+                    addr,
+                    caller_ip,
+                    expires_in,
+                };
+                events::ready(&self.private, ready);
                 Inbound::Nothing
             }
             ServerFrame::PrivateDeclined { peer } => {

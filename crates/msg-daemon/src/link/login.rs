@@ -51,12 +51,20 @@ impl Link {
             (Some(peers), Ok(local)) => peers.port_for(local.ip()).await,
             _ => None,
         };
+        // With the port, the public key our peer connections prove we hold:
+        // the server hands it to whoever we talk to privately.
+        let peer_key = self
+            .peers
+            .as_ref()
+            .filter(|_| peer_port.is_some())
+            .map(|peers| peers.public_key());
         let mut conn = Framed::new(stream, JsonLines::new());
         let login = LoginRequest {
             id: self.id(),
             user: user.into(),
             password: password.clone(),
             peer_port,
+            peer_key,
         };
         let login = if register {
             ClientFrame::Register(login)

@@ -64,6 +64,12 @@ pub async fn start(private: &Private, upstream: &Upstream, user: String) -> Repl
             codes::PRIVATE_UNREACHABLE,
             texts::private_unreachable(&user),
         ),
+        Ok(Ok(PrivateOutcome::Unverified)) => {
+            Reply::error(codes::PRIVATE_UNREACHABLE, texts::private_unverified(&user))
+        }
+        Ok(Ok(PrivateOutcome::Insecure)) => {
+            Reply::error(codes::PRIVATE_UNREACHABLE, texts::private_insecure(&user))
+        }
         Ok(Ok(PrivateOutcome::Gone)) | Ok(Err(_)) => {
             Reply::error(codes::NOT_LOGGED_IN, texts::NOT_LOGGED_IN)
         }

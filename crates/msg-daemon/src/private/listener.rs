@@ -7,7 +7,8 @@
 //!
 //! The port is open to the world, so what a connection may cost is bounded:
 //! only a connection from the address the server brokered for a pending
-//! session (`caller_ip`) gets a handshake; any other is closed at once,
+//! session (`caller_ip`) gets a handshake (see `handshake`: Noise, then
+//! `hello`); any other is closed at once,
 //! without a word and without taking a slot. A handshake has a short
 //! deadline, at most [`MAX_PER_ADDRESS`] run at once per address and
 //! [`MAX_HANDSHAKES`] in all; refusals being delivered are bounded too.
@@ -17,6 +18,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use msg_proto::peer::PeerKey;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::time::{Instant, timeout};
@@ -58,6 +60,11 @@ impl PeerListener {
             pinned,
             bound: tokio::sync::Mutex::new(None),
         })
+    }
+
+    /// Our static public key, advertised with the port.
+    pub fn public_key(&self) -> PeerKey {
+        PeerKey::new(*self.private.identity.public())
     }
 
     /// The port to advertise when our end of the server connection is
@@ -142,7 +149,7 @@ async fn serve(listener: TcpListener, private: Arc<Private>, stop: CancellationT
                                 }
                             }
                             Ok(Err(None)) => {}
-                            Err(_) => tracing::info!(%ip, "peer connection closed: no hello in time"),
+                            Err(_) => tracing::info!(%ip, "peer connection closed: not through the handshake in time"),
                         }
                     });
                 }

@@ -21,7 +21,7 @@ use futures::{SinkExt, StreamExt};
 use msg_proto::control::ItemKind;
 use msg_proto::peer::{PeerFrame, PeerMsgId};
 use msg_proto::validate;
-use msg_proto::{JsonLines, PING_EVERY, SILENCE_LIMIT, now_ms};
+use msg_proto::{PING_EVERY, SILENCE_LIMIT, now_ms};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
@@ -29,12 +29,15 @@ use tokio::time::{Instant, interval_at, timeout};
 use tokio_util::codec::Framed;
 
 use crate::inbox::NewItem;
+use crate::private::record::SecureLines;
 use crate::private::state::{PeerCommand, Private};
 use crate::state::Shared;
 use crate::texts;
 use crate::upstream::Note;
 
-pub type PeerConn = Framed<TcpStream, JsonLines<PeerFrame, PeerFrame>>;
+/// A peer connection once the handshake is through: frames in and out of
+/// Noise records.
+pub type PeerConn = Framed<TcpStream, SecureLines>;
 
 /// A peer sending this many bad frames is broken or hostile: hang up.
 const MAX_BAD_FRAMES: u32 = 10;
@@ -250,15 +253,24 @@ mod tests {
     /// Deadline for every wait in these tests.
     const DEADLINE: Duration = Duration::from_secs(10);
 
+    /// Two ends of a real handshake over loopback TCP.
     async fn pair() -> (PeerConn, PeerConn) {
+        use crate::private::keys::{Identity, SecretKey};
+        use crate::private::noise;
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let ours = TcpStream::connect(listener.local_addr().unwrap());
-        let (ours, accepted) = tokio::join!(ours, listener.accept());
-        let theirs = accepted.unwrap().0;
-        (
-            Framed::new(ours.unwrap(), JsonLines::new()),
-            Framed::new(theirs, JsonLines::new()),
-        )
+        let (ours, theirs) = (Identity::generate().unwrap(), Identity::generate().unwrap());
+        let psk = SecretKey::new([5; 32]);
+        let dial = async {
+            let stream = TcpStream::connect(listener.local_addr().unwrap()).await;
+            noise::initiate(stream.unwrap(), &ours, theirs.public(), &psk).await
+        };
+        let answer = async {
+            let stream = listener.accept().await.unwrap().0;
+            let responding = noise::respond(stream, &theirs).await.unwrap();
+            responding.finish(&psk).await
+        };
+        let (ours, theirs) = tokio::join!(dial, answer);
+        (ours.unwrap(), theirs.unwrap())
     }
 
     #[tokio::test]

@@ -8,12 +8,12 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use msg_proto::Secret;
 use msg_proto::control::PrivateList;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
+use crate::private::keys::{Identity, KeyError, PublicKey, SecretKey};
 use crate::state::{Shared, lock};
 
 /// How a private-session request we made ended.
@@ -25,6 +25,12 @@ pub enum PrivateOutcome {
     Expired,
     /// Agreed, but the peer's daemon could not be reached or refused us.
     Unreachable,
+    /// Whoever answered at the peer's address did not prove the key the
+    /// server gave for the peer (or the token).
+    Unverified,
+    /// The server gave no key for the peer or no full-size token (it is
+    /// too old): no session without encryption.
+    Insecure,
     /// The session ended (we logged out) before an answer came.
     Gone,
 }
@@ -39,10 +45,12 @@ pub enum PeerCommand {
     },
 }
 
-/// The token the server gave us (the callee) for one caller.
+/// What the server told us (the callee) about one caller: the key it must
+/// prove it holds and the token that is our shared key.
 #[derive(Debug)]
 pub struct Expected {
-    pub token: Secret,
+    pub peer_key: PublicKey,
+    pub psk: SecretKey,
     pub until: Instant,
     /// Where the caller may connect from.
     pub caller: Caller,
@@ -99,7 +107,7 @@ pub struct PrivateSession {
     /// Tells this session from an earlier or later one with the same peer,
     /// so a closing connection cannot end its successor.
     pub id: u64,
-    /// Callee side, until the caller has presented the token.
+    /// Callee side, until the caller has proved its key and the token.
     pub expected: Option<Expected>,
     /// The open peer connection; `None` while dialing or being dialed.
     /// Dropping it (the only sender kept) makes the connection say `bye`.
@@ -196,9 +204,11 @@ impl PrivateState {
 /// event handlers, the control requests and the session tasks.
 pub struct Private {
     pub shared: Arc<Shared>,
+    /// Our static key pair for this run of msgd.
+    pub identity: Identity,
     state: Mutex<PrivateState>,
-    /// Woken when a session is agreed, so that a caller whose `hello` beat
-    /// the server's `private_ready` to us can be let in.
+    /// Woken when a session is agreed, so that a caller whose handshake
+    /// beat the server's `private_ready` to us can be let in.
     pub agreed: Notify,
     /// Dials and sessions, so that the daemon can let them say goodbye
     /// before it exits.
@@ -206,13 +216,15 @@ pub struct Private {
 }
 
 impl Private {
-    pub fn new(shared: Arc<Shared>) -> Arc<Self> {
-        Arc::new(Self {
+    /// Makes this run's key pair.
+    pub fn new(shared: Arc<Shared>) -> Result<Arc<Self>, KeyError> {
+        Ok(Arc::new(Self {
             shared,
+            identity: Identity::generate()?,
             state: Mutex::new(PrivateState::default()),
             agreed: Notify::new(),
             tasks: TaskTracker::new(),
-        })
+        }))
     }
 
     pub fn state(&self) -> MutexGuard<'_, PrivateState> {
@@ -262,7 +274,8 @@ mod tests {
         let other: IpAddr = "127.0.0.2".parse().unwrap();
         assert!(!state.expects_caller_from(ip, now));
         let expected = |caller, until| Expected {
-            token: "t".into(),
+            peer_key: [1; 32],
+            psk: SecretKey::new([2; 32]),
             until,
             caller,
         };

@@ -112,12 +112,18 @@ pub enum ServerFrame {
         at: Timestamp,
     },
     /// A private session with `peer` is agreed. The asker receives `addr`
-    /// (where to dial) and the token to present; the callee receives the same
-    /// token without `addr`, to check the caller. Tokens are single-use.
+    /// (where to dial); the callee receives `caller_ip` instead. Both get the
+    /// same one-time token, the pre-shared key of their Noise handshake, and
+    /// the other side's public key, which its daemon must prove it holds.
     PrivateReady {
         peer: String,
-        /// Redacted in `Debug` output, so logging a frame cannot leak it.
+        /// 256 bits, 64 hex digits. Redacted in `Debug` output, so logging
+        /// a frame cannot leak it.
         token: Secret,
+        /// The other side's static public key as it gave it at login (64 hex
+        /// digits); a daemon that gets none refuses the session.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        peer_key: Option<String>,
         /// To the asker: where to dial the callee (`IP:port`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         addr: Option<String>,

@@ -7,13 +7,16 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::peer::PeerKey;
 use crate::{MsgId, RequestId, Secret};
 
 /// Longest `client_id` a `send` may carry, in bytes.
 pub const MAX_CLIENT_ID_LEN: usize = 128;
 
 /// `login` and `register`. `peer_port` is the TCP port of the client's
-/// listener for private sessions, if it has one.
+/// listener for private sessions, if it has one; `peer_key` the public half
+/// of the static key its peer connections prove they hold, without which the
+/// server brokers no private session.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LoginRequest {
     pub id: RequestId,
@@ -21,6 +24,10 @@ pub struct LoginRequest {
     pub password: Secret,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer_port: Option<u16>,
+    /// X25519 public key, 64 hex digits on the wire; anything else makes
+    /// the frame malformed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_key: Option<PeerKey>,
 }
 
 /// A direct message; the reply is [`crate::server::ServerFrame::Sent`].

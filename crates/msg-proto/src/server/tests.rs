@@ -31,8 +31,9 @@ fn client_frames_round_trip() {
             user: "hans".into(),
             password: "falcon*solo".into(),
             peer_port: Some(4000),
+            peer_key: Some(crate::peer::PeerKey::new([0xab; 32])),
         }),
-        json!({"type": "login", "id": 1, "user": "hans", "password": "falcon*solo", "peer_port": 4000}),
+        json!({"type": "login", "id": 1, "user": "hans", "password": "falcon*solo", "peer_port": 4000, "peer_key": "ab".repeat(32)}),
     );
     round_trip_client(
         ClientFrame::Register(LoginRequest {
@@ -40,6 +41,7 @@ fn client_frames_round_trip() {
             user: "rey".into(),
             password: "jakku".into(),
             peer_port: None,
+            peer_key: None,
         }),
         json!({"type": "register", "id": 2, "user": "rey", "password": "jakku"}),
     );
@@ -218,16 +220,18 @@ fn server_frames_round_trip() {
         ServerFrame::PrivateReady {
             peer: "luke".into(),
             token: "abc".into(),
+            peer_key: Some("cd".repeat(32)),
             addr: Some("127.0.0.1:4000".into()),
             caller_ip: None,
             expires_in: 60,
         },
-        json!({"type": "private_ready", "peer": "luke", "token": "abc", "addr": "127.0.0.1:4000", "expires_in": 60}),
+        json!({"type": "private_ready", "peer": "luke", "token": "abc", "peer_key": "cd".repeat(32), "addr": "127.0.0.1:4000", "expires_in": 60}),
     );
     round_trip_server(
         ServerFrame::PrivateReady {
             peer: "hans".into(),
             token: "abc".into(),
+            peer_key: None,
             addr: None,
             caller_ip: Some("::1".into()),
             expires_in: 60,
@@ -270,6 +274,7 @@ fn passwords_never_show_in_debug_output() {
         user: "hans".into(),
         password: "falcon*solo".into(),
         peer_port: None,
+        peer_key: None,
     });
     let debug = format!("{frame:?}");
     assert!(!debug.contains("falcon"), "{debug}");

@@ -41,6 +41,7 @@ impl Connection {
             user,
             password,
             peer_port,
+            peer_key,
         } = request;
         let checked = if register {
             self.check_registration(&user, password)
@@ -63,6 +64,7 @@ impl Connection {
             out: self.out.clone(),
             ip: self.peer.ip(),
             peer_port,
+            peer_key: peer_key.map(|key| key.to_hex()),
         };
         let first_page = match self.hub.begin_session(&user, spec) {
             Ok(page) => page,

@@ -1,6 +1,8 @@
 //! Brokering of private sessions: a request, the callee's answer, the
-//! one-time token and the address handed to both sides, and the end of a
-//! session. The content of private messages never passes through here.
+//! one-time token, the address and each side's public key handed to the
+//! other, and the end of a session. The content of private messages never
+//! passes through here. Both clients must have advertised a key: there is
+//! no private session without encryption.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
@@ -40,6 +42,22 @@ impl Hub {
                 texts::private_unavailable(callee),
             ));
         }
+        if session.peer_key.is_none() {
+            return Err(Refusal::new(
+                ErrorCode::PrivateUnavailable,
+                texts::private_too_old(callee),
+            ));
+        }
+        if state
+            .sessions
+            .get(asker)
+            .is_none_or(|s| s.peer_key.is_none())
+        {
+            return Err(Refusal::new(
+                ErrorCode::PrivateUnavailable,
+                texts::PRIVATE_YOURS_TOO_OLD,
+            ));
+        }
         // One request at a time: a second would only race the first's answer.
         let now = Instant::now();
         let key = (asker.to_owned(), callee.to_owned());
@@ -63,8 +81,8 @@ impl Hub {
         Ok(())
     }
 
-    /// `callee` accepts `asker`'s request: both get the same one-time token;
-    /// the asker also gets the address to dial.
+    /// `callee` accepts `asker`'s request: both get the same one-time token
+    /// and the other's key; the asker also gets the address to dial.
     pub fn private_accept(&self, callee: &str, asker: &str) -> Result<(), Refusal> {
         let mut state = self.state();
         let key = (asker.to_owned(), callee.to_owned());
@@ -92,6 +110,17 @@ impl Hub {
                 texts::private_unavailable(callee),
             ));
         };
+        // Checked at the request; either side may have logged in again
+        // since, with another client.
+        let key_of = |user: &str| state.sessions.get(user).and_then(|s| s.peer_key.clone());
+        let (Some(callee_key), Some(asker_key)) = (key_of(callee), key_of(asker)) else {
+            let too_old = if key_of(callee).is_none() {
+                texts::PRIVATE_YOURS_TOO_OLD.to_owned()
+            } else {
+                texts::private_too_old(asker)
+            };
+            return Err(Refusal::new(ErrorCode::PrivateUnavailable, too_old));
+        };
         state.private_requests.remove(&key);
         let token = Secret(one_time_token());
         let expires_in = self.config.private_timeout.as_secs();
@@ -100,6 +129,7 @@ impl Hub {
             &ServerFrame::PrivateReady {
                 peer: callee.to_owned(),
                 token: token.clone(),
+                peer_key: Some(callee_key),
                 // `SocketAddr`'s own form: `1.2.3.4:5`, `[::1]:5`.
                 addr: Some(addr.to_string()),
                 caller_ip: None,
@@ -116,6 +146,7 @@ impl Hub {
             &ServerFrame::PrivateReady {
                 peer: asker.to_owned(),
                 token,
+                peer_key: Some(asker_key),
                 addr: None,
                 caller_ip,
                 expires_in,
@@ -239,9 +270,10 @@ fn canonical_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// 128 random bits, hex: unguessable, single-use proof of a brokered session.
+/// 256 random bits, hex: unguessable, single-use proof of a brokered
+/// session, and the pre-shared key of its Noise handshake (its 32 bytes).
 fn one_time_token() -> String {
-    msg_proto::random_hex(16)
+    msg_proto::random_hex(msg_proto::peer::KEY_LEN)
 }
 
 #[cfg(test)]

@@ -24,6 +24,8 @@ pub struct SessionSpec {
     pub out: Outbox,
     pub ip: IpAddr,
     pub peer_port: Option<u16>,
+    /// The client's `peer_key`, in the form the server hands on.
+    pub peer_key: Option<String>,
 }
 
 /// Handle returned by [`Hub::begin_session`]: the first page of the user's
@@ -50,6 +52,7 @@ impl Hub {
                 out: spec.out,
                 ip: spec.ip,
                 peer_port: spec.peer_port,
+                peer_key: spec.peer_key,
                 held: Some(HeldLive::default()),
                 inflight: HashSet::new(),
             },

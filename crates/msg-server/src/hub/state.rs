@@ -24,6 +24,9 @@ pub(super) struct Session {
     pub out: Outbox,
     pub ip: IpAddr,
     pub peer_port: Option<u16>,
+    /// The client's static public key for private sessions (64 lowercase
+    /// hex digits), handed to the other side of each.
+    pub peer_key: Option<String>,
     /// `Some` while the session drains its offline queue: live direct
     /// messages wait here so they cannot overtake older queued ones.
     pub held: Option<HeldLive>,

@@ -66,6 +66,7 @@ async fn welcome(conn: &mut ServerSide, login: &ClientFrame) {
         user,
         password,
         peer_port,
+        peer_key,
     }) = login
     else {
         panic!("{login:?}")
@@ -76,6 +77,7 @@ async fn welcome(conn: &mut ServerSide, login: &ClientFrame) {
         "the password held in memory"
     );
     assert!(peer_port.is_some(), "the peer listener is advertised");
+    assert!(peer_key.is_some(), "with our public key");
     let welcome = ServerFrame::Welcome {
         id: *id,
         user: user.clone(),
@@ -90,7 +92,7 @@ async fn logged_in() -> (TcpListener, Arc<Shared>, LinkHandle, ServerSide) {
     let addr = listener.local_addr().unwrap().to_string();
     let inbox = Inbox::open_in_memory().unwrap();
     let shared = Arc::new(Shared::new(inbox, Notifier::new(false), Config::default()));
-    let private = Private::new(Arc::clone(&shared));
+    let private = Private::new(Arc::clone(&shared)).unwrap();
     let peers = PeerListener::new(Arc::clone(&private), None);
     let link = spawn(Arc::clone(&shared), private, Some(peers));
     let login = tokio::spawn({
@@ -232,7 +234,7 @@ async fn a_timeout_logout_ends_the_session_for_good() {
         Notifier::new(false),
         Config::default(),
     ));
-    let private = Private::new(Arc::clone(&shared));
+    let private = Private::new(Arc::clone(&shared)).unwrap();
     let peers = PeerListener::new(Arc::clone(&private), None);
     let link = spawn(Arc::clone(&shared), private, Some(peers));
     let login = tokio::spawn({
