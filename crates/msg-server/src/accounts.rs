@@ -307,6 +307,15 @@ fn with_password(original: &str, user: &str, field: &str) -> (String, PasswordCh
     (out, change)
 }
 
+/// Creates an empty credentials file (0600) when there is none, for a
+/// server that lets users register.
+pub fn create_if_missing(path: &Path) -> std::io::Result<()> {
+    if path.try_exists()? {
+        return Ok(());
+    }
+    write_atomically(path, "")
+}
+
 /// Temp file in the same directory, fsync, rename over, fsync the directory:
 /// after a crash the file is either the old or the new version, never a mix.
 fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {

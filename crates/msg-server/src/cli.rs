@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::hub::Hub;
 use crate::per_address::Rate;
 use crate::server;
+use crate::state_dir::{self, StateDir};
 use crate::store::{QueueLimits, Store};
 
 /// Exit status for a bad command line or configuration (also clap's).
@@ -79,7 +80,7 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(0..=MAX_SECS))]
     pub timeout_arg: Option<u64>,
 
-    /// TCP port to listen on (0 picks a free one).
+    /// TCP port to listen on, 0 picks a free one [default: 4747].
     #[arg(long)]
     pub port: Option<u16>,
     /// Seconds an account stays blocked after 3 failed logins [default: 60].
@@ -95,8 +96,9 @@ pub struct ServeArgs {
     /// The accounts file, one `username password` a line.
     #[arg(long, default_value = "credentials.txt")]
     pub credentials: PathBuf,
-    /// Where the database lives [default: $STATE_DIRECTORY under systemd,
-    /// else the user's data directory].
+    /// Where the database lives; one server at a time may use it
+    /// [default: $STATE_DIRECTORY under systemd, else the user's data
+    /// directory's msg-server/PORT].
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
     /// Let unknown users create an account (`msg register`).
@@ -199,19 +201,12 @@ impl ServeArgs {
     }
 
     /// `--state-dir`, else systemd's `$STATE_DIRECTORY` (first entry), else
-    /// the platform data directory.
+    /// the platform data directory's `msg-server/PORT`.
     pub fn state_dir(&self) -> anyhow::Result<PathBuf> {
-        if let Some(dir) = &self.state_dir {
-            return Ok(dir.clone());
-        }
-        if let Some(dirs) = std::env::var_os("STATE_DIRECTORY")
-            && let Some(first) = std::env::split_paths(&dirs).next()
-        {
-            return Ok(first);
-        }
-        directories::ProjectDirs::from("", "", "msg-server")
-            .map(|dirs| dirs.data_dir().to_owned())
-            .context("no home directory to keep state in; pass --state-dir")
+        Ok(state_dir::resolve(
+            self.state_dir.as_deref(),
+            self.listen_addr().port(),
+        )?)
     }
 }
 
@@ -237,9 +232,22 @@ fn usage_error(message: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
 
 fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
     let config = config_checked(args)?;
+    if args.allow_register
+        && let Err(e) = accounts::create_if_missing(&args.credentials)
+    {
+        return usage_error(format_args!(
+            "cannot create {}: {e} (see --credentials)",
+            args.credentials.display()
+        ));
+    }
     let (accounts, report) = match Accounts::load(&args.credentials) {
         Ok(loaded) => loaded,
-        Err(e) => return usage_error(format_args!("{e} (see --credentials)")),
+        Err(e) => {
+            return usage_error(format_args!(
+                "{}: {e} (see --credentials)",
+                args.credentials.display()
+            ));
+        }
     };
     if report.plain > 0 {
         tracing::warn!(
@@ -247,12 +255,12 @@ fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
             "some accounts have plain-text passwords; convert them with `msg-server passwd USER`"
         );
     }
-    let state_dir = match args.state_dir() {
+    let state_dir = match args.state_dir().and_then(|dir| Ok(StateDir::prepare(dir)?)) {
         Ok(dir) => dir,
         Err(e) => return usage_error(e),
     };
     let (store, snapshot) =
-        match Store::open_with(&state_dir, msg_proto::now_ms(), config.queue_limits) {
+        match Store::open_with(state_dir.path(), msg_proto::now_ms(), config.queue_limits) {
             Ok(opened) => opened,
             Err(e) => return usage_error(format_args!("cannot open the state directory: {e}")),
         };

@@ -9,6 +9,7 @@
 //! - [`connection`]: one client's frames, phases and timers.
 //! - [`wire`] and [`outbox`]: a connection's socket I/O and its send queue.
 //! - [`server`]: the accept loop, background duties and shutdown.
+//! - [`state_dir`]: where the database lives, private and locked.
 //! - [`cli`]: the command line, turned into a [`config::Config`].
 
 pub mod accounts;
@@ -20,6 +21,7 @@ pub mod outbox;
 pub mod passwords;
 pub mod per_address;
 pub mod server;
+pub mod state_dir;
 pub mod store;
 pub mod texts;
 pub mod trim;
