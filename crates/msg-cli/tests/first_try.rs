@@ -64,3 +64,59 @@ fn what_watch_showed_is_read_and_watch_ends_when_msgd_stops() {
     let status = watch.0.wait().expect("msg watch ends");
     assert_eq!(status.code(), Some(4), "msg watch fails when msgd stops");
 }
+
+#[test]
+fn no_password_is_asked_for_a_login_that_cannot_succeed() {
+    let server = Server::start();
+    let ghost = User::new("ghost", &server);
+    // Without registration an unknown name is refused before any password:
+    // nothing is read from stdin.
+    let unknown = ghost.run_with(&["login", "ghost", "--password-stdin"], Some(""));
+    assert_eq!(unknown.code, 1, "{unknown:?}");
+    assert!(
+        unknown.err().starts_with("Error. Invalid user: ")
+            && unknown.err().contains("has no account ghost")
+            && unknown.err().contains("does not let new users register"),
+        "{unknown:?}"
+    );
+
+    // Three wrong passwords block luke; the next login is told how long,
+    // again without a password.
+    let luke = User::new("luke", &server);
+    for _ in 0..3 {
+        assert_eq!(luke.login_with("wrong").code, 1);
+    }
+    let blocked = luke.run_with(&["login", "luke", "--password-stdin"], Some(""));
+    assert_eq!(blocked.code, 1, "{blocked:?}");
+    assert!(
+        blocked.err().starts_with(
+            "Your account is blocked due to multiple login failures. Please try again later (in "
+        ),
+        "{blocked:?}"
+    );
+}
+
+#[test]
+fn with_registration_a_typo_does_not_create_an_account() {
+    let server = Server::with(ServerOptions {
+        allow_register: true,
+        ..Default::default()
+    });
+    let rey = User::new("rey", &server);
+    // No terminal to ask "Create it?": refused, with the way to create it.
+    let typo = rey.login_with("jakku");
+    assert_eq!(typo.code, 1, "{typo:?}");
+    assert!(
+        typo.err().contains("create it with `msg register rey`"),
+        "{typo:?}"
+    );
+    let hans = User::new("hans", &server);
+    hans.login().ok();
+    let to_rey = hans.msg(&["send", "rey", "hi"]);
+    assert_eq!(to_rey.code, 1, "rey was not created: {to_rey:?}");
+    assert!(to_rey.err().starts_with("Error. Invalid user"), "{to_rey:?}");
+    // Registering an existing name says so before any password.
+    let taken = rey.run_with(&["register", "luke", "--password-stdin"], Some(""));
+    assert_eq!(taken.code, 1, "{taken:?}");
+    assert!(taken.err().contains("already exists"), "{taken:?}");
+}

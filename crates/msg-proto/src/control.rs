@@ -64,6 +64,12 @@ pub enum Request {
         #[serde(default)]
         register: bool,
     },
+    /// What logging in as `user` on `server` would meet before the
+    /// password; the reply is `account`.
+    Account {
+        user: String,
+        server: String,
+    },
     Logout,
     Status,
     Send {
@@ -137,6 +143,13 @@ pub enum Reply {
     },
     Users {
         users: Vec<String>,
+    },
+    /// The answer to `account`.
+    Account {
+        exists: bool,
+        registration: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        blocked_for: Option<u64>,
     },
     /// Boxed: the largest reply, kept out of the size of every other.
     Status(Box<Status>),

@@ -138,6 +138,7 @@ fn every_client_frame() -> Vec<ClientFrame> {
         },
         ClientFrame::Login(login()),
         ClientFrame::Register(login()),
+        ClientFrame::Account(user()),
         ClientFrame::Send(SendRequest {
             id: 1,
             to: "luke".into(),
@@ -166,6 +167,7 @@ fn every_client_frame() -> Vec<ClientFrame> {
             ClientFrame::Hello { .. }
             | ClientFrame::Login(_)
             | ClientFrame::Register(_)
+            | ClientFrame::Account(_)
             | ClientFrame::Send(_)
             | ClientFrame::Broadcast(_)
             | ClientFrame::Who { .. }
@@ -196,6 +198,13 @@ fn every_server_frame() -> Vec<ServerFrame> {
             id: 1,
             user: "hans".into(),
             message: "hi".into(),
+        },
+        ServerFrame::Account {
+            id: 1,
+            user: "hans".into(),
+            exists: true,
+            registration: false,
+            blocked_for: None,
         },
         ServerFrame::ok(1, None),
         ServerFrame::Sent {
@@ -257,6 +266,7 @@ fn every_server_frame() -> Vec<ServerFrame> {
         match frame {
             ServerFrame::Hello { .. }
             | ServerFrame::Welcome { .. }
+            | ServerFrame::Account { .. }
             | ServerFrame::Ok { .. }
             | ServerFrame::Sent { .. }
             | ServerFrame::Users { .. }

@@ -6,6 +6,7 @@
 
 mod completion;
 mod inbox;
+mod login_flow;
 mod messaging;
 mod private;
 mod session;

@@ -1,7 +1,7 @@
 //! The session commands: login and register, logout, status, and msgd
 //! itself (`msg daemon start|stop|status`).
 
-use std::io::{BufRead, IsTerminal};
+use std::io::BufRead;
 use std::process::ExitCode;
 
 use msg_local::config::{Config, DEFAULT_SERVER};
@@ -10,7 +10,7 @@ use msg_proto::control::{Reply, Request, codes};
 use msg_proto::{ErrorCode, Refusal, Secret, validate};
 use serde_json::json;
 
-use super::{paths, unexpected};
+use super::{login_flow, paths, unexpected};
 use crate::cli::{DaemonCommand, LoginArgs};
 use crate::client::{self, Client};
 use crate::output::Output;
@@ -108,10 +108,14 @@ pub(super) async fn login(
             format!("Already logged in as {current}. Run `msg logout` first"),
         ));
     }
-    let password = if register {
-        new_password(args.password_stdin)?
-    } else {
-        read_password("Password: ", args.password_stdin)?
+    let interactive = login_flow::interactive(args.password_stdin);
+    let register = match login_flow::ask_server(&mut client, &args.user, &server).await? {
+        Some(answer) => {
+            login_flow::plan(&args.user, &server, register, answer, interactive)?
+                == login_flow::Plan::Register
+        }
+        // An older server: just try.
+        None => register,
     };
     let request = |password: Secret, register: bool| Request::Login {
         user: args.user.clone(),
@@ -119,10 +123,29 @@ pub(super) async fn login(
         server: server.clone(),
         register,
     };
-    let mut reply = client.call(request(password, register)).await?;
-    // Logging in with an unknown name offers to create the account.
-    let offer = !register && !args.password_stdin && std::io::stdin().is_terminal();
-    if let (true, Reply::Error { code, .. }) = (offer, &reply)
+    let mut tries = 1;
+    let mut reply = loop {
+        let password = if register {
+            new_password(args.password_stdin)?
+        } else {
+            read_password("Password: ", args.password_stdin)?
+        };
+        let reply = client.call(request(password, register)).await?;
+        match &reply {
+            Reply::Error { code, message, .. }
+                if interactive
+                    && tries < login_flow::PASSWORD_TRIES
+                    && login_flow::ask_again(code) =>
+            {
+                eprintln!("{}", crate::terminal::safe(message));
+                tries += 1;
+            }
+            _ => break reply,
+        }
+    };
+    // A server that cannot say whether the account exists: an unknown name
+    // still offers to create it.
+    if let (true, false, Reply::Error { code, .. }) = (interactive, register, &reply)
         && code == ErrorCode::InvalidUser.as_str()
     {
         let password = new_password(false)?;

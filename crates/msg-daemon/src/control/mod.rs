@@ -157,6 +157,7 @@ async fn dispatch(request: Request, context: &Context) -> Reply {
             server,
             register,
         } => session::login(link, user, password, server, register).await,
+        Request::Account { user, server } => session::account(&server, &user).await,
         Request::Logout => session::logout(link).await,
         Request::Status => session::status(shared, private),
         Request::Send { to, text } => messaging::send(upstream, to, &text).await,

@@ -3,7 +3,7 @@
 use msg_proto::Secret;
 use msg_proto::control::{Reply, Status};
 
-use crate::link::LinkHandle;
+use crate::link::{self, LinkHandle};
 use crate::private::Private;
 use crate::replies;
 use crate::state::Shared;
@@ -18,6 +18,17 @@ pub async fn login(
 ) -> Reply {
     match link.login(server, user, password, register).await {
         Ok(welcome) => Reply::done(welcome),
+        Err(e) => replies::refused(e),
+    }
+}
+
+pub async fn account(server: &str, user: &str) -> Reply {
+    match link::account_info(server, user).await {
+        Ok(info) => Reply::Account {
+            exists: info.exists,
+            registration: info.registration,
+            blocked_for: info.blocked_for,
+        },
         Err(e) => replies::refused(e),
     }
 }

@@ -22,8 +22,8 @@ use crate::link::{Conn, Link, Session, lost, refuse, unreachable};
 use crate::state::{WaitReason, Waiting};
 use crate::texts;
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest wait between two checks whether the inbox can be written.
 const INBOX_PROBE_MAX: Duration = Duration::from_secs(5);
 

@@ -25,6 +25,7 @@ mod handle;
 mod inbound;
 mod login;
 mod online;
+mod probe;
 #[cfg(test)]
 mod tests;
 
@@ -47,6 +48,7 @@ use backoff::Backoff;
 use handle::Command;
 pub use handle::{LinkHandle, spawn};
 use online::Retries;
+pub use probe::{AccountInfo, account_info};
 
 type Conn = Framed<TcpStream, JsonLines<ServerFrame, ClientFrame>>;
 

@@ -51,6 +51,17 @@ pub enum ServerFrame {
         user: String,
         message: String,
     },
+    /// The reply to `account`: whether `user` exists, whether this server
+    /// lets unknown users register, and for how many more seconds the
+    /// account is blocked, if it is.
+    Account {
+        id: RequestId,
+        user: String,
+        exists: bool,
+        registration: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        blocked_for: Option<u64>,
+    },
     /// Success without data; `message` is the text to show, if any.
     Ok {
         id: RequestId,
@@ -194,6 +205,7 @@ impl ServerFrame {
     pub fn request_id(&self) -> Option<RequestId> {
         match self {
             Self::Welcome { id, .. }
+            | Self::Account { id, .. }
             | Self::Ok { id, .. }
             | Self::Sent { id, .. }
             | Self::Users { id, .. } => Some(*id),

@@ -79,6 +79,10 @@ pub enum ClientFrame {
     Login(LoginRequest),
     /// Create an account and log in (only with `--allow-register`).
     Register(LoginRequest),
+    /// What a login as `user` would meet before its password is checked,
+    /// so a client asks for a password only when one can help; the reply
+    /// is `account`. Allowed before login.
+    Account(UserRequest),
     /// A direct message; the reply is `sent`.
     Send(SendRequest),
     Broadcast(BroadcastRequest),
@@ -118,6 +122,7 @@ impl ClientFrame {
         match self {
             Self::Login(LoginRequest { id, .. })
             | Self::Register(LoginRequest { id, .. })
+            | Self::Account(UserRequest { id, .. })
             | Self::Send(SendRequest { id, .. })
             | Self::Broadcast(BroadcastRequest { id, .. })
             | Self::Who { id }
@@ -136,6 +141,9 @@ impl ClientFrame {
     /// Whether the frame is something the user did, which resets the
     /// inactivity timer. Keep-alives and acks of received messages are not.
     pub fn is_user_activity(&self) -> bool {
-        !matches!(self, Self::Hello { .. } | Self::Ping | Self::Ack { .. })
+        !matches!(
+            self,
+            Self::Hello { .. } | Self::Ping | Self::Ack { .. } | Self::Account(_)
+        )
     }
 }

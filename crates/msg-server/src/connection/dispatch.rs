@@ -149,6 +149,7 @@ impl Connection {
             (Phase::Anonymous, ClientFrame::Register(request)) => {
                 return Step::Later(Box::pin(self.on_login(request, true)));
             }
+            (_, ClientFrame::Account(request)) => self.on_account(request),
             (
                 Phase::Session(_),
                 ClientFrame::Login(LoginRequest { id, .. })

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use msg_proto::server::{LoginRequest, ServerFrame};
+use msg_proto::server::{LoginRequest, ServerFrame, UserRequest};
 use msg_proto::validate;
 use msg_proto::{ErrorCode, PROTOCOL_VERSION, Refusal, Secret};
 use tokio::time::Instant;
@@ -31,6 +31,26 @@ impl Connection {
             server: concat!("msg-server ", env!("CARGO_PKG_VERSION")).into(),
         });
         self.phase = Phase::Anonymous;
+        Flow::Continue
+    }
+
+    /// `account`: what a login as the user would meet before the password.
+    /// Tells no more than a login attempt would (an unknown user is
+    /// `invalid_user`, a blocked one `login_blocked` with the wait), but
+    /// without a password check or a count against the lockout.
+    pub(super) fn on_account(&mut self, request: UserRequest) -> Flow {
+        let hub = &self.hub;
+        let blocked_for = hub
+            .check_login_block(&request.user)
+            .err()
+            .and_then(|refusal| refusal.retry_after);
+        self.reply(ServerFrame::Account {
+            id: request.id,
+            exists: hub.accounts.exists(&request.user),
+            registration: hub.config.allow_register,
+            blocked_for,
+            user: request.user,
+        });
         Flow::Continue
     }
 

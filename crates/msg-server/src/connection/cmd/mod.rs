@@ -43,7 +43,8 @@ impl Connection {
             ClientFrame::Hello { .. }
             | ClientFrame::Ping
             | ClientFrame::Login(_)
-            | ClientFrame::Register(_) => {}
+            | ClientFrame::Register(_)
+            | ClientFrame::Account(_) => {}
         }
         Step::Done(Flow::Continue)
     }
