@@ -114,7 +114,10 @@ fn with_registration_a_typo_does_not_create_an_account() {
     hans.login().ok();
     let to_rey = hans.msg(&["send", "rey", "hi"]);
     assert_eq!(to_rey.code, 1, "rey was not created: {to_rey:?}");
-    assert!(to_rey.err().starts_with("Error. Invalid user"), "{to_rey:?}");
+    assert!(
+        to_rey.err().starts_with("Error. Invalid user"),
+        "{to_rey:?}"
+    );
     // Registering an existing name says so before any password.
     let taken = rey.run_with(&["register", "luke", "--password-stdin"], Some(""));
     assert_eq!(taken.code, 1, "{taken:?}");
