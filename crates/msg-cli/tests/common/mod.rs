@@ -22,6 +22,8 @@ use serde_json::Value;
 
 #[cfg(target_os = "linux")]
 pub mod capture;
+#[cfg(unix)]
+pub mod pty;
 
 /// Deadline for any single command or wait in the tests.
 pub const DEADLINE: Duration = Duration::from_secs(30);
