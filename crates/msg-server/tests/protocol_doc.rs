@@ -11,8 +11,8 @@ use std::collections::BTreeSet;
 
 use common::*;
 use msg_proto::server::{
-    BroadcastRequest, ClientFrame, LoginRequest, LogoutReason, PrivateEndReason, SendRequest,
-    ServerFrame, UserRequest, WhoSinceRequest,
+    BroadcastRequest, ClientFrame, LoginRequest, LogoutReason, PrivateEndReason, ResumeRequest,
+    SendRequest, ServerFrame, UserRequest, WhoSinceRequest,
 };
 use msg_proto::{ErrorCode, PROTOCOL_VERSION, RequestId, Secret};
 
@@ -130,6 +130,7 @@ fn every_client_frame() -> Vec<ClientFrame> {
         password: Secret::from("pw"),
         peer_port: None,
         peer_key: None,
+        device: None,
     };
     let all = vec![
         ClientFrame::Hello {
@@ -138,6 +139,13 @@ fn every_client_frame() -> Vec<ClientFrame> {
         },
         ClientFrame::Login(login()),
         ClientFrame::Register(login()),
+        ClientFrame::Resume(ResumeRequest {
+            id: 1,
+            user: "hans".into(),
+            token: Secret::from("t"),
+            peer_port: None,
+            peer_key: None,
+        }),
         ClientFrame::Send(SendRequest {
             id: 1,
             to: "luke".into(),
@@ -152,7 +160,10 @@ fn every_client_frame() -> Vec<ClientFrame> {
         ClientFrame::WhoSince(WhoSinceRequest { id: 1, secs: 5 }),
         ClientFrame::Block(user()),
         ClientFrame::Unblock(user()),
-        ClientFrame::Logout { id: 1 },
+        ClientFrame::Logout {
+            id: 1,
+            revoke_device: false,
+        },
         ClientFrame::Ping,
         ClientFrame::Ack { msg_id: 1.into() },
         ClientFrame::Activity,
@@ -166,6 +177,7 @@ fn every_client_frame() -> Vec<ClientFrame> {
             ClientFrame::Hello { .. }
             | ClientFrame::Login(_)
             | ClientFrame::Register(_)
+            | ClientFrame::Resume(_)
             | ClientFrame::Send(_)
             | ClientFrame::Broadcast(_)
             | ClientFrame::Who { .. }
@@ -196,6 +208,7 @@ fn every_server_frame() -> Vec<ServerFrame> {
             id: 1,
             user: "hans".into(),
             message: "hi".into(),
+            token: None,
         },
         ServerFrame::ok(1, None),
         ServerFrame::Sent {
@@ -400,6 +413,7 @@ async fn login_without_peer_port(addr: std::net::SocketAddr, user: &str) -> Clie
                 password: password_of(user).into(),
                 peer_port: None,
                 peer_key: None,
+                device: None,
             })
         })
         .await;
@@ -416,6 +430,7 @@ fn register(user: &str) -> impl FnOnce(RequestId) -> ClientFrame {
             password: "pw".into(),
             peer_port: None,
             peer_key: None,
+            device: None,
         })
     }
 }
@@ -538,7 +553,12 @@ async fn observe_the_server() -> Seen {
             .await,
         "",
     );
-    let logout = hans.request(|id| ClientFrame::Logout { id }).await;
+    let logout = hans
+        .request(|id| ClientFrame::Logout {
+            id,
+            revoke_device: false,
+        })
+        .await;
     seen.text("`ok` to `logout`", message_of(&logout), "");
 
     // Registration, on servers with and without it.
