@@ -323,6 +323,7 @@ fn every_error_code_and_frame_type_is_documented() {
         LogoutReason::Timeout,
         LogoutReason::Shutdown,
         LogoutReason::SlowConsumer,
+        LogoutReason::Revoked,
     ]
     .iter()
     .map(|reason| {
@@ -474,6 +475,18 @@ async fn observe_the_server() -> Seen {
     seen.error(&anon.try_login("bad name", "pw").await, "");
     seen.error(&anon.try_login("yoda", "").await, "");
     seen.error(&anon.try_login("palpatine", "pw").await, "");
+    let resume = anon
+        .request(|id| {
+            ClientFrame::Resume(ResumeRequest {
+                id,
+                user: "yoda".into(),
+                token: Secret::from("ab".repeat(32).as_str()),
+                peer_port: None,
+                peer_key: None,
+            })
+        })
+        .await;
+    seen.error(&resume, "");
     seen.error(&anon.try_login("hans", password_of("hans")).await, "");
     seen.error(&anon.request(|id| ClientFrame::Who { id }).await, "");
     seen.error(&anon.request(register("rey")).await, "");
@@ -640,6 +653,12 @@ async fn observe_the_server() -> Seen {
     seen.text(
         "`logged_out` `slow_consumer`",
         msg_server::texts::SLOW_CONSUMER_LOGOUT,
+        "",
+    );
+    // Caused by `msg-server revoke` (tested in msg-cli's device_tokens).
+    seen.text(
+        "`logged_out` `revoked`",
+        msg_server::texts::REVOKED_LOGOUT,
         "",
     );
     seen
