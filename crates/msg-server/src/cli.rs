@@ -367,7 +367,17 @@ fn passwd(args: &PasswdArgs) -> anyhow::Result<ExitCode> {
         Err(e) => return Err(e.into()),
     }
     // A new password signs every device out: a stolen one must not stay in.
-    revoke_and_report(args.state_dir.as_deref(), Op::Passwd, &args.user)
+    // The password is changed either way; a server that never ran (no
+    // state yet) has no tokens to revoke.
+    let state_dir = match state_dir_or_default(args.state_dir.as_deref()) {
+        Ok(dir) if dir.join("msg.db").is_file() || admin::socket_path(&dir).exists() => dir,
+        Ok(_) => return Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("msg-server: no device tokens revoked: {e:#}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    revoke_and_report(Some(&state_dir), Op::Passwd, &args.user)
 }
 
 fn revoke(args: &RevokeArgs) -> anyhow::Result<ExitCode> {
