@@ -293,3 +293,32 @@ fn wrong_tokens_count_against_the_address_like_wrong_passwords() {
     );
     assert_eq!(refused[30], "rate_limited");
 }
+
+#[test]
+fn reconnecting_with_the_password_in_memory_asks_for_no_new_token() {
+    let mut server = Server::start();
+    let hans = User::new("hans", &server);
+    let luke = User::new("luke", &server);
+    hans.login().ok();
+    let token = saved_token(&hans);
+    server.restart();
+    luke.login().ok();
+    let deadline = Instant::now() + DEADLINE;
+    while !luke.msg(&["who"]).out().contains("hans") {
+        assert!(Instant::now() < deadline, "hans never logged in again");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(saved_token(&hans), token);
+    let state = server.state_dir();
+    let list = server_command(
+        &[
+            "revoke",
+            "hans",
+            "--list",
+            "--state-dir",
+            state.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert_eq!(list.ok().lines().len(), 1, "one device: {list:?}");
+}

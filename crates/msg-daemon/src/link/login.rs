@@ -149,7 +149,7 @@ impl Link {
             let Some(credentials) = self.credentials(session, &mut token) else {
                 // No password and no token (deleted meanwhile): nothing to
                 // log in with.
-                let refusal = self.token_refused(session);
+                let refusal = Refusal::new(codes::NOT_LOGGED_IN, texts::NOT_LOGGED_IN);
                 self.shared.status().ended = Some(refusal);
                 return None;
             };

@@ -123,7 +123,11 @@ impl Link {
                 command = self.commands.recv() => match command {
                     None => return,
                     Some(Command::Login { server, user, password, register, reply }) => {
-                        let credentials = Credentials::Password { password: &password, register };
+                        let credentials = Credentials::Password {
+                            password: &password,
+                            register,
+                            ask_token: true,
+                        };
                         match self.connect_and_login(&server, &user, credentials).await {
                             Ok((conn, welcome)) => {
                                 let _ = reply.send(Ok(welcome));

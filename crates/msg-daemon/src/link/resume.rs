@@ -18,10 +18,13 @@ use msg_proto::Refusal;
 /// What a login proves itself with.
 #[derive(Clone, Copy)]
 pub(super) enum Credentials<'a> {
-    /// `register`: create the account first.
+    /// `register`: create the account first; `ask_token`: ask for a
+    /// device token (at `msg login`, or when none is saved: not at every
+    /// reconnect, which would pile tokens up on the server).
     Password {
         password: &'a Secret,
         register: bool,
+        ask_token: bool,
     },
     Token(&'a Secret),
 }
@@ -38,14 +41,22 @@ impl Link {
     ) -> ClientFrame {
         let id = self.id();
         match credentials {
-            Credentials::Password { password, register } => {
+            Credentials::Password {
+                password,
+                register,
+                ask_token,
+            } => {
                 let login = LoginRequest {
                     id,
                     user: user.into(),
                     password: password.clone(),
                     peer_port,
                     peer_key,
-                    device: self.tokens.as_ref().map(|_| device_label()),
+                    device: self
+                        .tokens
+                        .as_ref()
+                        .filter(|_| ask_token)
+                        .map(|_| device_label()),
                 };
                 if register {
                     ClientFrame::Register(login)
@@ -70,14 +81,16 @@ impl Link {
         session: &'a Session,
         token: &'a mut Option<Secret>,
     ) -> Option<Credentials<'a>> {
-        if let Some(password) = &session.password {
-            return Some(Credentials::Password {
+        let tokens = self.tokens.as_ref();
+        *token = tokens.and_then(|tokens| tokens.load(&session.server, &session.user));
+        match &session.password {
+            Some(password) => Some(Credentials::Password {
                 password,
                 register: false,
-            });
+                ask_token: token.is_none(),
+            }),
+            None => token.as_ref().map(Credentials::Token),
         }
-        *token = self.tokens.as_ref()?.load(&session.server, &session.user);
-        token.as_ref().map(Credentials::Token)
     }
 
     pub(super) fn save_token(&self, server: &str, user: &str, token: &Secret) {
