@@ -57,6 +57,7 @@ pub async fn login(addr: SocketAddr, user: &str) -> anyhow::Result<Conn> {
         password: Secret::from(PASSWORD),
         peer_port: None,
         peer_key: None,
+        device: None,
     }))
     .await?;
     loop {

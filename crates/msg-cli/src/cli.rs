@@ -37,7 +37,8 @@ pub enum Command {
     Login(LoginArgs),
     /// Create an account (when the server allows it) and log in.
     Register(LoginArgs),
-    /// End the session; msgd stays up, logged out.
+    /// End the session and sign this device out (its token is revoked and
+    /// deleted); msgd stays up, logged out.
     Logout,
     /// Show msgd, connection and inbox state.
     Status,
@@ -153,7 +154,8 @@ pub enum PrivateCommand {
 pub enum DaemonCommand {
     /// Start msgd in the background if it is not running.
     Start,
-    /// Log out and stop msgd.
+    /// Log out and stop msgd; its device token is kept, so the next start
+    /// logs in by itself.
     Stop,
     /// Whether msgd is running.
     Status,

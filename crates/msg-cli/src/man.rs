@@ -43,7 +43,7 @@ the log filter of msg and msgd
 defaults: server, notifications, private sessions
 .TP
 \fI~/.local/share/msg/\fR
-msgd's inbox and log
+msgd's inbox, log and device tokens (\fItokens/\fR, kept across restarts; \fBmsg logout\fR revokes them)
 .SH "SEE ALSO"
 \fBmsgd\fR(1), \fBmsg-server\fR(8)
 "#;

@@ -36,7 +36,7 @@ async fn main() {
     let shared = Arc::new(Shared::new(inbox, Notifier::new(false), Config::default()));
     let private = Private::new(Arc::clone(&shared)).unwrap();
     let peers = PeerListener::new(Arc::clone(&private), None);
-    let handle = link::spawn(Arc::clone(&shared), private, Some(peers));
+    let handle = link::spawn(Arc::clone(&shared), private, Some(peers), None);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let login = tokio::spawn({
@@ -62,6 +62,7 @@ async fn main() {
             id: login_frame.id,
             user: "hans".into(),
             message: "Welcome".into(),
+            token: None,
         })
         .await
         .unwrap();

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::control::{self, Context};
+use crate::device_token::DeviceTokens;
 use crate::inbox::{Inbox, InboxError};
 use crate::link;
 use crate::notifier::Notifier;
@@ -68,7 +69,13 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     tokio::spawn(retention::run(Arc::clone(&shared)));
     let private = Private::new(Arc::clone(&shared))?;
     let peers = PeerListener::new(Arc::clone(&private), peer_port);
-    let link = link::spawn(Arc::clone(&shared), Arc::clone(&private), Some(peers));
+    let tokens = DeviceTokens::new(paths.tokens_dir());
+    let link = link::spawn(
+        Arc::clone(&shared),
+        Arc::clone(&private),
+        Some(peers),
+        Some(tokens),
+    );
     tracing::info!(
         notifications = shared.notifier.enabled(),
         "msgd {} ready",
@@ -83,8 +90,9 @@ pub async fn run(options: Options) -> Result<(), DaemonError> {
     let server = tokio::spawn(control::serve(bound.listener, context));
     stop_signals.wait(&shared).await?;
     shared.shutdown.cancel();
-    // Leave the server cleanly so that the others see us go.
-    let _ = tokio::time::timeout(LOGOUT_ON_EXIT_TIMEOUT, link.logout()).await;
+    // Leave the server cleanly so that the others see us go; the device
+    // token is kept for the next start.
+    let _ = tokio::time::timeout(LOGOUT_ON_EXIT_TIMEOUT, link.logout(false)).await;
     let _ = server.await;
     // Exiting now would drop the peer connections mid-goodbye: the peers
     // would see them vanish instead of a stop.

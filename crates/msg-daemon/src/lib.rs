@@ -8,13 +8,14 @@
 //!
 //! Modules depend on each other in one direction only, from the leaves up:
 //! [`texts`], [`upstream`] (the queue to the server link), [`inbox`],
-//! [`notifier`], [`socket`]; then [`state`], [`replies`] and
+//! [`notifier`], [`socket`], [`device_token`]; then [`state`], [`replies`] and
 //! [`retention`]; then [`private`]; then [`link`]; then [`control`]; then
 //! [`daemon`].
 
 pub mod cli;
 pub mod control;
 pub mod daemon;
+pub mod device_token;
 pub mod inbox;
 pub mod link;
 pub mod notifier;

@@ -41,6 +41,8 @@ pub struct Waiting {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WaitReason {
+    /// msgd has just started and logs in with its saved device token.
+    Starting,
     ConnectionLost,
     Unreachable,
     /// The server still holds the session of our dropped connection.
@@ -54,6 +56,7 @@ pub enum WaitReason {
 impl WaitReason {
     pub fn text(self) -> &'static str {
         match self {
+            Self::Starting => texts::WAIT_STARTING,
             Self::ConnectionLost => texts::WAIT_CONNECTION_LOST,
             Self::Unreachable => texts::WAIT_UNREACHABLE,
             Self::OldSession => texts::WAIT_OLD_SESSION,

@@ -32,6 +32,9 @@ the inbox
 .TP
 \fI~/.local/share/msg/msgd.log\fR
 the log of a msgd started by \fBmsg\fR
+.TP
+\fI~/.local/share/msg/tokens/\fR
+device tokens (0600): with one, msgd logs in by itself at start; \fBmsg logout\fR revokes it
 .SH "SEE ALSO"
 \fBmsg\fR(1), \fBmsg-server\fR(8)
 "#;

@@ -58,6 +58,11 @@ impl Paths {
         self.data_dir.join("inbox.sqlite3")
     }
 
+    /// msgd's saved device tokens, one file per server and user (0700).
+    pub fn tokens_dir(&self) -> PathBuf {
+        self.data_dir.join("tokens")
+    }
+
     pub fn log_path(&self) -> PathBuf {
         self.data_dir.join("msgd.log")
     }

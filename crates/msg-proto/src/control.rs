@@ -224,6 +224,10 @@ pub struct Status {
     /// While waiting: whole seconds until the next try.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_in: Option<u64>,
+    /// When logged out: why the last session ended, if the server ended it
+    /// or refused to resume it (e.g. the device token was revoked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -70,6 +70,9 @@ pub enum ErrorCode {
     /// Too many registrations or wrong passwords from one address; see
     /// `retry_after`.
     RateLimited,
+    /// A `resume` with a device token the server does not know (wrong,
+    /// revoked, or of another user): log in with the password.
+    BadToken,
     /// A code this build does not know; newer peers may send more.
     #[serde(other)]
     Unknown,
@@ -111,6 +114,7 @@ impl ErrorCode {
             Self::QueueUnreadable => "queue_unreadable",
             Self::RecipientQueueFull => "recipient_queue_full",
             Self::RateLimited => "rate_limited",
+            Self::BadToken => "bad_token",
             Self::Unknown => "unknown",
         }
     }
@@ -118,7 +122,7 @@ impl ErrorCode {
 
 impl ErrorCode {
     /// Every known code, for parsing.
-    pub const ALL: [ErrorCode; 32] = [
+    pub const ALL: [ErrorCode; 33] = [
         Self::InvalidPassword,
         Self::AccountBlocked,
         Self::LoginBlocked,
@@ -151,6 +155,7 @@ impl ErrorCode {
         Self::QueueUnreadable,
         Self::RecipientQueueFull,
         Self::RateLimited,
+        Self::BadToken,
     ];
 
     /// The code for its wire name; [`ErrorCode::Unknown`] for any other.

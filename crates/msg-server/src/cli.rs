@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, Write};
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::accounts::{self, Accounts, PasswordChange};
+use crate::admin::{self, Op};
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::per_address::Rate;
@@ -51,6 +52,25 @@ pub struct Cli {
 pub enum Command {
     /// Add an account or change its password (stored as an argon2id hash).
     Passwd(PasswdArgs),
+    /// Revoke all of a user's device tokens and end the user's session
+    /// (on the running server; with none, in its database).
+    Revoke(RevokeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RevokeArgs {
+    /// The account whose devices are signed out.
+    pub user: String,
+    /// The server's state directory [default: as the server's].
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// Only list the user's devices (label, last use); revoke nothing.
+    #[arg(long)]
+    pub list: bool,
+    /// The port of the server whose state directory is meant (the default
+    /// state directory is per port) [default: 4747].
+    #[arg(long, default_value_t = msg_proto::DEFAULT_PORT)]
+    pub port: u16,
 }
 
 #[derive(Debug, Args)]
@@ -64,6 +84,14 @@ pub struct PasswdArgs {
     /// prompting on the terminal.
     #[arg(long)]
     pub password_stdin: bool,
+    /// The server's state directory, where the user's device tokens are
+    /// revoked [default: as the server's].
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// The port of the server whose state directory is meant (the default
+    /// state directory is per port) [default: 4747].
+    #[arg(long, default_value_t = msg_proto::DEFAULT_PORT)]
+    pub port: u16,
 }
 
 #[derive(Debug, Args)]
@@ -210,10 +238,17 @@ impl ServeArgs {
     }
 }
 
+/// The state directory of the server on `port`, as the server finds it:
+/// the same for the server and its subcommands.
+pub fn state_dir_or_default(explicit: Option<&Path>, port: u16) -> anyhow::Result<PathBuf> {
+    Ok(state_dir::resolve(explicit, port)?)
+}
+
 /// Runs what the command line asks for and returns the process's exit code.
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Some(Command::Passwd(args)) => passwd(&args),
+        Some(Command::Revoke(args)) => revoke(&args),
         None => serve(&cli.serve),
     };
     match result {
@@ -278,6 +313,7 @@ fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         let local = listener.local_addr().context("listener has no address")?;
         let hub = Arc::new(Hub::new(config, accounts, store, snapshot));
         let shutdown = CancellationToken::new();
+        start_admin_socket(state_dir.path(), &hub, &shutdown);
         server::Signals::install()
             .context("cannot install signal handlers")?
             .spawn(hub.clone(), shutdown.clone());
@@ -291,6 +327,20 @@ fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         server::run(hub, listener, shutdown).await;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Listens for `msg-server revoke`/`passwd` in the state directory; a
+/// server without the socket still serves (they then edit the database).
+fn start_admin_socket(state_dir: &Path, hub: &Arc<Hub>, shutdown: &CancellationToken) {
+    #[cfg(unix)]
+    match admin::listen::bind(state_dir) {
+        Ok(socket) => {
+            tokio::spawn(admin::listen::run(socket, hub.clone(), shutdown.clone()));
+        }
+        Err(e) => tracing::warn!(error = %e, "no admin socket in the state directory"),
+    }
+    #[cfg(not(unix))]
+    let _ = (state_dir, hub, shutdown);
 }
 
 fn config_checked(args: &ServeArgs) -> anyhow::Result<Config> {
@@ -332,6 +382,71 @@ fn passwd(args: &PasswdArgs) -> anyhow::Result<ExitCode> {
         }
         Err(e) => return Err(e.into()),
     }
+    // A new password signs every device out: a stolen one must not stay in.
+    // The password is changed either way; a server that never ran (no
+    // state yet) has no tokens to revoke.
+    let state_dir = match state_dir_or_default(args.state_dir.as_deref(), args.port) {
+        Ok(dir) if dir.join("msg.db").is_file() || admin::socket_path(&dir).exists() => dir,
+        Ok(_) => return Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("msg-server: no device tokens revoked: {e:#}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    revoke_and_report(Some(&state_dir), args.port, Op::Passwd, &args.user)
+}
+
+fn revoke(args: &RevokeArgs) -> anyhow::Result<ExitCode> {
+    if !msg_proto::validate::is_valid_username(&args.user) {
+        return usage_error(format_args!(
+            "invalid username ({})",
+            msg_proto::validate::USERNAME_RULE
+        ));
+    }
+    let op = if args.list { Op::List } else { Op::Revoke };
+    revoke_and_report(args.state_dir.as_deref(), args.port, op, &args.user)
+}
+
+/// Asks the server (or its database) and says what was done.
+fn revoke_and_report(
+    state_dir: Option<&Path>,
+    port: u16,
+    op: Op,
+    user: &str,
+) -> anyhow::Result<ExitCode> {
+    let state_dir = match state_dir_or_default(state_dir, port) {
+        Ok(dir) => dir,
+        Err(e) => return usage_error(e),
+    };
+    let reply = admin::client::request(&state_dir, op, user)?;
+    if reply["ok"] != true {
+        anyhow::bail!(
+            "{}",
+            reply["error"].as_str().unwrap_or("the server refused")
+        );
+    }
+    if let Some(devices) = reply["devices"].as_array() {
+        if devices.is_empty() {
+            println!("{user} has no device tokens");
+        }
+        for device in devices {
+            let at = device["last_used"].as_u64().unwrap_or(0);
+            let at = std::time::UNIX_EPOCH + Duration::from_millis(at);
+            println!(
+                "{}\tlast used {}",
+                device["label"].as_str().unwrap_or("?"),
+                humantime::format_rfc3339_seconds(at)
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let revoked = reply["revoked"].as_u64().unwrap_or(0);
+    let session = match (reply["live"] == true, reply["ended"] == true) {
+        (true, true) => "; the session is ended",
+        (true, false) => "; no session was open",
+        (false, _) => " (no server was running)",
+    };
+    println!("Revoked {revoked} device token(s) of {user}{session}");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -10,9 +10,11 @@
 //! - [`wire`] and [`outbox`]: a connection's socket I/O and its send queue.
 //! - [`server`]: the accept loop, background duties and shutdown.
 //! - [`state_dir`]: where the database lives, private and locked.
+//! - [`admin`]: `msg-server revoke`/`passwd` talking to the running server.
 //! - [`cli`]: the command line, turned into a [`config::Config`].
 
 pub mod accounts;
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod connection;

@@ -56,6 +56,8 @@ struct Shared {
     max_outstanding: usize,
     /// The client could not keep up; the connection should end.
     kicked: AtomicBool,
+    /// The account's device tokens were revoked; the session should end.
+    revoked: AtomicBool,
     /// The connection has ended; nothing more is queued.
     closed: AtomicBool,
     /// Wakes the connection task: lines queued, kicked, a slot freed.
@@ -153,6 +155,7 @@ impl Outbox {
                 budget,
                 max_outstanding: max_outstanding.max(1),
                 kicked: AtomicBool::new(false),
+                revoked: AtomicBool::new(false),
                 closed: AtomicBool::new(false),
                 wake: Notify::new(),
                 reply_slots: AtomicUsize::new(max_outstanding.max(1)),
@@ -225,6 +228,16 @@ impl Outbox {
 
     pub fn is_kicked(&self) -> bool {
         self.shared.kicked.load(Ordering::Acquire)
+    }
+
+    /// Ends the session: its account's device tokens were revoked.
+    pub fn revoke(&self) {
+        self.shared.revoked.store(true, Ordering::Release);
+        self.shared.wake.notify_one();
+    }
+
+    pub fn is_revoked(&self) -> bool {
+        self.shared.revoked.load(Ordering::Acquire)
     }
 
     /// Completes when something was queued, the connection was kicked or a

@@ -25,6 +25,9 @@ pub const CANNOT_PRIVATE_SELF: &str = "Error. Cannot start private messaging wit
 pub const INACTIVITY_LOGOUT: &str = "You have been logged out due to inactivity";
 pub const SHUTDOWN_LOGOUT: &str = "The server is shutting down";
 pub const SLOW_CONSUMER_LOGOUT: &str = "Disconnected: messages were not read fast enough";
+pub const REVOKED_LOGOUT: &str =
+    "Logged out: this account's devices were signed out on the server; log in with the password";
+pub const BAD_TOKEN: &str = "Error. This device is no longer logged in (token unknown or revoked); log in with the password";
 pub const LOGGED_OUT: &str = "You have been logged out";
 pub const INVALID_COMMAND: &str = "Error. Invalid command";
 pub const FRAME_TOO_LARGE: &str = "Error. Frame too large";

@@ -95,6 +95,7 @@ fn register(user: &str) -> impl FnOnce(RequestId) -> ClientFrame {
             password: "pw".into(),
             peer_port: None,
             peer_key: None,
+            device: None,
         })
     }
 }

@@ -136,6 +136,7 @@ async fn registration_is_off_by_default() {
                 password: "jakku".into(),
                 peer_port: None,
                 peer_key: None,
+                device: None,
             })
         })
         .await;
@@ -161,6 +162,7 @@ async fn registration_appends_a_hashed_account_and_logs_in() {
                 password: password.as_str().into(),
                 peer_port: None,
                 peer_key: None,
+                device: None,
             })
         }
     };

@@ -36,6 +36,7 @@ async fn a_burst_of_wrong_passwords_runs_only_the_checks_that_block_the_account(
                     password: "wrong".into(),
                     peer_port: None,
                     peer_key: None,
+                    device: None,
                 })
             })
             .await;

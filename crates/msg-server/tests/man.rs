@@ -21,7 +21,10 @@ re-read the credentials file
 the accounts, one \fIusername password\fR a line (\fB--credentials\fR)
 .TP
 \fImsg.db\fR
-the durable store (SQLite) in the state directory (\fB--state-dir\fR)
+the durable store (SQLite) in the state directory (\fB--state-dir\fR), device-token hashes included
+.TP
+\fIadmin.sock\fR
+in the state directory (0600): where \fBrevoke\fR and \fBpasswd\fR reach the running server
 .TP
 \fI/etc/systemd/system/msg-server.service\fR
 the hardened systemd unit shipped in the source tree's \fIsystemd/\fR

@@ -772,6 +772,7 @@ async fn a_client_that_half_closes_after_login_still_gets_its_offline_queue() {
                 password: password_of("luke").into(),
                 peer_port: None,
                 peer_key: None,
+                device: None,
             })
         })
         .await;

@@ -20,6 +20,7 @@ async fn login_with_key(addr: std::net::SocketAddr, user: &str, key: Option<[u8;
                 password: password_of(user).into(),
                 peer_port: Some(40000),
                 peer_key: key.map(PeerKey::new),
+                device: None,
             })
         })
         .await;

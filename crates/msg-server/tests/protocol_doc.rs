@@ -11,8 +11,8 @@ use std::collections::BTreeSet;
 
 use common::*;
 use msg_proto::server::{
-    BroadcastRequest, ClientFrame, LoginRequest, LogoutReason, PrivateEndReason, SendRequest,
-    ServerFrame, UserRequest, WhoSinceRequest,
+    BroadcastRequest, ClientFrame, LoginRequest, LogoutReason, PrivateEndReason, ResumeRequest,
+    SendRequest, ServerFrame, UserRequest, WhoSinceRequest,
 };
 use msg_proto::{ErrorCode, PROTOCOL_VERSION, RequestId, Secret};
 
@@ -130,6 +130,7 @@ fn every_client_frame() -> Vec<ClientFrame> {
         password: Secret::from("pw"),
         peer_port: None,
         peer_key: None,
+        device: None,
     };
     let all = vec![
         ClientFrame::Hello {
@@ -139,6 +140,13 @@ fn every_client_frame() -> Vec<ClientFrame> {
         ClientFrame::Login(login()),
         ClientFrame::Register(login()),
         ClientFrame::Account(user()),
+        ClientFrame::Resume(ResumeRequest {
+            id: 1,
+            user: "hans".into(),
+            token: Secret::from("t"),
+            peer_port: None,
+            peer_key: None,
+        }),
         ClientFrame::Send(SendRequest {
             id: 1,
             to: "luke".into(),
@@ -153,7 +161,10 @@ fn every_client_frame() -> Vec<ClientFrame> {
         ClientFrame::WhoSince(WhoSinceRequest { id: 1, secs: 5 }),
         ClientFrame::Block(user()),
         ClientFrame::Unblock(user()),
-        ClientFrame::Logout { id: 1 },
+        ClientFrame::Logout {
+            id: 1,
+            revoke_device: false,
+        },
         ClientFrame::Ping,
         ClientFrame::Ack { msg_id: 1.into() },
         ClientFrame::Activity,
@@ -168,6 +179,7 @@ fn every_client_frame() -> Vec<ClientFrame> {
             | ClientFrame::Login(_)
             | ClientFrame::Register(_)
             | ClientFrame::Account(_)
+            | ClientFrame::Resume(_)
             | ClientFrame::Send(_)
             | ClientFrame::Broadcast(_)
             | ClientFrame::Who { .. }
@@ -198,6 +210,7 @@ fn every_server_frame() -> Vec<ServerFrame> {
             id: 1,
             user: "hans".into(),
             message: "hi".into(),
+            token: None,
         },
         ServerFrame::Account {
             id: 1,
@@ -320,6 +333,7 @@ fn every_error_code_and_frame_type_is_documented() {
         LogoutReason::Timeout,
         LogoutReason::Shutdown,
         LogoutReason::SlowConsumer,
+        LogoutReason::Revoked,
     ]
     .iter()
     .map(|reason| {
@@ -410,6 +424,7 @@ async fn login_without_peer_port(addr: std::net::SocketAddr, user: &str) -> Clie
                 password: password_of(user).into(),
                 peer_port: None,
                 peer_key: None,
+                device: None,
             })
         })
         .await;
@@ -426,6 +441,7 @@ fn register(user: &str) -> impl FnOnce(RequestId) -> ClientFrame {
             password: "pw".into(),
             peer_port: None,
             peer_key: None,
+            device: None,
         })
     }
 }
@@ -469,6 +485,18 @@ async fn observe_the_server() -> Seen {
     seen.error(&anon.try_login("bad name", "pw").await, "");
     seen.error(&anon.try_login("yoda", "").await, "");
     seen.error(&anon.try_login("palpatine", "pw").await, "");
+    let resume = anon
+        .request(|id| {
+            ClientFrame::Resume(ResumeRequest {
+                id,
+                user: "yoda".into(),
+                token: Secret::from("ab".repeat(32).as_str()),
+                peer_port: None,
+                peer_key: None,
+            })
+        })
+        .await;
+    seen.error(&resume, "");
     seen.error(&anon.try_login("hans", password_of("hans")).await, "");
     seen.error(&anon.request(|id| ClientFrame::Who { id }).await, "");
     seen.error(&anon.request(register("rey")).await, "");
@@ -548,7 +576,12 @@ async fn observe_the_server() -> Seen {
             .await,
         "",
     );
-    let logout = hans.request(|id| ClientFrame::Logout { id }).await;
+    let logout = hans
+        .request(|id| ClientFrame::Logout {
+            id,
+            revoke_device: false,
+        })
+        .await;
     seen.text("`ok` to `logout`", message_of(&logout), "");
 
     // Registration, on servers with and without it.
@@ -630,6 +663,12 @@ async fn observe_the_server() -> Seen {
     seen.text(
         "`logged_out` `slow_consumer`",
         msg_server::texts::SLOW_CONSUMER_LOGOUT,
+        "",
+    );
+    // Caused by `msg-server revoke` (tested in msg-cli's device_tokens).
+    seen.text(
+        "`logged_out` `revoked`",
+        msg_server::texts::REVOKED_LOGOUT,
         "",
     );
     seen

@@ -123,6 +123,7 @@ async fn with_registration_a_missing_credentials_file_is_created() {
                 password: "jakku".into(),
                 peer_port: None,
                 peer_key: None,
+                device: None,
             })
         })
         .await;

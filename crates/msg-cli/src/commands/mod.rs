@@ -100,11 +100,7 @@ async fn dispatch(command: Command, out: Output) -> Result<ExitCode, Refusal> {
     match command {
         Command::Login(args) => session::login(out, args, false).await,
         Command::Register(args) => session::login(out, args, true).await,
-        Command::Logout => simple(out, Request::Logout).await.inspect(|_| {
-            if !out.json {
-                out.line("Logged out");
-            }
-        }),
+        Command::Logout => session::logout(out).await,
         Command::Status => session::status(out).await,
         Command::Send { user, text } => messaging::send(out, user, checked_text(text)?).await,
         Command::Broadcast { text } => {

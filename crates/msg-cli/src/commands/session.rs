@@ -168,6 +168,39 @@ pub(super) async fn login(
     }
 }
 
+/// `msg logout`: msgd ends the session and forgets this device's token,
+/// here and on the server. With no msgd running, the saved tokens are
+/// deleted here, so that the next start does not log in by itself.
+pub(super) async fn logout(out: Output) -> Result<ExitCode, Refusal> {
+    let paths = paths()?;
+    if Client::connect(&paths).await?.is_none() && forget_saved_tokens(&paths) {
+        out.done(
+            Some("Logged out (msgd was not running: this device's saved login is deleted)"),
+            json!({}),
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    super::simple(out, Request::Logout).await.inspect(|_| {
+        if !out.json {
+            out.line("Logged out");
+        }
+    })
+}
+
+/// Deletes msgd's saved device tokens; true if there were any.
+fn forget_saved_tokens(paths: &Paths) -> bool {
+    let Ok(entries) = std::fs::read_dir(paths.tokens_dir()) else {
+        return false;
+    };
+    let mut any = false;
+    for entry in entries.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_file()) {
+            any |= std::fs::remove_file(entry.path()).is_ok();
+        }
+    }
+    any
+}
+
 pub(super) async fn status(out: Output) -> Result<ExitCode, Refusal> {
     let Some(mut client) = Client::connect(&paths()?).await? else {
         if out.json {
@@ -184,7 +217,7 @@ pub(super) async fn status(out: Output) -> Result<ExitCode, Refusal> {
                     "running": true, "pid": s.pid, "server": s.server, "user": s.user,
                     "state": s.state, "unread": s.unread,
                     "watchers": s.watchers, "private": s.private,
-                    "waiting": s.waiting, "retry_in": s.retry_in,
+                    "waiting": s.waiting, "retry_in": s.retry_in, "ended": s.ended,
                 }));
             } else {
                 out.line(&format!("msgd: running (pid {})", s.pid));
@@ -198,6 +231,9 @@ pub(super) async fn status(out: Output) -> Result<ExitCode, Refusal> {
                     _ => s.state.as_str().to_owned(),
                 };
                 out.line(&format!("connection: {connection}"));
+                if let Some(ended) = &s.ended {
+                    out.line(&format!("last session: {ended}"));
+                }
                 out.line(&format!("unread: {}", s.unread));
                 let private = if s.private.is_empty() {
                     "-".to_owned()

@@ -127,6 +127,8 @@ pub struct ServerOptions {
     pub allow_register: bool,
     /// The server's hidden `--private-timeout-ms` (unanswered requests).
     pub private_timeout_ms: Option<u64>,
+    /// Keep the server's log (debug level) for [`Server::log`].
+    pub log: bool,
 }
 
 impl Default for ServerOptions {
@@ -136,6 +138,7 @@ impl Default for ServerOptions {
             block_duration: 60,
             allow_register: false,
             private_timeout_ms: None,
+            log: false,
         }
     }
 }
@@ -195,6 +198,14 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
+        if self.options.log {
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.dir.path().join("server.log"))
+                .unwrap();
+            cmd.arg("-v").stderr(log);
+        }
         if self.options.allow_register {
             cmd.arg("--allow-register");
         }
@@ -232,6 +243,16 @@ impl Server {
     pub fn start_again(&mut self) {
         let port = self.port().to_owned();
         self.launch(&port);
+    }
+
+    /// What the server logged (with [`ServerOptions::log`]).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// The server's credentials file.
+    pub fn credentials(&self) -> PathBuf {
+        self.dir.path().join("credentials.txt")
     }
 
     /// Where the server keeps its database.

@@ -33,8 +33,9 @@ pub async fn account(server: &str, user: &str) -> Reply {
     }
 }
 
+/// `msg logout`: also revokes this device's token (here and on the server).
 pub async fn logout(link: &LinkHandle) -> Reply {
-    match link.logout().await {
+    match link.logout(true).await {
         Ok(()) => Reply::Done { message: None },
         Err(e) => replies::refused(e),
     }
@@ -42,6 +43,7 @@ pub async fn logout(link: &LinkHandle) -> Reply {
 
 pub fn status(shared: &Shared, private: &Private) -> Reply {
     let link = shared.status().clone();
+    let ended = link.ended.clone().filter(|_| link.user.is_none());
     let unread = match shared.inbox_account() {
         Ok(Some(account)) => shared.inbox().unread(&account).unwrap_or(0),
         _ => 0,
@@ -56,12 +58,13 @@ pub fn status(shared: &Shared, private: &Private) -> Reply {
         watchers: shared.events.receiver_count() as u64,
         retry_in: link.waiting.as_ref().map(|w| w.secs_left()),
         waiting: link.waiting.map(|w| w.reason.text().to_owned()),
+        ended: ended.map(|refusal| refusal.message),
     }))
 }
 
 /// Logs out first, so that the others see us leave; the caller then stops
-/// the daemon.
+/// the daemon. The device token is kept: the next start logs in by itself.
 pub async fn shutdown(link: &LinkHandle) -> Reply {
-    let _ = link.logout().await;
+    let _ = link.logout(false).await;
     Reply::done(texts::STOPPED)
 }

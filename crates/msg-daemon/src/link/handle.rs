@@ -6,6 +6,7 @@ use msg_proto::control::codes;
 use msg_proto::{Refusal, RequestId, Secret};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::device_token::DeviceTokens;
 use crate::link::Link;
 use crate::private::{PeerListener, Private};
 use crate::state::Shared;
@@ -26,9 +27,10 @@ pub(super) enum Command {
         register: bool,
         reply: Reply<String>,
     },
-    Logout {
-        reply: Reply<()>,
-    },
+    /// `revoke`: `msg logout`, which also revokes this device's token and
+    /// deletes it; without, the session ends but the token is kept (msgd
+    /// stops and logs in by itself at its next start).
+    Logout { revoke: bool, reply: Reply<()> },
 }
 
 /// The control side's handle on the link task; the task ends when the last
@@ -65,8 +67,10 @@ impl LinkHandle {
         .await
     }
 
-    pub async fn logout(&self) -> Result<(), Refusal> {
-        self.call(|reply| Command::Logout { reply }).await
+    /// Ends the session; `revoke`: and forgets this device's token, here
+    /// and on the server.
+    pub async fn logout(&self, revoke: bool) -> Result<(), Refusal> {
+        self.call(|reply| Command::Logout { revoke, reply }).await
     }
 
     /// The way for requests and notes to the server.
@@ -76,11 +80,13 @@ impl LinkHandle {
 }
 
 /// Starts the link task; the port of `peers` is advertised to the server at
-/// login.
+/// login. With `tokens`, it keeps a device token there and, when one is
+/// saved, logs in with it at once.
 pub fn spawn(
     shared: Arc<Shared>,
     private: Arc<Private>,
     peers: Option<Arc<PeerListener>>,
+    tokens: Option<DeviceTokens>,
 ) -> LinkHandle {
     let (commands, commands_rx) = mpsc::channel(QUEUE);
     let (upstream, upstream_rx) = Upstream::channel();
@@ -93,6 +99,7 @@ pub fn spawn(
             upstream: upstream_rx,
             next_id: RequestId::default(),
             peers,
+            tokens,
         }
         .run(),
     );

@@ -3,9 +3,9 @@
 //! burst being stored, see `burst`), a logout by the server, and the
 //! private-session events, which [`crate::private::events`] handles.
 
-use msg_proto::Refusal;
 use msg_proto::control::{ItemKind, codes};
 use msg_proto::server::{LogoutReason, ServerFrame};
+use msg_proto::{ErrorCode, Refusal};
 
 use crate::link::burst::Arrival;
 use crate::link::{End, Link};
@@ -133,6 +133,16 @@ impl Link {
             LogoutReason::Timeout => {
                 self.shared.notifier.notify("msg", &message);
                 self.shared.status().ended = Some(Refusal::new(codes::TIMEOUT, message));
+                End::Over
+            }
+            LogoutReason::Revoked => {
+                // This device's token is no good any more either.
+                let server = self.shared.status().server.clone();
+                if let (Some(tokens), Some(server)) = (&self.tokens, server) {
+                    tokens.delete(&server, account);
+                }
+                let ended = Refusal::new(ErrorCode::BadToken, texts::TOKEN_REVOKED);
+                self.shared.status().ended = Some(ended);
                 End::Over
             }
             LogoutReason::Requested | LogoutReason::Unknown => {

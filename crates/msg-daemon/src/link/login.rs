@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use msg_proto::control::{LinkState, codes};
-use msg_proto::server::{ClientFrame, LoginRequest, ServerFrame};
-use msg_proto::{ErrorCode, JsonLines, PROTOCOL_VERSION, Refusal, Secret};
+use msg_proto::server::{ClientFrame, ServerFrame};
+use msg_proto::{ErrorCode, JsonLines, PROTOCOL_VERSION, Refusal};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep, timeout};
 use tokio_util::codec::Framed;
@@ -18,6 +18,7 @@ use tokio_util::codec::Framed;
 use crate::link::backoff::{self, Backoff};
 use crate::link::handle::Command;
 use crate::link::online::Retries;
+use crate::link::resume::Credentials;
 use crate::link::{Conn, Link, Session, lost, refuse, unreachable};
 use crate::state::{WaitReason, Waiting};
 use crate::texts;
@@ -33,8 +34,7 @@ impl Link {
         &mut self,
         server: &str,
         user: &str,
-        password: &Secret,
-        register: bool,
+        credentials: Credentials<'_>,
     ) -> Result<(Conn, String), Refusal> {
         let stream = match timeout(CONNECT_TIMEOUT, TcpStream::connect(server)).await {
             Ok(Ok(stream)) => stream,
@@ -59,18 +59,7 @@ impl Link {
             .filter(|_| peer_port.is_some())
             .map(|peers| peers.public_key());
         let mut conn = Framed::new(stream, JsonLines::new());
-        let login = LoginRequest {
-            id: self.id(),
-            user: user.into(),
-            password: password.clone(),
-            peer_port,
-            peer_key,
-        };
-        let login = if register {
-            ClientFrame::Register(login)
-        } else {
-            ClientFrame::Login(login)
-        };
+        let login = self.login_frame(user, credentials, peer_port, peer_key);
         let hello = ClientFrame::Hello {
             version: PROTOCOL_VERSION,
             agent: Some(format!("msgd {}", env!("CARGO_PKG_VERSION"))),
@@ -93,10 +82,11 @@ impl Link {
                     ServerFrame::Welcome {
                         user: name,
                         message,
+                        token,
                         ..
                     } => {
                         tracing::info!("logged in as {name}");
-                        return Ok(message);
+                        return Ok((message, token));
                     }
                     ServerFrame::Pong => {}
                     // Nothing else is expected yet; not logged, it may carry a text.
@@ -104,9 +94,12 @@ impl Link {
                 }
             }
         };
-        let welcome = timeout(REPLY_TIMEOUT, exchange)
+        let (welcome, token) = timeout(REPLY_TIMEOUT, exchange)
             .await
             .map_err(|_| unreachable(server))??;
+        if let Some(token) = token {
+            self.save_token(server, user, &token);
+        }
         {
             let mut status = self.shared.status();
             status.server = Some(server.to_owned());
@@ -152,8 +145,16 @@ impl Link {
                 }
                 tracing::info!("the inbox can be written again");
             }
+            let mut token = None;
+            let Some(credentials) = self.credentials(session, &mut token) else {
+                // No password and no token (deleted meanwhile): nothing to
+                // log in with.
+                let refusal = Refusal::new(codes::NOT_LOGGED_IN, texts::NOT_LOGGED_IN);
+                self.shared.status().ended = Some(refusal);
+                return None;
+            };
             match self
-                .connect_and_login(&session.server, &session.user, &session.password, false)
+                .connect_and_login(&session.server, &session.user, credentials)
                 .await
             {
                 Ok((conn, _)) => {
@@ -189,6 +190,11 @@ impl Link {
                 }
                 Err(e) => {
                     tracing::warn!("logging in again was refused: {}", e.message);
+                    let e = if e.code == ErrorCode::BadToken.as_str() {
+                        self.token_refused(session)
+                    } else {
+                        e
+                    };
                     self.shared.status().ended = Some(e.clone());
                     self.shared.tell_account(&session.user, None, &e.message);
                     return None;
@@ -208,7 +214,12 @@ impl Link {
                 () = &mut wait => return true,
                 command = self.commands.recv() => match command {
                     None => return false,
-                    Some(Command::Logout { reply }) => {
+                    Some(Command::Logout { revoke, reply }) => {
+                        if revoke {
+                            // The server cannot be told now; the token is
+                            // gone from here at least.
+                            self.forget_token(session);
+                        }
                         let _ = reply.send(Ok(()));
                         return false;
                     }

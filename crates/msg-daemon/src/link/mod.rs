@@ -9,6 +9,8 @@
 //!
 //! Here: the task's states (logged out, in a session). `handle`: the
 //! handle and starting the task; `login`: logging in and reconnecting;
+//! `resume`: the device token: logging in with it (at start-up, and when
+//! no password is held) and forgetting it when the server refuses it;
 //! `backoff`: how long to wait between tries; `online`: a logged-in
 //! connection, its pending requests and send retries; `inbound`: what the
 //! server pushes, one function per event; `burst`: storing what arrived
@@ -26,6 +28,7 @@ mod inbound;
 mod login;
 mod online;
 mod probe;
+mod resume;
 #[cfg(test)]
 mod tests;
 
@@ -39,6 +42,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::codec::Framed;
 
+use crate::device_token::DeviceTokens;
 use crate::private::{self, PeerListener, Private};
 use crate::state::{Shared, WaitReason};
 use crate::texts;
@@ -49,6 +53,7 @@ use handle::Command;
 pub use handle::{LinkHandle, spawn};
 use online::Retries;
 pub use probe::{AccountInfo, account_info};
+use resume::Credentials;
 
 type Conn = Framed<TcpStream, JsonLines<ServerFrame, ClientFrame>>;
 
@@ -60,11 +65,13 @@ fn lost() -> Refusal {
     Refusal::new(codes::SERVER_UNREACHABLE, texts::CONNECTION_LOST)
 }
 
-/// Credentials held in memory only, for logging in again after a drop.
+/// Credentials held in memory only, for logging in again after a drop;
+/// without the password (a session resumed with the device token), the
+/// saved token is used.
 struct Session {
     server: String,
     user: String,
-    password: Secret,
+    password: Option<Secret>,
 }
 
 /// Why a session loop returned.
@@ -88,6 +95,8 @@ struct Link {
     next_id: RequestId,
     /// Whose port is advertised at login.
     peers: Option<Arc<PeerListener>>,
+    /// Where the device token is kept; `None`: no token is asked for.
+    tokens: Option<DeviceTokens>,
 }
 
 impl Link {
@@ -105,17 +114,26 @@ impl Link {
         }
     }
 
-    /// Logged out: serves logins until the handles are gone.
+    /// Logged out: serves logins until the handles are gone. With a saved
+    /// device token, first logs in with it.
     async fn run(mut self) {
+        if self.resume_at_start().await {
+            return;
+        }
         loop {
             tokio::select! {
                 command = self.commands.recv() => match command {
                     None => return,
                     Some(Command::Login { server, user, password, register, reply }) => {
-                        match self.connect_and_login(&server, &user, &password, register).await {
+                        let credentials = Credentials::Password {
+                            password: &password,
+                            register,
+                            ask_token: true,
+                        };
+                        match self.connect_and_login(&server, &user, credentials).await {
                             Ok((conn, welcome)) => {
                                 let _ = reply.send(Ok(welcome));
-                                let session = Session { server, user, password };
+                                let session = Session { server, user, password: Some(password) };
                                 if self.session(conn, session).await {
                                     return;
                                 }
@@ -125,7 +143,7 @@ impl Link {
                             }
                         }
                     }
-                    Some(Command::Logout { reply }) => {
+                    Some(Command::Logout { reply, .. }) => {
                         let _ = reply.send(Err(self.not_logged_in()));
                     }
                 },
@@ -138,7 +156,7 @@ impl Link {
 
     /// Runs a logged-in session across reconnections. True when the daemon
     /// is stopping.
-    async fn session(&mut self, mut conn: Conn, session: Session) -> bool {
+    pub(super) async fn session(&mut self, mut conn: Conn, session: Session) -> bool {
         let mut retries = Retries::default();
         // Across connections: a server that drops us right after each login
         // must see the waits grow.

@@ -163,9 +163,14 @@ impl Link {
                 }
                 command = self.commands.recv() => match command {
                     None => break End::Stop,
-                    Some(Command::Logout { reply }) => {
+                    Some(Command::Logout { revoke, reply }) => {
+                        if revoke {
+                            // Gone from here whatever the server answers.
+                            self.forget_token(session);
+                        }
                         let id = self.id();
-                        (ClientFrame::Logout { id }, Some((id, Pending::Logout(reply))))
+                        let frame = ClientFrame::Logout { id, revoke_device: revoke };
+                        (frame, Some((id, Pending::Logout(reply))))
                     }
                     Some(Command::Login { user, reply, .. }) => {
                         let answer = if user == session.user {

@@ -18,6 +18,9 @@ pub enum LogoutReason {
     Shutdown,
     /// The client read too slowly and its queue overflowed.
     SlowConsumer,
+    /// The account's device tokens were revoked (`msg-server revoke` or
+    /// `msg-server passwd`): the session ended; log in with the password.
+    Revoked,
     #[serde(other)]
     Unknown,
 }
@@ -44,12 +47,16 @@ pub enum ServerFrame {
         version: u32,
         server: String,
     },
-    /// Successful `login` or `register`. Queued offline messages follow as
-    /// `message` events, oldest first.
+    /// Successful `login`, `register` or `resume`. Queued offline messages
+    /// follow as `message` events, oldest first.
     Welcome {
         id: RequestId,
         user: String,
         message: String,
+        /// The device token a `login` with `device` asked for (64 hex
+        /// digits), sent only here and only once. Redacted in `Debug`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<Secret>,
     },
     /// The reply to `account`: whether `user` exists, whether this server
     /// lets unknown users register, and for how many more seconds the

@@ -14,8 +14,8 @@ pub mod request;
 
 pub use event::{LogoutReason, PrivateEndReason, ServerFrame};
 pub use request::{
-    BroadcastRequest, ClientFrame, LoginRequest, MAX_CLIENT_ID_LEN, SendRequest, UserRequest,
-    WhoSinceRequest,
+    BroadcastRequest, ClientFrame, LoginRequest, MAX_CLIENT_ID_LEN, MAX_DEVICE_LABEL_LEN,
+    ResumeRequest, SendRequest, UserRequest, WhoSinceRequest,
 };
 
 #[cfg(test)]

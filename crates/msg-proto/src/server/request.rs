@@ -28,6 +28,27 @@ pub struct LoginRequest {
     /// the frame malformed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer_key: Option<PeerKey>,
+    /// Asks for a device token: a label for the device (at most
+    /// [`MAX_DEVICE_LABEL_LEN`] bytes, e.g. `msgd@host`). The `welcome` of a
+    /// successful login then carries the token, once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+}
+
+/// Longest device label a `login` may carry, in bytes.
+pub const MAX_DEVICE_LABEL_LEN: usize = 64;
+
+/// `resume`: a login with a device token instead of the password.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResumeRequest {
+    pub id: RequestId,
+    pub user: String,
+    /// 64 lowercase hex digits, as the `welcome` gave it.
+    pub token: Secret,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_key: Option<PeerKey>,
 }
 
 /// A direct message; the reply is [`crate::server::ServerFrame::Sent`].
@@ -83,6 +104,8 @@ pub enum ClientFrame {
     /// so a client asks for a password only when one can help; the reply
     /// is `account`. Allowed before login.
     Account(UserRequest),
+    /// Log in with a device token.
+    Resume(ResumeRequest),
     /// A direct message; the reply is `sent`.
     Send(SendRequest),
     Broadcast(BroadcastRequest),
@@ -94,8 +117,12 @@ pub enum ClientFrame {
     Block(UserRequest),
     Unblock(UserRequest),
     /// End the session; the server replies `ok` and closes the connection.
+    /// With `revoke_device`, the device token the session was logged in
+    /// with (or was given at its login) is revoked too.
     Logout {
         id: RequestId,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        revoke_device: bool,
     },
     /// Keep-alive. Answered with `pong`; not user activity.
     Ping,
@@ -123,13 +150,14 @@ impl ClientFrame {
             Self::Login(LoginRequest { id, .. })
             | Self::Register(LoginRequest { id, .. })
             | Self::Account(UserRequest { id, .. })
+            | Self::Resume(ResumeRequest { id, .. })
             | Self::Send(SendRequest { id, .. })
             | Self::Broadcast(BroadcastRequest { id, .. })
             | Self::Who { id }
             | Self::WhoSince(WhoSinceRequest { id, .. })
             | Self::Block(UserRequest { id, .. })
             | Self::Unblock(UserRequest { id, .. })
-            | Self::Logout { id }
+            | Self::Logout { id, .. }
             | Self::PrivateRequest(UserRequest { id, .. })
             | Self::PrivateAccept(UserRequest { id, .. })
             | Self::PrivateDecline(UserRequest { id, .. })

@@ -32,6 +32,7 @@ fn client_frames_round_trip() {
             password: "falcon*solo".into(),
             peer_port: Some(4000),
             peer_key: Some(crate::peer::PeerKey::new([0xab; 32])),
+            device: None,
         }),
         json!({"type": "login", "id": 1, "user": "hans", "password": "falcon*solo", "peer_port": 4000, "peer_key": "ab".repeat(32)}),
     );
@@ -42,6 +43,7 @@ fn client_frames_round_trip() {
             password: "jakku".into(),
             peer_port: None,
             peer_key: None,
+            device: None,
         }),
         json!({"type": "register", "id": 2, "user": "rey", "password": "jakku"}),
     );
@@ -90,7 +92,10 @@ fn client_frames_round_trip() {
         json!({"type": "unblock", "id": 8, "user": "vader"}),
     );
     round_trip_client(
-        ClientFrame::Logout { id: 9 },
+        ClientFrame::Logout {
+            id: 9,
+            revoke_device: false,
+        },
         json!({"type": "logout", "id": 9}),
     );
     round_trip_client(ClientFrame::Ping, json!({"type": "ping"}));
@@ -145,6 +150,7 @@ fn server_frames_round_trip() {
             id: 1,
             user: "hans".into(),
             message: "Welcome".into(),
+            token: None,
         },
         json!({"type": "welcome", "id": 1, "user": "hans", "message": "Welcome"}),
     );
@@ -275,6 +281,7 @@ fn passwords_never_show_in_debug_output() {
         password: "falcon*solo".into(),
         peer_port: None,
         peer_key: None,
+        device: None,
     });
     let debug = format!("{frame:?}");
     assert!(!debug.contains("falcon"), "{debug}");

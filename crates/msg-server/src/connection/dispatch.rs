@@ -10,10 +10,11 @@
 
 use std::sync::Arc;
 
-use msg_proto::server::{ClientFrame, LoginRequest, ServerFrame};
+use msg_proto::server::{ClientFrame, LoginRequest, ResumeRequest, ServerFrame};
 use msg_proto::{ErrorCode, FrameError, Refusal, RequestId};
 use tokio::time::Instant;
 
+use crate::connection::flow::Held;
 use crate::connection::{Connection, Flow, Phase, Step};
 use crate::texts;
 use crate::wire::Decoded;
@@ -36,6 +37,19 @@ impl Connection {
             return Step::Done(Flow::Continue);
         }
         self.handle(item)
+    }
+
+    /// The next frame read, handled. The frame is gone by the time the
+    /// step is awaited, so the connection task does not keep room for one.
+    pub(super) fn next_step(&mut self) -> Option<Step<'_>> {
+        let (item, line_len) = self.wire.next_frame()?;
+        Some(self.on_item(item, line_len))
+    }
+
+    /// The first held frame, handled (as [`Connection::next_step`]).
+    fn handle_held(&mut self, held: &mut Held) -> Option<Step<'_>> {
+        let (item, _) = held.pop_front()?;
+        Some(self.handle(item))
     }
 
     fn handle(&mut self, item: Decoded) -> Step<'_> {
@@ -94,10 +108,11 @@ impl Connection {
         let Some(mut held) = self.held.take() else {
             return Flow::Continue;
         };
-        while self.has_room()
-            && let Some((item, _)) = held.pop_front()
-        {
-            if self.handle(item).run().await == Flow::Close {
+        while self.has_room() {
+            let Some(step) = self.handle_held(&mut held) else {
+                break;
+            };
+            if step.run().await == Flow::Close {
                 return Flow::Close;
             }
             if let Some(stalled) = self.held.take() {
@@ -150,10 +165,14 @@ impl Connection {
                 return Step::Later(Box::pin(self.on_login(request, true)));
             }
             (_, ClientFrame::Account(request)) => self.on_account(request),
+            (Phase::Anonymous, ClientFrame::Resume(request)) => {
+                return Step::Later(Box::pin(self.on_resume(request)));
+            }
             (
                 Phase::Session(_),
                 ClientFrame::Login(LoginRequest { id, .. })
-                | ClientFrame::Register(LoginRequest { id, .. }),
+                | ClientFrame::Register(LoginRequest { id, .. })
+                | ClientFrame::Resume(ResumeRequest { id, .. }),
             ) => {
                 let refusal = Refusal::new(
                     ErrorCode::AlreadyAuthenticated,

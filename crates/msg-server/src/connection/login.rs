@@ -11,9 +11,11 @@ use msg_proto::{ErrorCode, PROTOCOL_VERSION, Refusal, Secret};
 use tokio::time::Instant;
 
 use crate::accounts::AccountsError;
+use crate::connection::device::{Device, Login};
 use crate::connection::{Connection, Flow, Phase};
 use crate::hub::SessionSpec;
 use crate::passwords::Turn;
+use crate::store::DeviceOp;
 use crate::texts;
 
 impl Connection {
@@ -62,6 +64,7 @@ impl Connection {
             password,
             peer_port,
             peer_key,
+            device,
         } = request;
         let checked = if register {
             self.check_registration(&user, password)
@@ -79,16 +82,50 @@ impl Connection {
                 return Flow::Continue;
             }
         };
+        // Issued (durably) before the session exists, so that nothing the
+        // session is sent can come before the welcome.
+        let token = match device {
+            Some(label) => self.issue_token(&user, &label).await,
+            None => None,
+        };
+        let session = Login {
+            id,
+            user,
+            peer_port,
+            peer_key: peer_key.map(|key| key.to_hex()),
+        };
+        self.start_session(session, token)
+    }
+
+    /// Registers the session of a checked login and welcomes it; `device`:
+    /// the token it logged in with, or (with its hash) the one just issued.
+    pub(super) fn start_session(&mut self, login: Login, device: Option<Device>) -> Flow {
+        let Login {
+            id,
+            user,
+            peer_port,
+            peer_key,
+        } = login;
         let spec = SessionSpec {
             conn: self.id,
             out: self.out.clone(),
             ip: self.peer.ip(),
             peer_port,
-            peer_key: peer_key.map(|key| key.to_hex()),
+            peer_key,
+            device: device.as_ref().map(|d| d.hash),
         };
         let first_page = match self.hub.begin_session(&user, spec) {
             Ok(page) => page,
             Err(refusal) => {
+                if let Some(device) = &device
+                    && device.token.is_some()
+                {
+                    // Issued for a session that did not begin.
+                    drop(self.hub.store.devices(DeviceOp::Revoke {
+                        user: user.clone(),
+                        hash: device.hash,
+                    }));
+                }
                 self.refuse(Some(id), refusal);
                 return Flow::Continue;
             }
@@ -100,6 +137,7 @@ impl Connection {
             id,
             user,
             message: texts::WELCOME.into(),
+            token: device.and_then(|d| d.token),
         });
         // The run loop writes the offline queue as the client reads it,
         // reading the client's acks and commands meanwhile.

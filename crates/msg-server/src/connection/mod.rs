@@ -21,13 +21,15 @@
 //!   limiter, when to take the next frame;
 //! - [`drain`]: delivery of the offline queue after login;
 //! - [`login`]: `hello`, `login` and `register`, password checks;
+//! - [`device`]: device tokens: issuing one at login, `resume` with one;
 //! - [`cmd`]: one file per request of a logged-in session.
 //!
-//! Dependencies go one way: `run` uses `dispatch`, which uses `login` and
-//! `cmd`; those use `drain` and `flow`; `drain` uses `flow`; `flow` uses
+//! Dependencies go one way: `run` uses `dispatch`, which uses `login`,
+//! `device` and `cmd`; `login` and `device` use each other; those use `drain` and `flow`; `drain` uses `flow`; `flow` uses
 //! none of them.
 
 mod cmd;
+mod device;
 mod dispatch;
 mod drain;
 mod flow;

@@ -57,6 +57,14 @@ impl Connection {
                 });
                 return;
             }
+            if self.out.is_revoked() {
+                tracing::info!(conn = self.id, "ending a session: its tokens were revoked");
+                self.reply(ServerFrame::LoggedOut {
+                    reason: LogoutReason::Revoked,
+                    message: texts::REVOKED_LOGOUT.into(),
+                });
+                return;
+            }
             if self.drain_due() {
                 self.step_drain();
             }
@@ -65,8 +73,8 @@ impl Connection {
             }
             let taking = self.may_take_frames();
             if taking {
-                if let Some((item, line_len)) = self.wire.next_frame() {
-                    if self.on_item(item, line_len).run().await == Flow::Close {
+                if let Some(step) = self.next_step() {
+                    if step.run().await == Flow::Close {
                         return;
                     }
                     continue;

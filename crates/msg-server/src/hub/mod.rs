@@ -14,12 +14,15 @@
 //! - [`routing`]: direct messages, acks, broadcasts, overdue acks;
 //! - [`presence`]: `who`, `who_since`, login and logout notices;
 //! - [`blocks`]: block lists;
-//! - [`private`]: private-session brokering.
+//! - [`private`]: private-session brokering;
+//! - [`devices`]: the sessions' device tokens, and ending the sessions of
+//!   an account whose tokens were revoked.
 //!
 //! `sessions` uses `routing`, `presence` and `private` (a session's end
 //! touches all three) and `blocks` uses `private`; nothing else crosses.
 
 mod blocks;
+mod devices;
 mod lockout;
 mod presence;
 mod private;

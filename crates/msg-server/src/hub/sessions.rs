@@ -15,7 +15,7 @@ use crate::hub::routing::take_held;
 use crate::hub::state::{ConnId, HeldLive, Session};
 use crate::hub::{DRAIN_PAGE, Hub};
 use crate::outbox::Outbox;
-use crate::store::{StoreError, StoredMessage};
+use crate::store::{StoreError, StoredMessage, TokenHash};
 use crate::texts;
 
 /// What a connection needs to register a session.
@@ -26,6 +26,8 @@ pub struct SessionSpec {
     pub peer_port: Option<u16>,
     /// The client's `peer_key`, in the form the server hands on.
     pub peer_key: Option<String>,
+    /// The device token's hash, for a login by or with a device token.
+    pub device: Option<TokenHash>,
 }
 
 /// Handle returned by [`Hub::begin_session`]: the first page of the user's
@@ -53,6 +55,7 @@ impl Hub {
                 ip: spec.ip,
                 peer_port: spec.peer_port,
                 peer_key: spec.peer_key,
+                device: spec.device,
                 held: Some(HeldLive::default()),
                 inflight: HashSet::new(),
             },

@@ -13,7 +13,7 @@ use msg_proto::server::ServerFrame;
 use msg_proto::{MsgId, RequestId, Timestamp};
 
 use crate::outbox::{Outbox, Push, ReplySlot};
-use crate::store::StoredMessage;
+use crate::store::{StoredMessage, TokenHash};
 
 /// Identifies one connection, so a stale connection cannot end a newer
 /// session of the same user.
@@ -27,6 +27,9 @@ pub(super) struct Session {
     /// The client's static public key for private sessions (64 lowercase
     /// hex digits), handed to the other side of each.
     pub peer_key: Option<String>,
+    /// The hash of the device token this session logged in with or was
+    /// given: what a `logout` with `revoke_device` revokes.
+    pub device: Option<TokenHash>,
     /// `Some` while the session drains its offline queue: live direct
     /// messages wait here so they cannot overtake older queued ones.
     pub held: Option<HeldLive>,

@@ -14,8 +14,10 @@
 //! - this file: the jobs and the API that submits them;
 //! - [`thread`]: the thread that applies them;
 //! - [`quota`]: how much may wait in one recipient's queue;
-//! - [`schema`]: tables, migrations and the start-up snapshot.
+//! - [`schema`]: tables, migrations and the start-up snapshot;
+//! - [`devices`]: device tokens (their hashes).
 
+mod devices;
 mod quota;
 mod schema;
 #[cfg(test)]
@@ -70,6 +72,7 @@ pub struct Snapshot {
     pub lockouts: HashMap<String, Timestamp>,
 }
 
+pub use devices::{Device, DeviceAnswer, DeviceOp, TokenHash, hash_token};
 pub use quota::QueueLimits;
 
 /// Called on the store thread once an enqueue's transaction has committed
@@ -118,6 +121,12 @@ enum Job {
     Vacuum {
         pages: u32,
     },
+    /// A device-token operation; its answer is reported after the commit.
+    Devices {
+        op: DeviceOp,
+        answer: Option<DeviceAnswer>,
+        done: oneshot::Sender<Result<DeviceAnswer, StoreError>>,
+    },
 }
 
 impl Job {
@@ -133,6 +142,7 @@ impl Job {
             Job::QueueLen { .. } => "queue length",
             Job::Barrier { .. } => "barrier",
             Job::Vacuum { .. } => "vacuum",
+            Job::Devices { .. } => "devices",
         }
     }
 }
@@ -285,6 +295,18 @@ impl Store {
     /// system (space freed by acknowledged messages).
     pub fn vacuum(&self, pages: u32) {
         let _ = self.submit(Job::Vacuum { pages });
+    }
+
+    /// Applies a device-token operation; the answer comes once it is
+    /// durable.
+    pub fn devices(&self, op: DeviceOp) -> oneshot::Receiver<Result<DeviceAnswer, StoreError>> {
+        let (done, rx) = oneshot::channel();
+        let _ = self.submit(Job::Devices {
+            op,
+            answer: None,
+            done,
+        });
+        rx
     }
 
     /// Completes once every job submitted before it is durable.

@@ -56,6 +56,7 @@ pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {
     if !has_column(conn, "queue", "seq")? {
         migrate_to_seq(conn)?;
     }
+    super::devices::create_table(conn)?;
     conn.execute_batch(
         // With the size, quotas are counted from the index alone.
         "CREATE INDEX IF NOT EXISTS queue_by_recipient_seq ON queue (recipient, seq, size);",

@@ -9,6 +9,7 @@ use msg_proto::msg_id::MSG_ID_LEN;
 use msg_proto::{MsgId, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::store::devices;
 use crate::store::quota::{Pending, Quota, size_of};
 use crate::store::{Job, StoreError, StoredMessage};
 
@@ -167,6 +168,9 @@ impl Writer {
                         effects.quota.add(recipient, -1, -size);
                     }
                 }
+                Some(Job::Devices { op, answer, .. }) => {
+                    *answer = Some(devices::apply(conn, op).map_err(failed)?);
+                }
                 Some(write) => apply(conn, write).map_err(failed)?,
             }
         }
@@ -205,6 +209,9 @@ fn report(job: Job, result: Result<Vec<MsgId>, StoreError>) {
         }
         Job::PendingAfter { done, .. } => {
             let _ = done.send(result.map(|_| Vec::new()));
+        }
+        Job::Devices { answer, done, .. } => {
+            let _ = done.send(result.map(|_| answer.unwrap_or_default()));
         }
         Job::QueueLen { done } => {
             let _ = done.send(result.map(|_| 0));
@@ -263,7 +270,8 @@ fn apply(conn: &Connection, job: &Job) -> rusqlite::Result<()> {
         | Job::Delete { .. }
         | Job::Barrier { .. }
         | Job::PendingAfter { .. }
-        | Job::QueueLen { .. } => {}
+        | Job::QueueLen { .. }
+        | Job::Devices { .. } => {}
     }
     Ok(())
 }

@@ -462,6 +462,7 @@ impl Client {
                 peer_port: Some(40000),
                 // Any well-formed key: these clients never dial each other.
                 peer_key: Some(msg_proto::peer::PeerKey::new([0x5a; 32])),
+                device: None,
             })
         })
         .await
@@ -720,7 +721,12 @@ impl Client {
     }
 
     pub async fn logout(mut self) {
-        let reply = self.request(|id| ClientFrame::Logout { id }).await;
+        let reply = self
+            .request(|id| ClientFrame::Logout {
+                id,
+                revoke_device: false,
+            })
+            .await;
         assert!(matches!(reply, ServerFrame::Ok { .. }), "{reply:?}");
         self.closed().await;
     }

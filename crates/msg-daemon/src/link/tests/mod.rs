@@ -67,6 +67,7 @@ async fn welcome(conn: &mut ServerSide, login: &ClientFrame) {
         password,
         peer_port,
         peer_key,
+        device: None,
     }) = login
     else {
         panic!("{login:?}")
@@ -82,6 +83,7 @@ async fn welcome(conn: &mut ServerSide, login: &ClientFrame) {
         id: *id,
         user: user.clone(),
         message: "Welcome".into(),
+        token: None,
     };
     conn.send(welcome).await.unwrap();
 }
@@ -94,7 +96,7 @@ async fn logged_in() -> (TcpListener, Arc<Shared>, LinkHandle, ServerSide) {
     let shared = Arc::new(Shared::new(inbox, Notifier::new(false), Config::default()));
     let private = Private::new(Arc::clone(&shared)).unwrap();
     let peers = PeerListener::new(Arc::clone(&private), None);
-    let link = spawn(Arc::clone(&shared), private, Some(peers));
+    let link = spawn(Arc::clone(&shared), private, Some(peers), None);
     let login = tokio::spawn({
         let (link, addr) = (link.clone(), addr.clone());
         async move {
@@ -236,7 +238,7 @@ async fn a_timeout_logout_ends_the_session_for_good() {
     ));
     let private = Private::new(Arc::clone(&shared)).unwrap();
     let peers = PeerListener::new(Arc::clone(&private), None);
-    let link = spawn(Arc::clone(&shared), private, Some(peers));
+    let link = spawn(Arc::clone(&shared), private, Some(peers), None);
     let login = tokio::spawn({
         let link = link.clone();
         async move {

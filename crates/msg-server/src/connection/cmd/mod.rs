@@ -31,7 +31,9 @@ impl Connection {
             ClientFrame::WhoSince(request) => who::who_since(self, user, request),
             ClientFrame::Block(request) => return block::block(self, user, request),
             ClientFrame::Unblock(request) => return block::unblock(self, user, request),
-            ClientFrame::Logout { id } => return logout::logout(self, user, id),
+            ClientFrame::Logout { id, revoke_device } => {
+                return logout::logout(self, user, id, revoke_device);
+            }
             ClientFrame::Ack { msg_id } => ack::ack(self, user, msg_id),
             ClientFrame::PrivateRequest(request) => private::request(self, user, request),
             ClientFrame::PrivateAccept(request) => private::accept(self, user, request),
@@ -44,7 +46,8 @@ impl Connection {
             | ClientFrame::Ping
             | ClientFrame::Login(_)
             | ClientFrame::Register(_)
-            | ClientFrame::Account(_) => {}
+            | ClientFrame::Account(_)
+            | ClientFrame::Resume(_) => {}
         }
         Step::Done(Flow::Continue)
     }
