@@ -3,10 +3,11 @@
 
 use std::io::BufRead;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use msg_local::config::{Config, DEFAULT_SERVER};
 use msg_local::paths::Paths;
-use msg_proto::control::{Reply, Request, codes};
+use msg_proto::control::{LinkState, Reply, Request, Status, codes};
 use msg_proto::{ErrorCode, Refusal, Secret, validate};
 use serde_json::json;
 
@@ -81,7 +82,7 @@ pub(super) async fn login(
     let server = server_address(&args, &paths)?;
     let (mut client, _) = Client::connect_or_start(&paths).await?;
     // Answer "already logged in" before asking for a password.
-    if let Reply::Status(status) = client.call(Request::Status).await?
+    if let Some(status) = settled_status(&mut client).await?
         && let Some(current) = status.user
     {
         if current == args.user {
@@ -199,6 +200,30 @@ fn forget_saved_tokens(paths: &Paths) -> bool {
         }
     }
     any
+}
+
+/// msgd's status once a login it is making by itself (with its device
+/// token, just started, or again after a drop) has an outcome: logged in,
+/// refused (no user), or waiting longer than a moment for its next try.
+/// Bounded: a server that stays away is reported, not waited for.
+async fn settled_status(client: &mut Client) -> Result<Option<Box<Status>>, Refusal> {
+    const SETTLE_WITHIN: Duration = Duration::from_secs(10);
+    const POLL: Duration = Duration::from_millis(50);
+    let deadline = tokio::time::Instant::now() + SETTLE_WITHIN;
+    loop {
+        let Reply::Status(status) = client.call(Request::Status).await? else {
+            return Ok(None);
+        };
+        // The next try is soon: an old session the server has not yet
+        // seen end, a first connection under way.
+        let attempting = status.user.is_some()
+            && status.state == LinkState::Reconnecting
+            && status.retry_in.is_none_or(|secs| secs <= 3);
+        if !attempting || tokio::time::Instant::now() >= deadline {
+            return Ok(Some(status));
+        }
+        tokio::time::sleep(POLL).await;
+    }
 }
 
 pub(super) async fn status(out: Output) -> Result<ExitCode, Refusal> {

@@ -234,6 +234,11 @@ pub fn passwd(env: &Env, user: &str, stdin: &str) -> std::process::Output {
         Command::new(server_bin())
             .args(["passwd", user, "--password-stdin", "--credentials"])
             .arg(env.credentials())
+            // Its default state directory is under HOME: the test's own,
+            // never the machine's.
+            .env("HOME", env.dir.path())
+            .env_remove("XDG_DATA_HOME")
+            .env_remove("STATE_DIRECTORY")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped()),
