@@ -2,7 +2,8 @@
 //! durable offline queue, and the brokering of private peer-to-peer sessions.
 //!
 //! - [`accounts`]: the credentials file (plain or argon2 entries, atomic edits).
-//! - [`passwords`]: password checks and hashes, bounded and taking turns.
+//! - [`passwords`]: password checks and hashes, bounded and taking turns;
+//!   [`fair_permits`] shares them among client addresses.
 //! - [`per_address`]: rate limits per client address.
 //! - [`store`]: SQLite on its own thread, with group commit.
 //! - [`hub`]: the in-memory state and every routing rule.
@@ -18,6 +19,7 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod connection;
+pub mod fair_permits;
 pub mod hub;
 pub mod outbox;
 pub mod passwords;

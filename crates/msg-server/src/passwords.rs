@@ -1,20 +1,24 @@
 //! Password work, bounded. Checking or hashing a password is argon2: slow
 //! and 19 MiB of memory each, on purpose, so a login storm must not run
 //! them without limit. At most a fixed number (about the core count) run
-//! at once, on the blocking pool, in the order they were asked for (tokio's
-//! semaphore is fair); and one account's checks take turns, so a burst of
+//! at once, on the blocking pool, shared fairly among client addresses
+//! ([`crate::fair_permits`]); and one account's checks take turns, so a burst of
 //! wrong passwords for it waits for the check that blocks it instead of
 //! running them all.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::OwnedMutexGuard;
+
+use crate::fair_permits::{FairPermit, FairPermits};
+use crate::per_address::Key;
 
 /// The server's password work: the permits and the accounts' turns.
 pub struct Passwords {
-    permits: Arc<Semaphore>,
+    permits: Arc<FairPermits>,
     /// Accounts with a check under way or waiting, each with its turn lock.
     turns: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Checks and hashes run so far (for the log, and tests read it there).
@@ -34,7 +38,7 @@ impl Passwords {
     /// `at_once`: how many checks or hashes may run at the same time.
     pub fn new(at_once: usize) -> Arc<Self> {
         Arc::new(Self {
-            permits: Arc::new(Semaphore::new(at_once.max(1))),
+            permits: FairPermits::new(at_once),
             turns: Mutex::new(HashMap::new()),
             runs: AtomicU64::new(0),
         })
@@ -60,11 +64,11 @@ impl Passwords {
         }
     }
 
-    /// Waits for a permit to run a check or a hash.
-    pub async fn permit(&self) -> Permit {
-        // The semaphore is never closed.
+    /// Waits for a permit to run a check or a hash for a client at `from`;
+    /// clients at other addresses take turns with it.
+    pub async fn permit(&self, from: IpAddr) -> Permit {
         Permit {
-            _held: self.permits.clone().acquire_owned().await.ok(),
+            _held: self.permits.acquire(Key::of(from)).await,
         }
     }
 
@@ -92,7 +96,7 @@ impl Passwords {
 
 /// The right to run one check or hash now; given back when dropped.
 pub struct Permit {
-    _held: Option<OwnedSemaphorePermit>,
+    _held: FairPermit,
 }
 
 impl Drop for Turn {
@@ -130,7 +134,7 @@ mod tests {
         for _ in 0..10 {
             let (passwords, running, most) = (passwords.clone(), running.clone(), most.clone());
             tasks.push(tokio::spawn(async move {
-                let permit = passwords.permit().await;
+                let permit = passwords.permit(std::net::Ipv4Addr::LOCALHOST.into()).await;
                 passwords
                     .run(permit, "checked", "u", move || {
                         let now = running.fetch_add(1, Ordering::SeqCst) + 1;

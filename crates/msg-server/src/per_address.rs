@@ -68,16 +68,17 @@ impl FromStr for Rate {
     }
 }
 
-/// The key an address counts under.
+/// The key an address counts under: one client, as far as an address
+/// tells (an IPv4 address, an IPv6 /64).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Key {
+pub enum Key {
     V4(u32),
     /// The /64 network.
     V6(u64),
 }
 
 impl Key {
-    fn of(ip: IpAddr) -> Self {
+    pub fn of(ip: IpAddr) -> Self {
         match ip {
             IpAddr::V4(v4) => Key::V4(v4.into()),
             IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

@@ -175,7 +175,7 @@ impl Connection {
         let turn = self.hub.passwords.turn(user).await;
         self.hub.check_login_block(user)?;
         self.hub.check_not_logged_in(user)?;
-        let permit = self.hub.passwords.permit().await;
+        let permit = self.hub.passwords.permit(self.peer.ip()).await;
         // A check is reserved against the address's allowance of wrong
         // passwords once it can run (so only running checks hold one), and
         // given back if the password is right.
@@ -242,7 +242,7 @@ impl Connection {
         if self.hub.accounts.spelled(user).is_some() {
             return Err(Refusal::new(ErrorCode::UserExists, texts::USER_EXISTS));
         }
-        let permit = self.hub.passwords.permit().await;
+        let permit = self.hub.passwords.permit(self.peer.ip()).await;
         self.hub
             .registrations
             .take(self.peer.ip(), std::time::Instant::now())
