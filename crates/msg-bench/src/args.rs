@@ -12,7 +12,24 @@ pub enum Scenario {
     Idle,
     Offline,
     Cli,
+    /// Every scenario above (storm and non-readers run only by name).
     All,
+    /// Login storm against argon2-hashed accounts (msg only).
+    Storm,
+    /// Recipients that never read while senders flood them (msg only).
+    NonReaders,
+}
+
+impl Scenario {
+    /// What `all` (and no argument) runs. The hostile-load scenarios are
+    /// left out: they are msg-only and measure robustness, not speed.
+    pub const DEFAULT_SET: [Scenario; 5] = [
+        Scenario::Pairs,
+        Scenario::Broadcast,
+        Scenario::Idle,
+        Scenario::Offline,
+        Scenario::Cli,
+    ];
 }
 
 /// Load generator for msg-server, side by side with Eclipse Mosquitto.
@@ -57,9 +74,10 @@ pub struct Cli {
     /// pairs: offered rate (messages/s, all pairs together) of the latency run.
     #[arg(long, default_value_t = 20_000)]
     pub rate: u64,
-    /// Seconds each timed run lasts (pairs throughput, pairs latency, broadcast).
-    #[arg(long, default_value_t = 5.0)]
-    pub secs: f64,
+    /// Seconds each timed run lasts (pairs throughput, pairs latency,
+    /// broadcast: 5; storm, non-readers: 10).
+    #[arg(long)]
+    pub secs: Option<f64>,
     /// broadcast: online recipients.
     #[arg(long, default_value_t = 1000)]
     pub subscribers: usize,
@@ -78,4 +96,20 @@ pub struct Cli {
     /// cli: timed runs of each one-shot command.
     #[arg(long, default_value_t = 200)]
     pub runs: usize,
+    /// storm: attacker connections, each sending logins one after another.
+    #[arg(long, default_value_t = 120)]
+    pub attackers: usize,
+    /// non-readers: recipients that log in and never read.
+    #[arg(long, default_value_t = 16)]
+    pub non_readers: usize,
+    /// non-readers: connections flooding them (1,024 sends outstanding each).
+    #[arg(long, default_value_t = 4)]
+    pub flooders: usize,
+}
+
+impl Cli {
+    /// `--secs`, or a scenario's own default.
+    pub fn secs_or(&self, default: f64) -> f64 {
+        self.secs.unwrap_or(default)
+    }
 }

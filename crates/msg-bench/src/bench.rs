@@ -46,17 +46,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .unwrap_or_else(|| bin_dir.join("msg-server"));
     procfs::raise_nofile_limit();
     procfs::become_subreaper();
-    let mut wanted = cli.scenarios.clone();
-    if wanted.contains(&Scenario::All) {
-        wanted = vec![
-            Scenario::Pairs,
-            Scenario::Broadcast,
-            Scenario::Idle,
-            Scenario::Offline,
-            Scenario::Cli,
-        ];
-    }
-    wanted.dedup();
+    let wanted = scenarios(&cli.scenarios);
     let env = Env {
         cli,
         server_bin,
@@ -76,6 +66,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Scenario::Idle => scenario::idle::run(&env).await,
                 Scenario::Offline => scenario::offline::run(&env).await,
                 Scenario::Cli => scenario::cli::run(&env).await,
+                Scenario::Storm => scenario::storm::run(&env).await,
+                Scenario::NonReaders => scenario::non_readers::run(&env).await,
                 Scenario::All => Ok(Vec::new()),
             }
         });
@@ -88,4 +80,59 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         print!("{}", report::table(&figures));
     }
     Ok(())
+}
+
+/// The scenarios asked for, in order, `all` standing for the default set,
+/// each once.
+fn scenarios(asked: &[Scenario]) -> Vec<Scenario> {
+    let mut wanted: Vec<Scenario> = Vec::new();
+    for &s in asked {
+        let expanded: &[Scenario] = if s == Scenario::All {
+            &Scenario::DEFAULT_SET
+        } else {
+            std::slice::from_ref(&s)
+        };
+        for &one in expanded {
+            if !wanted.contains(&one) {
+                wanted.push(one);
+            }
+        }
+    }
+    wanted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_is_the_default_set_without_the_hostile_scenarios() {
+        let all = scenarios(&[Scenario::All]);
+        assert_eq!(all, Scenario::DEFAULT_SET);
+        assert!(!all.contains(&Scenario::Storm));
+        assert!(!all.contains(&Scenario::NonReaders));
+        assert_eq!(
+            scenarios(&[Scenario::Storm, Scenario::All, Scenario::Pairs]),
+            [
+                Scenario::Storm,
+                Scenario::Pairs,
+                Scenario::Broadcast,
+                Scenario::Idle,
+                Scenario::Offline,
+                Scenario::Cli,
+            ]
+        );
+        assert_eq!(scenarios(&[Scenario::NonReaders]), [Scenario::NonReaders]);
+    }
+
+    #[test]
+    fn no_argument_means_the_default_set() {
+        let cli = Cli::try_parse_from(["msg-bench"]).expect("parses");
+        assert_eq!(scenarios(&cli.scenarios), Scenario::DEFAULT_SET);
+        let cli = Cli::try_parse_from(["msg-bench", "non-readers", "storm"]).expect("parses");
+        assert_eq!(
+            scenarios(&cli.scenarios),
+            [Scenario::NonReaders, Scenario::Storm]
+        );
+    }
 }

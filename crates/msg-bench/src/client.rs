@@ -33,9 +33,9 @@ pub async fn next(conn: &mut Conn) -> anyhow::Result<ServerFrame> {
     }
 }
 
-/// Connects with TCP_NODELAY (as the server sets on its side), says hello
-/// and logs in as `user`. Events before the welcome are skipped.
-pub async fn login(addr: SocketAddr, user: &str) -> anyhow::Result<Conn> {
+/// Connects with TCP_NODELAY (as the server sets on its side) and says
+/// hello: a connection ready to log in.
+pub async fn greet(addr: SocketAddr) -> anyhow::Result<Conn> {
     let stream = tokio::time::timeout(STEP, TcpStream::connect(addr))
         .await
         .context("connect timed out")?
@@ -48,9 +48,15 @@ pub async fn login(addr: SocketAddr, user: &str) -> anyhow::Result<Conn> {
     })
     .await?;
     match next(&mut conn).await? {
-        ServerFrame::Hello { .. } => {}
+        ServerFrame::Hello { .. } => Ok(conn),
         other => bail!("expected hello, got {other:?}"),
     }
+}
+
+/// Connects, says hello and logs in as `user`. Events before the welcome
+/// are skipped.
+pub async fn login(addr: SocketAddr, user: &str) -> anyhow::Result<Conn> {
+    let mut conn = greet(addr).await?;
     conn.send(ClientFrame::Login(LoginRequest {
         id: 1,
         user: user.to_owned(),

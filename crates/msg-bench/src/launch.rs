@@ -65,16 +65,22 @@ impl MsgServer {
                 _guard: None,
             });
         }
+        Self::launch(env, &plain_accounts(users), &[])
+    }
+
+    /// Starts a server of its own with this accounts file (`--server` does
+    /// not apply) and `extra` flags after the common ones.
+    pub fn start_with(env: &Env, credentials: &str, extra: &[&str]) -> anyhow::Result<Self> {
+        if env.cli.server.is_some() {
+            bail!("this scenario starts a server of its own; it cannot use --server");
+        }
+        Self::launch(env, credentials, extra)
+    }
+
+    fn launch(env: &Env, credentials: &str, extra: &[&str]) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir().context("cannot create a temp dir")?;
         let creds = dir.path().join("credentials.txt");
-        let mut text = String::with_capacity(users * 16);
-        for name in user_names(users) {
-            text.push_str(&name);
-            text.push(' ');
-            text.push_str(PASSWORD);
-            text.push('\n');
-        }
-        std::fs::write(&creds, text).context("cannot write the accounts file")?;
+        std::fs::write(&creds, credentials).context("cannot write the accounts file")?;
         let log = std::fs::File::create(dir.path().join("server.log"))
             .context("cannot create the server log")?;
         let mut child = Command::new(&env.server_bin)
@@ -86,6 +92,7 @@ impl MsgServer {
             .arg(&creds)
             .arg("--state-dir")
             .arg(dir.path().join("state"))
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -128,12 +135,80 @@ impl MsgServer {
         }
     }
 
+    /// Whether the server process is still there (a started one: not
+    /// exited; one given by `--server-pid`: not gone). `None` if unknown.
+    pub fn running(&self) -> Option<bool> {
+        self.pid.map(|pid| procfs::memory(pid).is_some())
+    }
+
+    /// The last lines of the server's log (a server the bench started).
+    pub fn log_tail(&self, lines: usize) -> Option<String> {
+        let text = std::fs::read_to_string(self.dir.as_ref()?.path().join("server.log")).ok()?;
+        let all: Vec<&str> = text.lines().collect();
+        Some(all[all.len().saturating_sub(lines)..].join("\n"))
+    }
+
     /// Bytes of the durable queue on disk (`msg.db` and its WAL).
     pub fn disk_bytes(&self) -> Option<u64> {
         let state = self.dir.as_ref()?.path().join("state");
         let size = |name: &str| std::fs::metadata(state.join(name)).map_or(0, |m| m.len());
         Some(size("msg.db") + size("msg.db-wal"))
     }
+}
+
+/// The accounts file of `users` bench accounts, plain passwords.
+pub fn plain_accounts(users: usize) -> String {
+    let mut text = String::with_capacity(users * 16);
+    for name in user_names(users) {
+        text.push_str(&name);
+        text.push(' ');
+        text.push_str(PASSWORD);
+        text.push('\n');
+    }
+    text
+}
+
+/// Argon2 hashes of [`PASSWORD`], one per name (each with its own salt),
+/// made as an operator makes them: `msg-server passwd NAME --password-stdin`.
+pub fn argon2_hashes(env: &Env, names: &[&str]) -> anyhow::Result<Vec<String>> {
+    let dir = tempfile::tempdir().context("cannot create a temp dir")?;
+    let creds = dir.path().join("credentials.txt");
+    for name in names {
+        let mut child = Command::new(&env.server_bin)
+            .arg("passwd")
+            .arg(name)
+            .arg("--credentials")
+            .arg(&creds)
+            .arg("--password-stdin")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot run {} passwd", env.server_bin.display()))?;
+        {
+            let mut stdin = child.stdin.take().context("no stdin")?;
+            std::io::Write::write_all(&mut stdin, format!("{PASSWORD}\n").as_bytes())?;
+        }
+        let out = child.wait_with_output()?;
+        if !out.status.success() {
+            bail!(
+                "msg-server passwd {name} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+    }
+    let text = std::fs::read_to_string(&creds).context("cannot read the hashed accounts")?;
+    names
+        .iter()
+        .map(|name| {
+            text.lines()
+                .find_map(|line| {
+                    let (user, hash) = line.split_once(' ')?;
+                    (user == *name && hash.starts_with("$argon2")).then(|| hash.to_owned())
+                })
+                .with_context(|| format!("no argon2 hash for {name} in the file passwd wrote"))
+        })
+        .collect()
 }
 
 /// A mosquitto broker on loopback, persistence off, for one scenario.

@@ -8,8 +8,9 @@ pub struct Figure {
     pub scenario: &'static str,
     pub name: String,
     pub unit: &'static str,
-    /// Whether a larger value is better (throughput) or worse (latency, memory).
-    pub higher_is_better: bool,
+    /// Whether a larger value is better (throughput) or worse (latency,
+    /// memory); `None` for a count that is neither (how refusals split).
+    pub higher_is_better: Option<bool>,
     pub msg: Option<f64>,
     pub mosquitto: Option<f64>,
     /// Peak resident memory of each server during the scenario, KiB.
@@ -23,7 +24,7 @@ impl Figure {
             scenario,
             name: name.into(),
             unit,
-            higher_is_better: true,
+            higher_is_better: Some(true),
             msg: None,
             mosquitto: None,
             msg_peak_rss_kib: None,
@@ -32,7 +33,13 @@ impl Figure {
     }
 
     pub fn lower_is_better(mut self) -> Self {
-        self.higher_is_better = false;
+        self.higher_is_better = Some(false);
+        self
+    }
+
+    /// A count that is neither better larger nor smaller.
+    pub fn neutral(mut self) -> Self {
+        self.higher_is_better = None;
         self
     }
 
@@ -123,11 +130,15 @@ pub fn table(figures: &[Figure]) -> String {
     let rows: Vec<[String; 8]> = figures
         .iter()
         .map(|f| {
-            let arrow = if f.higher_is_better { "↑" } else { "↓" };
+            let unit = match f.higher_is_better {
+                Some(true) => format!("{} ↑", f.unit),
+                Some(false) => format!("{} ↓", f.unit),
+                None => f.unit.to_owned(),
+            };
             [
                 f.scenario.to_owned(),
                 f.name.clone(),
-                format!("{} {arrow}", f.unit),
+                unit,
                 number(f.msg),
                 number(f.mosquitto),
                 f.ratio().map_or_else(|| "-".into(), |r| format!("{r:.2}")),

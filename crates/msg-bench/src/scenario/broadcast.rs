@@ -58,7 +58,7 @@ impl Completion {
 pub async fn run(env: &Env) -> anyhow::Result<Vec<Figure>> {
     let c = &env.cli;
     let m = c.subscribers.max(1);
-    let secs = Duration::from_secs_f64(c.secs);
+    let secs = Duration::from_secs_f64(c.secs_or(5.0));
     let window = c.broadcast_window;
     let runs = compare(
         env,

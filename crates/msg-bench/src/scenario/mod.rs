@@ -4,8 +4,10 @@
 pub mod broadcast;
 pub mod cli;
 pub mod idle;
+pub mod non_readers;
 pub mod offline;
 pub mod pairs;
+pub mod storm;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

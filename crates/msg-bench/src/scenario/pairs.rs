@@ -88,7 +88,7 @@ impl Plan {
 pub async fn run(env: &Env) -> anyhow::Result<Vec<Figure>> {
     let c = &env.cli;
     let n = c.pairs.max(1);
-    let (window, secs, rate) = (c.window, c.secs, c.rate);
+    let (window, secs, rate) = (c.window, c.secs_or(5.0), c.rate);
     let closed = move || Plan::new(Mode::Closed, n, window, secs);
     let paced = move || Plan::new(Mode::Rate(rate), n, window, secs);
     let mut runs = compare(
