@@ -40,6 +40,26 @@ pub async fn greet(addr: SocketAddr) -> anyhow::Result<Conn> {
         .await
         .context("connect timed out")?
         .context("cannot connect to msg-server")?;
+    hello(stream).await
+}
+
+/// [`greet`] from the local address `from`: another client, as far as the
+/// server's per-address rules tell (any 127.x.y.z reaches loopback).
+pub async fn greet_from(addr: SocketAddr, from: std::net::IpAddr) -> anyhow::Result<Conn> {
+    let socket = if from.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.bind(SocketAddr::new(from, 0))?;
+    let stream = tokio::time::timeout(STEP, socket.connect(addr))
+        .await
+        .context("connect timed out")?
+        .context("cannot connect to msg-server")?;
+    hello(stream).await
+}
+
+async fn hello(stream: TcpStream) -> anyhow::Result<Conn> {
     stream.set_nodelay(true)?;
     let mut conn = Framed::new(stream, JsonLines::new());
     conn.send(ClientFrame::Hello {

@@ -300,6 +300,7 @@ async fn attempt_login(
         password: Secret::from(password),
         peer_port: None,
         peer_key: None,
+        device: None,
     });
     if c.send(request).await.is_err() {
         return Outcome::Closed;
@@ -358,15 +359,27 @@ async fn innocent(addr: SocketAddr, duration: Duration) -> Innocent {
 /// Connect, hello, login with the right password; the refusal's code if
 /// it is refused.
 async fn innocent_login(addr: SocketAddr) -> Result<Conn, String> {
-    let mut conn = client::greet(addr)
-        .await
-        .map_err(|_| "no_connection".to_owned())?;
+    // From an address of its own, as a real user is: the attackers all
+    // share 127.0.0.1.
+    let own = match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_loopback() => {
+            std::net::Ipv4Addr::new(127, 0, 0, 2).into()
+        }
+        other => other,
+    };
+    let greeted = if own == addr.ip() {
+        client::greet(addr).await
+    } else {
+        client::greet_from(addr, own).await
+    };
+    let mut conn = greeted.map_err(|_| "no_connection".to_owned())?;
     let request = ClientFrame::Login(LoginRequest {
         id: 1,
         user: INNOCENT.into(),
         password: Secret::from(PASSWORD),
         peer_port: None,
         peer_key: None,
+        device: None,
     });
     conn.send(request).await.map_err(|_| "closed".to_owned())?;
     loop {
@@ -382,7 +395,14 @@ async fn innocent_login(addr: SocketAddr) -> Result<Conn, String> {
 /// Ends the session and waits for the server to confirm, so the next login
 /// of the same user does not find it still logged in.
 async fn logout(mut conn: Conn) {
-    if conn.send(ClientFrame::Logout { id: 2 }).await.is_err() {
+    if conn
+        .send(ClientFrame::Logout {
+            id: 2,
+            revoke_device: false,
+        })
+        .await
+        .is_err()
+    {
         return;
     }
     while let Ok(frame) = client::next(&mut conn).await {
