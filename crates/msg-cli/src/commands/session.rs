@@ -72,6 +72,24 @@ fn new_password(from_stdin: bool) -> Result<Secret, Refusal> {
     Ok(password)
 }
 
+/// msgd's status, once a start-up login with its saved device token (msgd
+/// was just started, maybe by this command) has succeeded or failed.
+async fn settled_status(client: &mut Client) -> Result<Reply, Refusal> {
+    let deadline = std::time::Instant::now() + STARTUP_LOGIN_WAIT;
+    loop {
+        let reply = client.call(Request::Status).await?;
+        let starting = matches!(&reply, Reply::Status(status)
+            if status.waiting.as_deref() == Some(msg_proto::control::WAITING_STARTING));
+        if !starting || std::time::Instant::now() >= deadline {
+            return Ok(reply);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// How long `msg login` waits for msgd's start-up login with its token.
+const STARTUP_LOGIN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub(super) async fn login(
     out: Output,
     args: LoginArgs,
@@ -81,7 +99,7 @@ pub(super) async fn login(
     let server = server_address(&args, &paths)?;
     let (mut client, _) = Client::connect_or_start(&paths).await?;
     // Answer "already logged in" before asking for a password.
-    if let Reply::Status(status) = client.call(Request::Status).await?
+    if let Reply::Status(status) = settled_status(&mut client).await?
         && let Some(current) = status.user
     {
         if current == args.user {

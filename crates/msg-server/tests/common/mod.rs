@@ -234,6 +234,8 @@ pub fn passwd(env: &Env, user: &str, stdin: &str) -> std::process::Output {
         Command::new(server_bin())
             .args(["passwd", user, "--password-stdin", "--credentials"])
             .arg(env.credentials())
+            .arg("--state-dir")
+            .arg(env.state_dir())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped()),
