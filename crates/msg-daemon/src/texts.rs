@@ -17,7 +17,7 @@ pub const UNEXPECTED_REPLY: &str = "Unexpected reply from the server";
 // Why msgd waits before it logs in again (`msg status`: `connection:
 // waiting to log in again: REASON, next try in N s`).
 
-pub const WAIT_STARTING: &str = "logging in with the saved device token";
+pub const WAIT_STARTING: &str = msg_proto::control::WAITING_STARTING;
 pub const TOKEN_REVOKED: &str = "This device is no longer logged in (its token was revoked on the server). Run `msg login USER`";
 pub const WAIT_CONNECTION_LOST: &str = "connection lost";
 pub const WAIT_UNREACHABLE: &str = "cannot reach the server";

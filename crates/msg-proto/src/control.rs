@@ -16,6 +16,10 @@ pub const CONTROL_VERSION: u32 = 1;
 
 /// Error codes the daemon adds to the server's [`crate::ErrorCode`]s. The CLI
 /// maps them to exit codes.
+/// `Status::waiting` while msgd, just started, logs in with its saved
+/// device token: `msg login` waits for that to settle before it answers.
+pub const WAITING_STARTING: &str = "logging in with the saved device token";
+
 pub mod codes {
     /// The daemon holds no session (exit 3).
     pub const NOT_LOGGED_IN: &str = "not_logged_in";

@@ -393,7 +393,7 @@ fn passwd(args: &PasswdArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    revoke_and_report(Some(&state_dir), args.port, Op::Passwd, &args.user)
+    revoke_and_report(Some(&state_dir), args.port, Op::Passwd, &args.user, true)
 }
 
 fn revoke(args: &RevokeArgs) -> anyhow::Result<ExitCode> {
@@ -404,15 +404,17 @@ fn revoke(args: &RevokeArgs) -> anyhow::Result<ExitCode> {
         ));
     }
     let op = if args.list { Op::List } else { Op::Revoke };
-    revoke_and_report(args.state_dir.as_deref(), args.port, op, &args.user)
+    revoke_and_report(args.state_dir.as_deref(), args.port, op, &args.user, false)
 }
 
-/// Asks the server (or its database) and says what was done.
+/// Asks the server (or its database) and says what was done; `quiet`: not
+/// when nothing was (after `passwd`, whose output stays as it was).
 fn revoke_and_report(
     state_dir: Option<&Path>,
     port: u16,
     op: Op,
     user: &str,
+    quiet: bool,
 ) -> anyhow::Result<ExitCode> {
     let state_dir = match state_dir_or_default(state_dir, port) {
         Ok(dir) => dir,
@@ -441,6 +443,9 @@ fn revoke_and_report(
         return Ok(ExitCode::SUCCESS);
     }
     let revoked = reply["revoked"].as_u64().unwrap_or(0);
+    if quiet && revoked == 0 && reply["ended"] != true {
+        return Ok(ExitCode::SUCCESS);
+    }
     let session = match (reply["live"] == true, reply["ended"] == true) {
         (true, true) => "; the session is ended",
         (true, false) => "; no session was open",

@@ -106,10 +106,15 @@ async fn serve_one(stream: UnixStream, hub: &Hub) {
 
 /// Carries out one request.
 pub(super) async fn answer(hub: &Hub, op: Op, user: &str) -> Value {
-    if op == Op::Passwd
-        && let Err(e) = hub.accounts.reload()
-    {
-        tracing::warn!(error = %e, "cannot re-read the credentials file");
+    if op == Op::Passwd {
+        // At once, not at the next poll: the new password works right away.
+        match hub.accounts.reload() {
+            Ok(report) => tracing::info!(
+                accounts = report.accounts,
+                "credentials file changed; reloaded"
+            ),
+            Err(e) => tracing::warn!(error = %e, "cannot re-read the credentials file"),
+        }
     }
     let device_op = match op {
         Op::List => DeviceOp::List {

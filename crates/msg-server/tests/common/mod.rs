@@ -234,6 +234,8 @@ pub fn passwd(env: &Env, user: &str, stdin: &str) -> std::process::Output {
         Command::new(server_bin())
             .args(["passwd", user, "--password-stdin", "--credentials"])
             .arg(env.credentials())
+            .arg("--state-dir")
+            .arg(env.state_dir())
             // Its default state directory is under HOME: the test's own,
             // never the machine's.
             .env("HOME", env.dir.path())
