@@ -7,11 +7,15 @@
 //! - [`store`]: SQLite on its own thread, with group commit.
 //! - [`hub`]: the in-memory state and every routing rule.
 //! - [`connection`]: one client's frames, phases and timers.
-//! - [`wire`] and [`outbox`]: a connection's socket I/O and its send queue.
+//! - [`wire`] and [`outbox`]: a connection's socket I/O and its send queue;
+//!   [`stream`]: the socket itself, plain TCP or TLS.
+//! - [`tls`]: the certificate in use, its reload, the bounded handshake;
+//!   [`cert`]: `msg-server cert`, a self-signed certificate.
 //! - [`server`]: the accept loop, background duties and shutdown.
 //! - [`cli`]: the command line, turned into a [`config::Config`].
 
 pub mod accounts;
+pub mod cert;
 pub mod cli;
 pub mod config;
 pub mod connection;
@@ -21,6 +25,8 @@ pub mod passwords;
 pub mod per_address;
 pub mod server;
 pub mod store;
+pub mod stream;
 pub mod texts;
+pub mod tls;
 pub mod trim;
 pub mod wire;
