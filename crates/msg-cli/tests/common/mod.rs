@@ -22,6 +22,7 @@ use serde_json::Value;
 
 #[cfg(target_os = "linux")]
 pub mod capture;
+pub mod tls;
 
 /// Deadline for any single command or wait in the tests.
 pub const DEADLINE: Duration = Duration::from_secs(30);
@@ -125,6 +126,8 @@ pub struct ServerOptions {
     pub allow_register: bool,
     /// The server's hidden `--private-timeout-ms` (unanswered requests).
     pub private_timeout_ms: Option<u64>,
+    /// More arguments (e.g. `--tls-cert FILE --tls-key FILE`).
+    pub extra_args: Vec<String>,
 }
 
 impl Default for ServerOptions {
@@ -134,6 +137,7 @@ impl Default for ServerOptions {
             block_duration: 60,
             allow_register: false,
             private_timeout_ms: None,
+            extra_args: Vec::new(),
         }
     }
 }
@@ -199,6 +203,7 @@ impl Server {
         if let Some(ms) = self.options.private_timeout_ms {
             cmd.arg("--private-timeout-ms").arg(ms.to_string());
         }
+        cmd.args(&self.options.extra_args);
         let mut child = cmd.spawn().expect("start msg-server");
         let lines = Lines::new(child.stdout.take().unwrap());
         let guard = ChildGuard(child);
@@ -208,6 +213,11 @@ impl Server {
             .unwrap_or_else(|| panic!("unexpected: {line}"));
         self.addr = addr.to_owned();
         self.guard = Some(guard);
+    }
+
+    /// The server's process id (to signal it).
+    pub fn pid(&self) -> u32 {
+        self.guard.as_ref().expect("running").0.id()
     }
 
     pub fn port(&self) -> &str {

@@ -11,18 +11,17 @@ use futures::{SinkExt, StreamExt};
 use msg_proto::control::{LinkState, codes};
 use msg_proto::server::{ClientFrame, LoginRequest, ServerFrame};
 use msg_proto::{ErrorCode, JsonLines, PROTOCOL_VERSION, Refusal, Secret};
-use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep, timeout};
 use tokio_util::codec::Framed;
 
 use crate::link::backoff::{self, Backoff};
 use crate::link::handle::Command;
 use crate::link::online::Retries;
+use crate::link::transport::Dialer;
 use crate::link::{Conn, Link, Session, lost, refuse, unreachable};
 use crate::state::{WaitReason, Waiting};
 use crate::texts;
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest wait between two checks whether the inbox can be written.
 const INBOX_PROBE_MAX: Duration = Duration::from_secs(5);
@@ -31,25 +30,18 @@ impl Link {
     /// Connects, says hello and logs in. On success the link is online.
     pub(super) async fn connect_and_login(
         &mut self,
-        server: &str,
+        dialer: &Dialer,
         user: &str,
         password: &Secret,
         register: bool,
     ) -> Result<(Conn, String), Refusal> {
-        let stream = match timeout(CONNECT_TIMEOUT, TcpStream::connect(server)).await {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => {
-                tracing::info!("cannot connect to the server: {e}");
-                return Err(unreachable(server));
-            }
-            Err(_) => return Err(unreachable(server)),
-        };
-        let _ = stream.set_nodelay(true);
+        let server = &dialer.server();
+        let (stream, local) = dialer.connect().await?;
         // The peer listener follows the family we reach the server with:
         // the server hands out the address it sees for this connection.
-        let peer_port = match (&self.peers, stream.local_addr()) {
-            (Some(peers), Ok(local)) => peers.port_for(local.ip()).await,
-            _ => None,
+        let peer_port = match &self.peers {
+            Some(peers) => peers.port_for(local.ip()).await,
+            None => None,
         };
         // With the port, the public key our peer connections prove we hold:
         // the server hands it to whoever we talk to privately.
@@ -153,7 +145,7 @@ impl Link {
                 tracing::info!("the inbox can be written again");
             }
             match self
-                .connect_and_login(&session.server, &session.user, &session.password, false)
+                .connect_and_login(&session.dialer, &session.user, &session.password, false)
                 .await
             {
                 Ok((conn, _)) => {
@@ -238,7 +230,7 @@ impl Link {
                 Refusal::new(codes::SERVER_UNREACHABLE, text)
             }
             _ if login => Refusal::new(codes::SERVER_UNREACHABLE, texts::RECONNECTING),
-            _ => unreachable(&session.server),
+            _ => unreachable(&session.dialer.server()),
         }
     }
 }

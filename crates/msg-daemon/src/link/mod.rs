@@ -27,13 +27,14 @@ mod login;
 mod online;
 #[cfg(test)]
 mod tests;
+mod transport;
+mod trust;
 
 use std::sync::Arc;
 
 use msg_proto::control::{LinkState, codes};
 use msg_proto::server::{ClientFrame, ServerFrame};
 use msg_proto::{JsonLines, Refusal, RequestId, Secret};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::codec::Framed;
@@ -47,8 +48,9 @@ use backoff::Backoff;
 use handle::Command;
 pub use handle::{LinkHandle, spawn};
 use online::Retries;
+use transport::{Dialer, Stream};
 
-type Conn = Framed<TcpStream, JsonLines<ServerFrame, ClientFrame>>;
+type Conn = Framed<Stream, JsonLines<ServerFrame, ClientFrame>>;
 
 fn unreachable(server: &str) -> Refusal {
     Refusal::new(codes::SERVER_UNREACHABLE, texts::cannot_reach(server))
@@ -60,7 +62,8 @@ fn lost() -> Refusal {
 
 /// Credentials held in memory only, for logging in again after a drop.
 struct Session {
-    server: String,
+    /// The server and the trust settled at login, reused by reconnects.
+    dialer: Arc<Dialer>,
     user: String,
     password: Secret,
 }
@@ -109,11 +112,18 @@ impl Link {
             tokio::select! {
                 command = self.commands.recv() => match command {
                     None => return,
-                    Some(Command::Login { server, user, password, register, reply }) => {
-                        match self.connect_and_login(&server, &user, &password, register).await {
+                    Some(Command::Login { server, user, password, register, trust, reply }) => {
+                        let dialer = match transport::dialer(&server, &trust) {
+                            Ok(dialer) => Arc::new(dialer),
+                            Err(e) => {
+                                let _ = reply.send(Err(e));
+                                continue;
+                            }
+                        };
+                        match self.connect_and_login(&dialer, &user, &password, register).await {
                             Ok((conn, welcome)) => {
                                 let _ = reply.send(Ok(welcome));
-                                let session = Session { server, user, password };
+                                let session = Session { dialer, user, password };
                                 if self.session(conn, session).await {
                                     return;
                                 }
