@@ -56,6 +56,12 @@ pub struct MsgServer {
 impl MsgServer {
     /// Starts a server knowing `users` bench accounts, or uses `--server`.
     pub fn start(env: &Env, users: usize) -> anyhow::Result<Self> {
+        Self::start_with(env, users, &[])
+    }
+
+    /// The same, with more arguments (e.g. `--tls-cert`), ignored for a
+    /// running server.
+    pub fn start_with(env: &Env, users: usize, extra: &[String]) -> anyhow::Result<Self> {
         if let Some(addr) = env.cli.server {
             return Ok(Self {
                 addr,
@@ -82,10 +88,14 @@ impl MsgServer {
             // The default per-connection rate limit (2,000 frames/s) would
             // cap the load generator, not measure the server.
             .args(["--max-rate", "0"])
+            // Thousands of logins from one address: the per-address limit
+            // on wrong passwords would refuse the bench's own right ones.
+            .args(["--login-fail-rate", "off"])
             .arg("--credentials")
             .arg(&creds)
             .arg("--state-dir")
             .arg(dir.path().join("state"))
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -145,6 +155,11 @@ pub struct Mosquitto {
 
 impl Mosquitto {
     pub fn start(env: &Env) -> anyhow::Result<Self> {
+        Self::start_with(env, "")
+    }
+
+    /// The same, with more lines for its listener (e.g. `certfile`).
+    pub fn start_with(env: &Env, listener: &str) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir().context("cannot create a temp dir")?;
         let port = free_port()?;
         let conf = dir.path().join("mosquitto.conf");
@@ -152,6 +167,7 @@ impl Mosquitto {
         // refuse the bench's load are lifted, and Nagle is off as on our side.
         let text = format!(
             "listener {port} 127.0.0.1\n\
+             {listener}\
              allow_anonymous true\n\
              persistence false\n\
              max_connections -1\n\
