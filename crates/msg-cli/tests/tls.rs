@@ -144,3 +144,50 @@ fn a_server_address_in_another_form_is_a_clear_error() {
     assert_eq!(bad.code, 2, "{bad:?}");
     assert!(bad.err().contains("SHA-256"), "{bad:?}");
 }
+
+/// `script` gives `msg login` a terminal: the password and the answer
+/// come from it.
+#[cfg(target_os = "linux")]
+#[test]
+fn at_a_terminal_the_fingerprint_is_shown_and_pinned_on_yes() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: no `script` (util-linux) to give msg a terminal");
+        return;
+    }
+    let tls = TlsServer::start();
+    let run = |user: &User, answer: &str| {
+        let mut cmd = assert_cmd::Command::from_std(user.command(std::path::Path::new("script")));
+        cmd.args(["-qec"])
+            .arg(format!("{} login {}", bins().msg.display(), user.name))
+            .arg("/dev/null")
+            .write_stdin(format!("{}\n{answer}\n", password(&user.name)))
+            .timeout(DEADLINE);
+        let output = cmd.output().expect("run script");
+        user.track_daemon();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+    let luke = User::with_server_addr("luke", &tls.url());
+    let (code, screen) = run(&luke, "no");
+    assert_eq!(code, Some(1), "{screen}");
+    assert!(screen.contains(&tls.fingerprint), "{screen}");
+    assert!(screen.contains("not accepted"), "{screen}");
+    assert_eq!(known_servers(&luke), "");
+
+    let hans = User::with_server_addr("hans", &tls.url());
+    let (code, screen) = run(&hans, "yes");
+    assert_eq!(code, Some(0), "{screen}");
+    assert!(screen.contains(&tls.fingerprint), "{screen}");
+    assert!(screen.contains("(yes/no)"), "{screen}");
+    assert_eq!(
+        known_servers(&hans),
+        format!("{} {}\n", tls.server.addr, tls.fingerprint)
+    );
+    assert_eq!(hans.status()["user"], "hans");
+}
