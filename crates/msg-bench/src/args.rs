@@ -10,6 +10,8 @@ pub enum Scenario {
     Pairs,
     Broadcast,
     Idle,
+    /// `idle` over TLS, beside Mosquitto with a TLS listener (not in `all`).
+    IdleTls,
     Offline,
     Cli,
     /// Every scenario above (storm and non-readers run only by name).

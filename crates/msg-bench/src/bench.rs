@@ -65,6 +65,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Scenario::Pairs => scenario::pairs::run(&env).await,
                 Scenario::Broadcast => scenario::broadcast::run(&env).await,
                 Scenario::Idle => scenario::idle::run(&env).await,
+                Scenario::IdleTls => scenario::idle_tls::run(&env).await,
                 Scenario::Offline => scenario::offline::run(&env).await,
                 Scenario::Cli => scenario::cli::run(&env).await,
                 Scenario::Storm => scenario::storm::run(&env).await,

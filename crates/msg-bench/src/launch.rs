@@ -56,6 +56,12 @@ pub struct MsgServer {
 impl MsgServer {
     /// Starts a server knowing `users` bench accounts, or uses `--server`.
     pub fn start(env: &Env, users: usize) -> anyhow::Result<Self> {
+        Self::start_with_args(env, users, &[])
+    }
+
+    /// The same, with more arguments (e.g. `--tls-cert`), ignored for a
+    /// running server.
+    pub fn start_with_args(env: &Env, users: usize, extra: &[String]) -> anyhow::Result<Self> {
         if let Some(addr) = env.cli.server {
             return Ok(Self {
                 addr,
@@ -65,7 +71,8 @@ impl MsgServer {
                 _guard: None,
             });
         }
-        Self::launch(env, &plain_accounts(users), &[])
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        Self::launch(env, &plain_accounts(users), &extra)
     }
 
     /// Starts a server of its own with this accounts file (`--server` does
@@ -88,6 +95,9 @@ impl MsgServer {
             // The default per-connection rate limit (2,000 frames/s) would
             // cap the load generator, not measure the server.
             .args(["--max-rate", "0"])
+            // Thousands of logins from one address: the per-address limit
+            // on wrong passwords would refuse the bench's own right ones.
+            .args(["--login-fail-rate", "off"])
             .arg("--credentials")
             .arg(&creds)
             .arg("--state-dir")
@@ -220,6 +230,11 @@ pub struct Mosquitto {
 
 impl Mosquitto {
     pub fn start(env: &Env) -> anyhow::Result<Self> {
+        Self::start_with(env, "")
+    }
+
+    /// The same, with more lines for its listener (e.g. `certfile`).
+    pub fn start_with(env: &Env, listener: &str) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir().context("cannot create a temp dir")?;
         let port = free_port()?;
         let conf = dir.path().join("mosquitto.conf");
@@ -227,6 +242,7 @@ impl Mosquitto {
         // refuse the bench's load are lifted, and Nagle is off as on our side.
         let text = format!(
             "listener {port} 127.0.0.1\n\
+             {listener}\
              allow_anonymous true\n\
              persistence false\n\
              max_connections -1\n\

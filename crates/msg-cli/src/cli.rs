@@ -23,9 +23,24 @@ pub struct Cli {
 pub struct LoginArgs {
     /// Your username on the server.
     pub user: String,
-    /// HOST:PORT of msg-server [default: MSG_SERVER, else `server` in config.toml, else 127.0.0.1:4747].
-    #[arg(long, env = "MSG_SERVER", value_name = "HOST:PORT")]
+    /// msg-server as HOST:PORT or tcp://HOST:PORT (plain TCP) or
+    /// tls://HOST:PORT (TLS) [default: MSG_SERVER, else `server` in
+    /// config.toml, else 127.0.0.1:4747].
+    #[arg(long, env = "MSG_SERVER", value_name = "ADDRESS")]
     pub server: Option<String>,
+    /// Trust the server's TLS certificate if this CA certificate (PEM)
+    /// signed it [default: `ca` in config.toml].
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<std::path::PathBuf>,
+    /// Trust the server's TLS certificate by its SHA-256 fingerprint (hex,
+    /// colons optional, as `openssl x509 -noout -fingerprint -sha256`
+    /// prints it) and pin it in known_servers.
+    #[arg(long, value_name = "SHA256")]
+    pub fingerprint: Option<String>,
+    /// Send the password over plain TCP even to another machine (anyone on
+    /// the way can read it) [default: `insecure` in config.toml].
+    #[arg(long)]
+    pub insecure: bool,
     /// Read the password from the first line of stdin instead of the terminal.
     #[arg(long)]
     pub password_stdin: bool,

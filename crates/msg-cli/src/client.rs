@@ -68,10 +68,12 @@ impl Client {
                 code,
                 message,
                 retry_after,
+                fingerprint,
             } => Err(Refusal {
                 code: code.into(),
                 message,
                 retry_after,
+                fingerprint,
             }),
             _ => Err(Refusal::new(
                 codes::VERSION_MISMATCH,

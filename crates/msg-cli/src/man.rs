@@ -30,7 +30,7 @@ msgd or the server cannot be reached, or the socket is not this user's msgd
 .SH ENVIRONMENT
 .TP
 \fBMSG_SERVER\fR
-the server for \fBmsg login\fR (after \fB--server\fR)
+the server for \fBmsg login\fR (after \fB--server\fR): \fIHOST:PORT\fR or \fBtcp://\fR\fIHOST:PORT\fR (plain TCP), \fBtls://\fR\fIHOST:PORT\fR (TLS)
 .TP
 \fBMSG_RUNTIME_DIR\fR
 the directory of msgd's control socket (default: \fB$XDG_RUNTIME_DIR/msg\fR)
@@ -40,10 +40,13 @@ the log filter of msg and msgd
 .SH FILES
 .TP
 \fI~/.config/msg/config.toml\fR
-defaults: server, notifications, private sessions
+defaults: server, ca, insecure, notifications, private sessions
 .TP
 \fI~/.local/share/msg/\fR
 msgd's inbox, log and device tokens (\fItokens/\fR, kept across restarts; \fBmsg logout\fR revokes them)
+.TP
+\fI~/.local/share/msg/known_servers\fR
+the pinned TLS certificate fingerprints, \fIHOST:PORT FINGERPRINT\fR a line
 .SH "SEE ALSO"
 \fBmsgd\fR(1), \fBmsg-server\fR(8)
 "#;

@@ -27,7 +27,7 @@ pub fn exit_code(failure: &Refusal) -> u8 {
         | codes::DAEMON_UNREACHABLE
         | codes::UNTRUSTED_DAEMON
         | codes::VERSION_MISMATCH => exit::UNREACHABLE,
-        codes::USAGE => exit::USAGE,
+        codes::USAGE | codes::BAD_SERVER | codes::INSECURE_TRANSPORT => exit::USAGE,
         _ => exit::REFUSED,
     }
 }
@@ -105,6 +105,9 @@ impl Output {
             let mut error = json!({"code": failure.code, "message": failure.message});
             if let Some(secs) = failure.retry_after {
                 error["retry_after"] = secs.into();
+            }
+            if let Some(fingerprint) = &failure.fingerprint {
+                error["fingerprint"] = fingerprint.as_str().into();
             }
             self.json(&json!({ "error": error }));
         } else {

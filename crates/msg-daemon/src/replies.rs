@@ -15,6 +15,7 @@ pub fn refused(e: Refusal) -> Reply {
         code: e.code.into_owned(),
         message: e.message,
         retry_after: e.retry_after,
+        fingerprint: e.fingerprint,
     }
 }
 

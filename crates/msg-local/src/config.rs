@@ -10,8 +10,12 @@ pub const DEFAULT_SERVER: &str = "127.0.0.1:4747";
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// `HOST:PORT` of msg-server.
+    /// `HOST:PORT`, `tcp://HOST:PORT` or `tls://HOST:PORT` of msg-server.
     pub server: Option<String>,
+    /// A CA certificate (PEM) to trust for the server's TLS certificate.
+    pub ca: Option<PathBuf>,
+    /// Send the password over plain TCP even to another machine.
+    pub insecure: bool,
     /// Raise desktop notifications.
     pub notify: bool,
     /// Accept every private-session request at once.
@@ -30,6 +34,8 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             server: None,
+            ca: None,
+            insecure: false,
             notify: true,
             auto_accept_private: false,
             peer_port: None,

@@ -54,6 +54,11 @@ impl Paths {
         self.runtime_dir.join("msgd.lock")
     }
 
+    /// The certificate fingerprints the user pinned.
+    pub fn known_servers_path(&self) -> PathBuf {
+        self.data_dir.join(crate::known_servers::FILE_NAME)
+    }
+
     pub fn inbox_path(&self) -> PathBuf {
         self.data_dir.join("inbox.sqlite3")
     }

@@ -50,6 +50,20 @@ pub mod codes {
     /// The session was agreed but the peer's daemon could not be reached
     /// or refused the connection.
     pub const PRIVATE_UNREACHABLE: &str = "private_unreachable";
+    /// The server's TLS certificate is trusted neither by a CA nor by a
+    /// pin; the reply's `fingerprint` is the certificate's, for `msg login`
+    /// to show and, if the user accepts it, to send back in
+    /// `login.fingerprint` (exit 1).
+    pub const UNTRUSTED_CERTIFICATE: &str = "untrusted_certificate";
+    /// The certificate differs from the one pinned for that server: refused
+    /// (exit 1); `fingerprint` is the new one, the text names both.
+    pub const CERTIFICATE_CHANGED: &str = "certificate_changed";
+    /// A password would go over plain TCP to a server that is not on this
+    /// machine, without `--insecure` (exit 2).
+    pub const INSECURE_TRANSPORT: &str = "insecure_transport";
+    /// The server address is not `HOST:PORT`, `tcp://HOST:PORT` or
+    /// `tls://HOST:PORT`, or a trust setting cannot be used (exit 2).
+    pub const BAD_SERVER: &str = "bad_server";
 }
 
 /// Requests from `msg` to `msgd`.
@@ -67,12 +81,19 @@ pub enum Request {
         server: String,
         #[serde(default)]
         register: bool,
+        /// How to trust the server's certificate beyond the system's roots
+        /// and the pins in `known_servers` (all optional).
+        #[serde(default, flatten)]
+        trust: Trust,
     },
     /// What logging in as `user` on `server` would meet before the
     /// password; the reply is `account`.
     Account {
         user: String,
         server: String,
+        /// As for `login`: the connection is made the same way.
+        #[serde(default)]
+        trust: Trust,
     },
     Logout,
     Status,
@@ -127,6 +148,22 @@ pub enum Request {
     Names,
 }
 
+/// What `msg login` adds to the trust in a TLS server, and whether a
+/// password may cross plain TCP to another machine.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trust {
+    /// A CA certificate file (PEM) trusted for this server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
+    /// Pin this SHA-256 fingerprint for the server (given with
+    /// `--fingerprint` or accepted at the prompt); kept on success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// Send the password over plain TCP to a non-loopback address.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure: bool,
+}
+
 /// Replies from `msgd` to `msg`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -168,6 +205,10 @@ pub enum Reply {
         /// Seconds until the same request may succeed, when known.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         retry_after: Option<u64>,
+        /// The server certificate's fingerprint (`untrusted_certificate`,
+        /// `certificate_changed`: the one the server showed).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fingerprint: Option<String>,
     },
 }
 
@@ -177,6 +218,7 @@ impl Reply {
             code: code.into(),
             message: message.into(),
             retry_after: None,
+            fingerprint: None,
         }
     }
 
@@ -345,6 +387,7 @@ mod tests {
             password: "falcon*solo".into(),
             server: "127.0.0.1:4747".into(),
             register: false,
+            trust: Default::default(),
         };
         assert!(!format!("{req:?}").contains("falcon"));
     }

@@ -184,6 +184,9 @@ pub struct Refusal {
     /// Seconds after which the same request may succeed (a login block, a
     /// rate limit), when the refusing side knows.
     pub retry_after: Option<u64>,
+    /// The server certificate's SHA-256 fingerprint, for a refusal about
+    /// trusting it (`untrusted_certificate`, `certificate_changed`).
+    pub fingerprint: Option<String>,
 }
 
 impl Refusal {
@@ -192,7 +195,14 @@ impl Refusal {
             code: code.into(),
             message: message.into(),
             retry_after: None,
+            fingerprint: None,
         }
+    }
+
+    /// The same refusal, naming the certificate it is about.
+    pub fn with_fingerprint(mut self, fingerprint: impl Into<String>) -> Self {
+        self.fingerprint = Some(fingerprint.into());
+        self
     }
 
     /// The same refusal, saying when to try again.

@@ -12,12 +12,14 @@
 //! - [`types`]: ids, times, secrets, random tokens and keep-alive periods,
 //!   shared by every protocol; [`msg_id`]: the server's message ids.
 //! - [`error`]: the stable error codes and [`Refusal`], code plus text.
+//! - [`fingerprint`]: a certificate's SHA-256 as people read and pin it.
 //! - [`validate`]: the rules for usernames, passwords and message texts, so that
 //!   clients can refuse bad input before it reaches the wire.
 
 pub mod codec;
 pub mod control;
 pub mod error;
+pub mod fingerprint;
 pub mod msg_id;
 pub mod peer;
 pub mod server;
@@ -26,6 +28,7 @@ pub mod validate;
 
 pub use codec::{FrameError, JsonLines, encode_line};
 pub use error::{ErrorCode, Refusal};
+pub use fingerprint::Fingerprint;
 pub use types::{
     MsgId, PING_EVERY, RequestId, SILENCE_LIMIT, Secret, Timestamp, now_ms, random_hex,
 };

@@ -1,5 +1,6 @@
 //! The command line: `msg-server [PORT BLOCK_DURATION TIMEOUT]` (the classic
-//! positional form), the same as flags, and `msg-server passwd USER`.
+//! positional form), the same as flags, and the subcommands
+//! `msg-server passwd USER` and `msg-server cert --name HOST`.
 
 use std::io::{BufRead, Write};
 use std::net::{IpAddr, SocketAddr};
@@ -21,6 +22,7 @@ use crate::per_address::Rate;
 use crate::server;
 use crate::state_dir::{self, StateDir};
 use crate::store::{QueueLimits, Store};
+use crate::tls::{Tls, TlsFiles};
 
 /// Exit status for a bad command line or configuration (also clap's).
 const EXIT_USAGE: u8 = 2;
@@ -55,6 +57,9 @@ pub enum Command {
     /// Revoke all of a user's device tokens and end the user's session
     /// (on the running server; with none, in its database).
     Revoke(RevokeArgs),
+    /// Write a self-signed TLS certificate and its key (cert.pem, key.pem)
+    /// and print the certificate's SHA-256 fingerprint.
+    Cert(CertArgs),
 }
 
 #[derive(Debug, Args)]
@@ -71,6 +76,17 @@ pub struct RevokeArgs {
     /// state directory is per port) [default: 4747].
     #[arg(long, default_value_t = msg_proto::DEFAULT_PORT)]
     pub port: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct CertArgs {
+    /// A name clients use for the server: host name or IP address
+    /// (repeat for several).
+    #[arg(long = "name", value_name = "HOST", required = true)]
+    pub names: Vec<String>,
+    /// The directory to write cert.pem and key.pem (0600) into.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -118,6 +134,12 @@ pub struct ServeArgs {
     /// 0 disables [default: 600].
     #[arg(long, value_parser = clap::value_parser!(u64).range(0..=MAX_SECS))]
     pub timeout: Option<u64>,
+    /// Speak TLS only, with this certificate chain (PEM; re-read on SIGHUP).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Address to listen on (`::` for IPv6 and IPv4).
     #[arg(long, default_value = "0.0.0.0")]
     pub bind: IpAddr,
@@ -249,6 +271,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Some(Command::Passwd(args)) => passwd(&args),
         Some(Command::Revoke(args)) => revoke(&args),
+        Some(Command::Cert(args)) => cert(&args),
         None => serve(&cli.serve),
     };
     match result {
@@ -299,6 +322,22 @@ fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
             Ok(opened) => opened,
             Err(e) => return usage_error(format_args!("cannot open the state directory: {e}")),
         };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let files = TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            };
+            match Tls::load(files) {
+                Ok((tls, fingerprint)) => {
+                    tracing::info!(%fingerprint, "TLS certificate loaded (SHA-256 fingerprint)");
+                    Some(Arc::new(tls))
+                }
+                Err(e) => return usage_error(e),
+            }
+        }
+        _ => None,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -316,15 +355,16 @@ fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         start_admin_socket(state_dir.path(), &hub, &shutdown);
         server::Signals::install()
             .context("cannot install signal handlers")?
-            .spawn(hub.clone(), shutdown.clone());
+            .spawn(hub.clone(), tls.clone(), shutdown.clone());
 
-        tracing::info!(accounts = report.accounts, %local, "listening");
+        let transport = if tls.is_some() { "TLS" } else { "plain TCP" };
+        tracing::info!(accounts = report.accounts, %local, transport, "listening");
         // Tests and scripts read this line to learn an ephemeral port.
         let mut stdout = std::io::stdout();
         let _ = writeln!(stdout, "msg-server listening on {local}");
         let _ = stdout.flush();
         server::notify_ready();
-        server::run(hub, listener, shutdown).await;
+        server::run(hub, listener, tls, shutdown).await;
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -348,6 +388,14 @@ fn config_checked(args: &ServeArgs) -> anyhow::Result<Config> {
         anyhow::bail!("the classic form takes PORT BLOCK_DURATION TIMEOUT");
     }
     Ok(args.config())
+}
+
+fn cert(args: &CertArgs) -> anyhow::Result<ExitCode> {
+    let written = crate::cert::write(&args.names, &args.out)?;
+    println!("Wrote {}", written.files.cert.display());
+    println!("Wrote {} (keep it private)", written.files.key.display());
+    println!("SHA-256 fingerprint: {}", written.fingerprint);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn passwd(args: &PasswdArgs) -> anyhow::Result<ExitCode> {

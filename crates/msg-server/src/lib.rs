@@ -8,7 +8,10 @@
 //! - [`store`]: SQLite on its own thread, with group commit.
 //! - [`hub`]: the in-memory state and every routing rule.
 //! - [`connection`]: one client's frames, phases and timers.
-//! - [`wire`] and [`outbox`]: a connection's socket I/O and its send queue.
+//! - [`wire`] and [`outbox`]: a connection's socket I/O and its send queue;
+//!   [`stream`]: the socket itself, plain TCP or TLS.
+//! - [`tls`]: the certificate in use, its reload, the bounded handshake;
+//!   [`cert`]: `msg-server cert`, a self-signed certificate.
 //! - [`server`]: the accept loop, background duties and shutdown.
 //! - [`state_dir`]: where the database lives, private and locked.
 //! - [`admin`]: `msg-server revoke`/`passwd` talking to the running server.
@@ -16,6 +19,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod cert;
 pub mod cli;
 pub mod config;
 pub mod connection;
@@ -27,6 +31,8 @@ pub mod per_address;
 pub mod server;
 pub mod state_dir;
 pub mod store;
+pub mod stream;
 pub mod texts;
+pub mod tls;
 pub mod trim;
 pub mod wire;

@@ -4,11 +4,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::connection;
 use crate::hub::{Hub, SWEEP_INTERVAL};
+use crate::stream::Stream;
+use crate::tls::Tls;
 
 /// How often the credentials file is checked for changes.
 const CREDENTIALS_POLL: Duration = Duration::from_secs(1);
@@ -23,9 +26,15 @@ const RATE_PURGE_INTERVAL: Duration = Duration::from_secs(60);
 /// How long connections get to say goodbye at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// Serves `listener` until `shutdown` is cancelled, then tells every client,
-/// waits for connections to finish (bounded) and flushes the store.
-pub async fn run(hub: Arc<Hub>, listener: TcpListener, shutdown: CancellationToken) {
+/// Serves `listener` (over TLS only, with `tls`) until `shutdown` is
+/// cancelled, then tells every client, waits for connections to finish
+/// (bounded) and flushes the store.
+pub async fn run(
+    hub: Arc<Hub>,
+    listener: TcpListener,
+    tls: Option<Arc<Tls>>,
+    shutdown: CancellationToken,
+) {
     let tracker = TaskTracker::new();
     tracker.spawn(sweep(hub.clone(), shutdown.clone()));
     tracker.spawn(watch_credentials(hub.clone(), shutdown.clone()));
@@ -41,12 +50,24 @@ pub async fn run(hub: Arc<Hub>, listener: TcpListener, shutdown: CancellationTok
             Ok((stream, peer)) => {
                 // Chat frames are small and latency matters more than packing.
                 let _ = stream.set_nodelay(true);
-                tracker.spawn(connection::serve(
-                    hub.clone(),
-                    stream,
-                    peer,
-                    shutdown.clone(),
-                ));
+                let opened = Instant::now();
+                match &tls {
+                    None => tracker.spawn(connection::serve(
+                        hub.clone(),
+                        Stream::Plain(stream),
+                        peer,
+                        shutdown.clone(),
+                        opened,
+                    )),
+                    Some(tls) => tracker.spawn(serve_tls(
+                        hub.clone(),
+                        tls.clone(),
+                        stream,
+                        peer,
+                        shutdown.clone(),
+                        opened,
+                    )),
+                };
             }
             Err(e) => {
                 // Usually out of file descriptors: back off instead of spinning.
@@ -67,6 +88,28 @@ pub async fn run(hub: Arc<Hub>, listener: TcpListener, shutdown: CancellationTok
     let store_hub = hub.clone();
     let _ = tokio::task::spawn_blocking(move || store_hub.store.close()).await;
     tracing::info!("store flushed; bye");
+}
+
+/// The handshake, then the connection. The handshake has the login
+/// deadline, which keeps running from the accept: a client that never
+/// finishes it holds nothing for longer than one that never logs in.
+async fn serve_tls(
+    hub: Arc<Hub>,
+    tls: Arc<Tls>,
+    stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    shutdown: CancellationToken,
+    opened: Instant,
+) {
+    let deadline = hub.config.login_timeout;
+    let handshake = tls.accept(stream, deadline);
+    let stream = tokio::select! {
+        _ = shutdown.cancelled() => return,
+        stream = handshake => stream,
+    };
+    if let Some(stream) = stream {
+        connection::serve(hub, Stream::Tls(stream), peer, shutdown, opened).await;
+    }
 }
 
 async fn sweep(hub: Arc<Hub>, shutdown: CancellationToken) {
@@ -169,8 +212,8 @@ impl Signals {
     }
 
     /// SIGTERM or SIGINT (Ctrl-C) cancels `shutdown`; SIGHUP reloads the
-    /// credentials file (the unit's `ExecReload`).
-    pub fn spawn(self, hub: Arc<Hub>, shutdown: CancellationToken) {
+    /// credentials file and the TLS certificate (the unit's `ExecReload`).
+    pub fn spawn(self, hub: Arc<Hub>, tls: Option<Arc<Tls>>, shutdown: CancellationToken) {
         #[cfg(unix)]
         {
             let Self {
@@ -206,17 +249,34 @@ impl Signals {
                         }
                         Err(_) => {}
                     }
+                    if let Some(tls) = &tls {
+                        reload_tls(tls).await;
+                    }
                 }
             });
         }
         #[cfg(not(unix))]
         {
-            let _ = hub;
+            let _ = (hub, tls);
             tokio::spawn(async move {
                 let _ = tokio::signal::ctrl_c().await;
                 shutdown.cancel();
             });
         }
+    }
+}
+
+/// Reads the certificate and key again; a pair that does not load keeps
+/// the one in use.
+#[cfg(unix)]
+async fn reload_tls(tls: &Arc<Tls>) {
+    let tls = tls.clone();
+    match tokio::task::spawn_blocking(move || tls.reload()).await {
+        Ok(Ok(fingerprint)) => {
+            tracing::info!(%fingerprint, "SIGHUP: TLS certificate reloaded (SHA-256 fingerprint)");
+        }
+        Ok(Err(e)) => tracing::warn!(error = %e, "SIGHUP: keeping the previous TLS certificate"),
+        Err(_) => {}
     }
 }
 

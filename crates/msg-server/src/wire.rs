@@ -11,11 +11,11 @@ use std::task::{Context, Poll};
 use bytes::{Buf, BytesMut};
 use msg_proto::server::{ClientFrame, ServerFrame};
 use msg_proto::{FrameError, JsonLines};
-use tokio::io::{AsyncWriteExt, Ready};
-use tokio::net::TcpStream;
+use tokio::io::Ready;
 use tokio_util::codec::Decoder;
 
 use crate::outbox::{Line, Outbox};
+use crate::stream::Stream;
 
 /// Bytes read per readiness event; on the stack, so it costs an idle
 /// session nothing.
@@ -26,7 +26,7 @@ const MAX_IOVECS: usize = 256;
 pub type Decoded = Result<ClientFrame, FrameError>;
 
 pub struct Wire {
-    stream: TcpStream,
+    stream: Stream,
     codec: JsonLines<ClientFrame, ServerFrame>,
     read_buf: BytesMut,
     /// Lines taken from the outbox, the first maybe partly written.
@@ -35,7 +35,7 @@ pub struct Wire {
 }
 
 impl Wire {
-    pub fn new(stream: TcpStream) -> Self {
+    pub fn new(stream: Stream) -> Self {
         Self {
             stream,
             codec: JsonLines::new(),
@@ -93,7 +93,7 @@ impl Wire {
                 if self.unsent.is_empty() {
                     // Keep no storage while quiet.
                     self.unsent = VecDeque::new();
-                    return Ok(true);
+                    return self.stream.try_flush();
                 }
             }
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
@@ -135,7 +135,7 @@ impl Wire {
     /// connection task stores no readiness future: the socket keeps the
     /// task's waker itself.
     pub fn poll_ready(
-        &self,
+        &mut self,
         cx: &mut Context<'_>,
         read: bool,
         write: bool,
@@ -182,6 +182,7 @@ mod tests {
     use msg_proto::server::BroadcastRequest;
     use std::time::Duration;
     use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
 
     async fn pair() -> (Wire, TcpStream) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -191,7 +192,7 @@ mod tests {
             .await
             .expect("connect");
         let (server, _) = listener.accept().await.expect("accept");
-        (Wire::new(server), client)
+        (Wire::new(Stream::Plain(server)), client)
     }
 
     /// Reads until a frame is complete (or the deadline passes).
@@ -201,7 +202,9 @@ mod tests {
                 if let Some(frame) = wire.next_frame() {
                     return frame;
                 }
-                wire.stream.readable().await.expect("readable");
+                std::future::poll_fn(|cx| wire.poll_ready(cx, true, false))
+                    .await
+                    .expect("readable");
                 wire.try_read().expect("read");
             }
         })
@@ -232,7 +235,9 @@ mod tests {
         assert_eq!(len, big.len());
         assert_eq!(wire.read_buf.capacity(), 0, "no buffer kept while idle");
         drop(client);
-        wire.stream.readable().await.expect("readable");
+        std::future::poll_fn(|cx| wire.poll_ready(cx, true, false))
+            .await
+            .expect("readable");
         wire.try_read().expect("read");
         assert!(wire.finished());
     }

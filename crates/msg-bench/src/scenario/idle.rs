@@ -27,13 +27,13 @@ use crate::report::Figure;
 use crate::{client, mqtt, procfs};
 
 /// Bound on setting up all sessions.
-const SETUP: Duration = Duration::from_secs(300);
+pub(super) const SETUP: Duration = Duration::from_secs(300);
 /// Connections being set up at once.
-const PARALLEL: usize = 128;
+pub(super) const PARALLEL: usize = 128;
 /// Time for the servers' memory to settle before it is read: tokio's
 /// blocking-pool threads (password checks at login) exit after 10 s idle,
 /// and msg-server hands freed memory back every 5 s.
-const SETTLE: Duration = Duration::from_secs(11);
+pub(super) const SETTLE: Duration = Duration::from_secs(11);
 
 pub async fn run(env: &Env) -> anyhow::Result<Vec<Figure>> {
     let c = &env.cli;
@@ -82,12 +82,12 @@ pub async fn run(env: &Env) -> anyhow::Result<Vec<Figure>> {
     ])
 }
 
-fn per_session(before: Option<u64>, after: Option<u64>, k: usize) -> Option<f64> {
+pub(super) fn per_session(before: Option<u64>, after: Option<u64>, k: usize) -> Option<f64> {
     Some((after?.saturating_sub(before?) * 1024) as f64 / k as f64)
 }
 
 /// Waits until `count` reaches `k`, failing fast when a task ended early.
-async fn wait_count(
+pub(super) async fn wait_count(
     count: &AtomicUsize,
     k: usize,
     tasks: &mut [tokio::task::JoinHandle<anyhow::Result<()>>],
@@ -113,7 +113,7 @@ async fn wait_count(
 }
 
 /// Memory per session and setup time; the sessions, to close after the server.
-type Measured = (
+pub(super) type Measured = (
     anyhow::Result<(Option<f64>, f64)>,
     Tasks<anyhow::Result<()>>,
 );

@@ -4,6 +4,7 @@
 pub mod broadcast;
 pub mod cli;
 pub mod idle;
+pub mod idle_tls;
 pub mod non_readers;
 pub mod offline;
 pub mod pairs;

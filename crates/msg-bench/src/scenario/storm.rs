@@ -71,7 +71,7 @@ pub async fn run(env: &Env) -> anyhow::Result<Vec<Figure>> {
         bail!("{attackers} attackers need more open files than the limit ({fds})");
     }
     let credentials = accounts(env)?;
-    let server = MsgServer::start_with(env, &credentials, &["--login-fail-rate", "off"])?;
+    let server = MsgServer::start_with(env, &credentials, &[])?;
     let fresh_kib = server.rss_kib();
     let present = client::login(server.addr, PRESENT)
         .await

@@ -6,7 +6,7 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 
-use msg_proto::control::{Reply, Request, codes};
+use msg_proto::control::{Reply, Request, Trust, codes};
 use msg_proto::{ErrorCode, Refusal};
 
 use crate::client::Client;
@@ -28,10 +28,12 @@ pub(super) async fn ask_server(
     client: &mut Client,
     user: &str,
     server: &str,
+    trust: &Trust,
 ) -> Result<Option<(bool, bool, Option<u64>)>, Refusal> {
     let request = Request::Account {
         user: user.to_owned(),
         server: server.to_owned(),
+        trust: trust.clone(),
     };
     match client.call(request).await? {
         Reply::Account {
@@ -44,10 +46,12 @@ pub(super) async fn ask_server(
             code,
             message,
             retry_after,
+            fingerprint,
         } => Err(Refusal {
             code: code.into(),
             message,
             retry_after,
+            fingerprint,
         }),
         other => Err(super::unexpected(other)),
     }

@@ -41,10 +41,12 @@ pub(super) fn unexpected(reply: Reply) -> Refusal {
             code,
             message,
             retry_after,
+            fingerprint,
         } => Refusal {
             code: code.into(),
             message,
             retry_after,
+            fingerprint,
         },
         other => {
             tracing::warn!("unexpected reply: {other:?}");

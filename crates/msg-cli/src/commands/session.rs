@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use msg_local::config::{Config, DEFAULT_SERVER};
 use msg_local::paths::Paths;
-use msg_proto::control::{LinkState, Reply, Request, Status, codes};
-use msg_proto::{ErrorCode, Refusal, Secret, validate};
+use msg_local::server_addr::ServerAddr;
+use msg_proto::control::{LinkState, Reply, Request, Status, Trust, codes};
+use msg_proto::{ErrorCode, Fingerprint, Refusal, Secret, validate};
 use serde_json::json;
 
 use super::{login_flow, paths, unexpected};
@@ -19,16 +20,51 @@ use crate::output::Output;
 const NEW_USER_PROMPT: &str = "This is a new user. Enter a password: ";
 
 /// The server: `--server`/`MSG_SERVER` (clap), else config.toml, else the
-/// default. The config is read either way: msgd will read it too, and a
-/// typo is better reported here, with its file and line, than by a msgd
-/// that will not start.
-fn server_address(args: &LoginArgs, paths: &Paths) -> Result<String, Refusal> {
-    let config =
-        Config::load(&paths.config_file).map_err(|e| Refusal::new(codes::USAGE, e.to_string()))?;
-    if let Some(server) = &args.server {
-        return Ok(server.clone());
-    }
-    Ok(config.server.unwrap_or_else(|| DEFAULT_SERVER.to_owned()))
+/// default; with the trust settings (flags over config.toml). The config
+/// is read either way: msgd will read it too, and a typo is better
+/// reported here, with its file and line, than by a msgd that will not
+/// start. Checked here too, so a bad address or fingerprint is a usage
+/// error before any password is asked for.
+fn server_address(args: &LoginArgs, paths: &Paths) -> Result<(String, Trust), Refusal> {
+    let usage = |e: &dyn std::fmt::Display| Refusal::new(codes::USAGE, e.to_string());
+    let config = Config::load(&paths.config_file).map_err(|e| usage(&e))?;
+    let server = match &args.server {
+        Some(server) => server.clone(),
+        None => config
+            .server
+            .clone()
+            .unwrap_or_else(|| DEFAULT_SERVER.to_owned()),
+    };
+    server.parse::<ServerAddr>().map_err(|e| usage(&e))?;
+    let fingerprint = match &args.fingerprint {
+        Some(text) => Some(text.parse::<Fingerprint>().map_err(|e| usage(&e))?),
+        None => None,
+    };
+    // msgd runs elsewhere (its own working directory): an absolute path.
+    let ca = match args.ca.as_ref().or(config.ca.as_ref()) {
+        Some(path) => Some(std::path::absolute(path).map_err(|e| usage(&e))?),
+        None => None,
+    };
+    let trust = Trust {
+        ca: ca.map(|path| path.display().to_string()),
+        fingerprint: fingerprint.map(|f| f.to_string()),
+        insecure: args.insecure || config.insecure,
+    };
+    Ok((server, trust))
+}
+
+/// Shows a certificate no one vouches for and asks whether to pin it.
+fn accept_certificate(server: &str, fingerprint: &str) -> Result<bool, Refusal> {
+    eprintln!("The TLS certificate of {server} is not trusted yet.");
+    eprintln!("Its SHA-256 fingerprint is {fingerprint}");
+    eprintln!("Compare it with the one the server's administrator gave you.");
+    eprint!("Trust it and remember it for this server? (yes/no): ");
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| Refusal::new(codes::USAGE, format!("cannot read the answer: {e}")))?;
+    Ok(answer.trim().eq_ignore_ascii_case("yes"))
 }
 
 fn read_password(prompt: &str, from_stdin: bool) -> Result<Secret, Refusal> {
@@ -79,7 +115,7 @@ pub(super) async fn login(
     register: bool,
 ) -> Result<ExitCode, Refusal> {
     let paths = paths()?;
-    let server = server_address(&args, &paths)?;
+    let (server, mut trust) = server_address(&args, &paths)?;
     let (mut client, _) = Client::connect_or_start(&paths).await?;
     // Answer "already logged in" before asking for a password.
     if let Some(status) = settled_status(&mut client).await?
@@ -110,7 +146,28 @@ pub(super) async fn login(
         ));
     }
     let interactive = login_flow::interactive(args.password_stdin);
-    let register = match login_flow::ask_server(&mut client, &args.user, &server).await? {
+    // The server is asked first, through the same connection a login makes:
+    // a certificate no one vouches for is asked about here, at a terminal
+    // (msgd then pins it), before any password; without a terminal msgd's
+    // error says how to pin it.
+    let answer = match login_flow::ask_server(&mut client, &args.user, &server, &trust).await {
+        Err(Refusal {
+            code,
+            fingerprint: Some(fingerprint),
+            ..
+        }) if interactive && code == codes::UNTRUSTED_CERTIFICATE => {
+            if !accept_certificate(&server, &fingerprint)? {
+                return Err(Refusal::new(
+                    codes::UNTRUSTED_CERTIFICATE,
+                    "Not logged in: the server's certificate was not accepted",
+                ));
+            }
+            trust.fingerprint = Some(fingerprint);
+            login_flow::ask_server(&mut client, &args.user, &server, &trust).await?
+        }
+        other => other?,
+    };
+    let register = match answer {
         Some(answer) => {
             login_flow::plan(&args.user, &server, register, answer, interactive)?
                 == login_flow::Plan::Register
@@ -118,11 +175,12 @@ pub(super) async fn login(
         // An older server: just try.
         None => register,
     };
-    let request = |password: Secret, register: bool| Request::Login {
+    let request = |password: Secret, register: bool, trust: &Trust| Request::Login {
         user: args.user.clone(),
         password,
         server: server.clone(),
         register,
+        trust: trust.clone(),
     };
     let mut tries = 1;
     let mut reply = loop {
@@ -131,7 +189,7 @@ pub(super) async fn login(
         } else {
             read_password("Password: ", args.password_stdin)?
         };
-        let reply = client.call(request(password, register)).await?;
+        let reply = client.call(request(password, register, &trust)).await?;
         match &reply {
             Reply::Error { code, message, .. }
                 if interactive
@@ -150,7 +208,7 @@ pub(super) async fn login(
         && code == ErrorCode::InvalidUser.as_str()
     {
         let password = new_password(false)?;
-        reply = client.call(request(password, true)).await?;
+        reply = client.call(request(password, true, &trust)).await?;
         if let Reply::Error { code, .. } = &reply
             && code == ErrorCode::RegistrationDisabled.as_str()
         {

@@ -24,6 +24,7 @@ use serde_json::Value;
 pub mod capture;
 #[cfg(unix)]
 pub mod pty;
+pub mod tls;
 
 /// Deadline for any single command or wait in the tests.
 pub const DEADLINE: Duration = Duration::from_secs(30);
@@ -129,6 +130,8 @@ pub struct ServerOptions {
     pub private_timeout_ms: Option<u64>,
     /// Keep the server's log (debug level) for [`Server::log`].
     pub log: bool,
+    /// More arguments (e.g. `--tls-cert FILE --tls-key FILE`).
+    pub extra_args: Vec<String>,
 }
 
 impl Default for ServerOptions {
@@ -139,6 +142,7 @@ impl Default for ServerOptions {
             allow_register: false,
             private_timeout_ms: None,
             log: false,
+            extra_args: Vec::new(),
         }
     }
 }
@@ -212,6 +216,7 @@ impl Server {
         if let Some(ms) = self.options.private_timeout_ms {
             cmd.arg("--private-timeout-ms").arg(ms.to_string());
         }
+        cmd.args(&self.options.extra_args);
         let mut child = cmd.spawn().expect("start msg-server");
         let lines = Lines::new(child.stdout.take().unwrap());
         let guard = ChildGuard(child);
@@ -221,6 +226,11 @@ impl Server {
             .unwrap_or_else(|| panic!("unexpected: {line}"));
         self.addr = addr.to_owned();
         self.guard = Some(guard);
+    }
+
+    /// The server's process id (to signal it).
+    pub fn pid(&self) -> u32 {
+        self.guard.as_ref().expect("running").0.id()
     }
 
     pub fn port(&self) -> &str {

@@ -1,7 +1,7 @@
 //! The session requests: login, logout, status, and stopping msgd.
 
 use msg_proto::Secret;
-use msg_proto::control::{Reply, Status};
+use msg_proto::control::{Reply, Status, Trust};
 
 use crate::link::{self, LinkHandle};
 use crate::private::Private;
@@ -15,15 +15,19 @@ pub async fn login(
     password: Secret,
     server: String,
     register: bool,
+    trust: Trust,
 ) -> Reply {
-    match link.login(server, user, password, register).await {
+    match link
+        .login_trusting(server, user, password, register, trust)
+        .await
+    {
         Ok(welcome) => Reply::done(welcome),
         Err(e) => replies::refused(e),
     }
 }
 
-pub async fn account(server: &str, user: &str) -> Reply {
-    match link::account_info(server, user).await {
+pub async fn account(server: &str, user: &str, trust: &Trust) -> Reply {
+    match link::account_info(server, user, trust).await {
         Ok(info) => Reply::Account {
             exists: info.exists,
             registration: info.registration,

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use msg_proto::control::codes;
+use msg_proto::control::{Trust, codes};
 use msg_proto::{Refusal, RequestId, Secret};
 use tokio::sync::{mpsc, oneshot};
 
@@ -25,6 +25,7 @@ pub(super) enum Command {
         user: String,
         password: Secret,
         register: bool,
+        trust: Trust,
         reply: Reply<String>,
     },
     /// `revoke`: `msg logout`, which also revokes this device's token and
@@ -57,11 +58,25 @@ impl LinkHandle {
         password: Secret,
         register: bool,
     ) -> Result<String, Refusal> {
+        self.login_trusting(server, user, password, register, Trust::default())
+            .await
+    }
+
+    /// Logs in, with what the user adds to the trust in a TLS server.
+    pub async fn login_trusting(
+        &self,
+        server: String,
+        user: String,
+        password: Secret,
+        register: bool,
+        trust: Trust,
+    ) -> Result<String, Refusal> {
         self.call(|reply| Command::Login {
             server,
             user,
             password,
             register,
+            trust,
             reply,
         })
         .await

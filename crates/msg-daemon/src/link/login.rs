@@ -11,7 +11,6 @@ use futures::{SinkExt, StreamExt};
 use msg_proto::control::{LinkState, codes};
 use msg_proto::server::{ClientFrame, ServerFrame};
 use msg_proto::{ErrorCode, JsonLines, PROTOCOL_VERSION, Refusal};
-use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep, timeout};
 use tokio_util::codec::Framed;
 
@@ -19,11 +18,11 @@ use crate::link::backoff::{self, Backoff};
 use crate::link::handle::Command;
 use crate::link::online::Retries;
 use crate::link::resume::Credentials;
+use crate::link::transport::Dialer;
 use crate::link::{Conn, Link, Session, lost, refuse, unreachable};
 use crate::state::{WaitReason, Waiting};
 use crate::texts;
 
-pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub(super) const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest wait between two checks whether the inbox can be written.
 const INBOX_PROBE_MAX: Duration = Duration::from_secs(5);
@@ -32,24 +31,17 @@ impl Link {
     /// Connects, says hello and logs in. On success the link is online.
     pub(super) async fn connect_and_login(
         &mut self,
-        server: &str,
+        dialer: &Dialer,
         user: &str,
         credentials: Credentials<'_>,
     ) -> Result<(Conn, String), Refusal> {
-        let stream = match timeout(CONNECT_TIMEOUT, TcpStream::connect(server)).await {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => {
-                tracing::info!("cannot connect to the server: {e}");
-                return Err(unreachable(server));
-            }
-            Err(_) => return Err(unreachable(server)),
-        };
-        let _ = stream.set_nodelay(true);
+        let server = &dialer.server();
+        let (stream, local) = dialer.connect().await?;
         // The peer listener follows the family we reach the server with:
         // the server hands out the address it sees for this connection.
-        let peer_port = match (&self.peers, stream.local_addr()) {
-            (Some(peers), Ok(local)) => peers.port_for(local.ip()).await,
-            _ => None,
+        let peer_port = match &self.peers {
+            Some(peers) => peers.port_for(local.ip()).await,
+            None => None,
         };
         // With the port, the public key our peer connections prove we hold:
         // the server hands it to whoever we talk to privately.
@@ -154,7 +146,7 @@ impl Link {
                 return None;
             };
             match self
-                .connect_and_login(&session.server, &session.user, credentials)
+                .connect_and_login(&session.dialer, &session.user, credentials)
                 .await
             {
                 Ok((conn, _)) => {
@@ -249,7 +241,7 @@ impl Link {
                 Refusal::new(codes::SERVER_UNREACHABLE, text)
             }
             _ if login => Refusal::new(codes::SERVER_UNREACHABLE, texts::RECONNECTING),
-            _ => unreachable(&session.server),
+            _ => unreachable(&session.dialer.server()),
         }
     }
 }

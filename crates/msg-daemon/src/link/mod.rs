@@ -31,13 +31,14 @@ mod probe;
 mod resume;
 #[cfg(test)]
 mod tests;
+mod transport;
+mod trust;
 
 use std::sync::Arc;
 
 use msg_proto::control::{LinkState, codes};
 use msg_proto::server::{ClientFrame, ServerFrame};
 use msg_proto::{JsonLines, Refusal, RequestId, Secret};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::codec::Framed;
@@ -54,8 +55,9 @@ pub use handle::{LinkHandle, spawn};
 use online::Retries;
 pub use probe::{AccountInfo, account_info};
 use resume::Credentials;
+use transport::{Dialer, Stream};
 
-type Conn = Framed<TcpStream, JsonLines<ServerFrame, ClientFrame>>;
+type Conn = Framed<Stream, JsonLines<ServerFrame, ClientFrame>>;
 
 fn unreachable(server: &str) -> Refusal {
     Refusal::new(codes::SERVER_UNREACHABLE, texts::cannot_reach(server))
@@ -69,7 +71,8 @@ fn lost() -> Refusal {
 /// without the password (a session resumed with the device token), the
 /// saved token is used.
 struct Session {
-    server: String,
+    /// The server and the trust settled at login, reused by reconnects.
+    dialer: Arc<Dialer>,
     user: String,
     password: Option<Secret>,
 }
@@ -124,16 +127,23 @@ impl Link {
             tokio::select! {
                 command = self.commands.recv() => match command {
                     None => return,
-                    Some(Command::Login { server, user, password, register, reply }) => {
+                    Some(Command::Login { server, user, password, register, trust, reply }) => {
+                        let dialer = match transport::dialer(&server, &trust) {
+                            Ok(dialer) => Arc::new(dialer),
+                            Err(e) => {
+                                let _ = reply.send(Err(e));
+                                continue;
+                            }
+                        };
                         let credentials = Credentials::Password {
                             password: &password,
                             register,
                             ask_token: true,
                         };
-                        match self.connect_and_login(&server, &user, credentials).await {
+                        match self.connect_and_login(&dialer, &user, credentials).await {
                             Ok((conn, welcome)) => {
                                 let _ = reply.send(Ok(welcome));
-                                let session = Session { server, user, password: Some(password) };
+                                let session = Session { dialer, user, password: Some(password) };
                                 if self.session(conn, session).await {
                                     return;
                                 }

@@ -1,17 +1,19 @@
 //! `msg login`'s first question: what would a login as this user meet?
 //! A connection of its own (the link may be logged in as nobody yet, or
-//! reconnecting), `hello`, one `account` request, closed again.
+//! reconnecting), `hello`, one `account` request, closed again. It goes
+//! through the same dialer as a login, so an untrusted certificate or a
+//! plain connection that would carry a password elsewhere is refused here,
+//! before anyone types a password.
 
 use futures::{SinkExt, StreamExt};
-use msg_proto::control::codes;
+use msg_proto::control::{Trust, codes};
 use msg_proto::server::{ClientFrame, ServerFrame, UserRequest};
 use msg_proto::{JsonLines, PROTOCOL_VERSION, Refusal};
-use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_util::codec::Framed;
 
-use crate::link::login::{CONNECT_TIMEOUT, REPLY_TIMEOUT};
-use crate::link::{Conn, lost, unreachable};
+use crate::link::login::REPLY_TIMEOUT;
+use crate::link::{Conn, lost, transport, unreachable};
 use crate::texts;
 
 /// What the server says of `user` before any password.
@@ -22,11 +24,10 @@ pub struct AccountInfo {
     pub blocked_for: Option<u64>,
 }
 
-pub async fn account_info(server: &str, user: &str) -> Result<AccountInfo, Refusal> {
-    let stream = match timeout(CONNECT_TIMEOUT, TcpStream::connect(server)).await {
-        Ok(Ok(stream)) => stream,
-        Ok(Err(_)) | Err(_) => return Err(unreachable(server)),
-    };
+pub async fn account_info(server: &str, user: &str, trust: &Trust) -> Result<AccountInfo, Refusal> {
+    let dialer = transport::dialer(server, trust)?;
+    let (stream, _) = dialer.connect().await?;
+    let server = &dialer.server();
     let mut conn: Conn = Framed::new(stream, JsonLines::new());
     let exchange = async {
         let hello = ClientFrame::Hello {

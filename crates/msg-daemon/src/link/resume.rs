@@ -3,13 +3,16 @@
 //! token when msgd starts, and forgetting a token the server refuses.
 
 use msg_proto::Secret;
-use msg_proto::control::LinkState;
+use std::sync::Arc;
+
+use msg_proto::control::{LinkState, Trust};
 use msg_proto::peer::PeerKey;
 use msg_proto::server::{ClientFrame, LoginRequest, ResumeRequest};
 
 use crate::device_token::device_label;
 use crate::link::backoff::Backoff;
 use crate::link::online::Retries;
+use crate::link::transport;
 use crate::link::{Link, Session};
 use crate::state::WaitReason;
 use crate::texts;
@@ -82,7 +85,7 @@ impl Link {
         token: &'a mut Option<Secret>,
     ) -> Option<Credentials<'a>> {
         let tokens = self.tokens.as_ref();
-        *token = tokens.and_then(|tokens| tokens.load(&session.server, &session.user));
+        *token = tokens.and_then(|tokens| tokens.load(&session.dialer.server(), &session.user));
         match &session.password {
             Some(password) => Some(Credentials::Password {
                 password,
@@ -105,7 +108,7 @@ impl Link {
     /// Deletes the session's saved token (`msg logout`).
     pub(super) fn forget_token(&self, session: &Session) {
         if let Some(tokens) = &self.tokens {
-            tokens.delete(&session.server, &session.user);
+            tokens.delete(&session.dialer.server(), &session.user);
         }
     }
 
@@ -127,14 +130,24 @@ impl Link {
             return false;
         };
         tracing::info!(user = %saved.user, "logging in with the saved device token");
+        // The trust a restart can know: pins in known_servers, the CA and
+        // insecure settings of config.toml (not a `--ca` given at login).
+        let dialer = match transport::dialer(&saved.server, &restart_trust()) {
+            Ok(dialer) => Arc::new(dialer),
+            Err(e) => {
+                tracing::warn!("cannot log in with the saved device token: {e}");
+                self.logged_out_after_start();
+                return false;
+            }
+        };
         let session = Session {
-            server: saved.server,
+            dialer,
             user: saved.user,
             password: None,
         };
         {
             let mut status = self.shared.status();
-            status.server = Some(session.server.clone());
+            status.server = Some(session.dialer.server());
             status.user = Some(session.user.clone());
             status.state = LinkState::Reconnecting;
         }
@@ -158,5 +171,18 @@ impl Link {
         status.state = LinkState::LoggedOut;
         status.user = None;
         status.waiting = None;
+    }
+}
+
+/// The trust settings in config.toml, for a login msgd makes by itself.
+fn restart_trust() -> Trust {
+    let config = msg_local::paths::Paths::from_env()
+        .ok()
+        .and_then(|paths| msg_local::config::Config::load(&paths.config_file).ok())
+        .unwrap_or_default();
+    Trust {
+        ca: config.ca.map(|ca| ca.display().to_string()),
+        fingerprint: None,
+        insecure: config.insecure,
     }
 }

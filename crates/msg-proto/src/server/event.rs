@@ -189,6 +189,7 @@ impl ServerFrame {
                 code: code.as_str().into(),
                 message,
                 retry_after,
+                fingerprint: None,
             }),
             frame => Ok(frame),
         }

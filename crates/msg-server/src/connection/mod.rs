@@ -42,7 +42,6 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use msg_proto::server::ServerFrame;
 use msg_proto::{Refusal, RequestId};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -50,6 +49,7 @@ use crate::connection::drain::Drain;
 use crate::connection::flow::{Held, RateLimiter};
 use crate::hub::{ConnId, Hub};
 use crate::outbox::Outbox;
+use crate::stream::Stream;
 use crate::wire::Wire;
 
 enum Phase {
@@ -87,16 +87,18 @@ impl Step<'_> {
 }
 
 /// Serves one client until it leaves, misbehaves, times out or the server
-/// shuts down.
+/// shuts down. `opened`: when it was accepted (a TLS handshake counts
+/// against the login deadline).
 ///
 /// The connection's long-lived parts are allocated here, on the caller's
 /// (accepting) thread, next to the task itself, rather than on a worker in
 /// the middle of transient allocations, where each would pin a page.
 pub fn serve(
     hub: Arc<Hub>,
-    stream: TcpStream,
+    stream: Stream,
     peer: SocketAddr,
     shutdown: CancellationToken,
+    opened: Instant,
 ) -> impl Future<Output = ()> + Send + 'static {
     let now = Instant::now();
     let mut conn = Connection {
@@ -112,7 +114,7 @@ pub fn serve(
         peer,
         phase: Phase::Greeting,
         bad_frames: 0,
-        opened: now,
+        opened,
         last_heard: now,
         last_active: now,
         resume_reading_at: None,
@@ -227,7 +229,13 @@ mod tests {
             .await
             .expect("connect");
         let (stream, peer) = listener.accept().await.expect("accept");
-        let task = super::serve(hub, stream, peer, Default::default());
+        let task = super::serve(
+            hub,
+            crate::stream::Stream::Plain(stream),
+            peer,
+            Default::default(),
+            tokio::time::Instant::now(),
+        );
         let size = std::mem::size_of_val(&task);
         assert!(size <= 776, "the connection future grew to {size} bytes");
         drop(client);

@@ -119,7 +119,7 @@ impl Connection {
             if at < timer.deadline() {
                 timer.as_mut().reset(at);
             }
-            let wire = &self.wire;
+            let wire = &mut self.wire;
             let drain = &mut self.drain;
             // Timers before the socket, so a client that never stops sending
             // still meets its deadlines; the wake-up (something queued, a
