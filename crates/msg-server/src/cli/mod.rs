@@ -2,7 +2,9 @@
 //! positional form), the same as flags, and the subcommands
 //! `msg-server passwd USER` and `msg-server cert --name HOST`.
 
-use std::io::{BufRead, Write};
+mod subcommands;
+
+use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -14,14 +16,15 @@ use clap::{Args, Parser, Subcommand};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::accounts::{self, Accounts, PasswordChange};
-use crate::admin::{self, Op};
+use crate::accounts::{self, Accounts};
+use crate::admin;
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::per_address::Rate;
 use crate::server;
 use crate::state_dir::{self, StateDir};
 use crate::store::{QueueLimits, Store};
+
 use crate::tls::{Tls, TlsFiles};
 
 /// Exit status for a bad command line or configuration (also clap's).
@@ -269,9 +272,9 @@ pub fn state_dir_or_default(explicit: Option<&Path>, port: u16) -> anyhow::Resul
 /// Runs what the command line asks for and returns the process's exit code.
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
-        Some(Command::Passwd(args)) => passwd(&args),
-        Some(Command::Revoke(args)) => revoke(&args),
-        Some(Command::Cert(args)) => cert(&args),
+        Some(Command::Passwd(args)) => subcommands::passwd(&args),
+        Some(Command::Revoke(args)) => subcommands::revoke(&args),
+        Some(Command::Cert(args)) => subcommands::cert(&args),
         None => serve(&cli.serve),
     };
     match result {
@@ -283,7 +286,7 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
-fn usage_error(message: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
+pub(crate) fn usage_error(message: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
     eprintln!("msg-server: {message}");
     Ok(ExitCode::from(EXIT_USAGE))
 }
@@ -388,119 +391,6 @@ fn config_checked(args: &ServeArgs) -> anyhow::Result<Config> {
         anyhow::bail!("the classic form takes PORT BLOCK_DURATION TIMEOUT");
     }
     Ok(args.config())
-}
-
-fn cert(args: &CertArgs) -> anyhow::Result<ExitCode> {
-    let written = crate::cert::write(&args.names, &args.out)?;
-    println!("Wrote {}", written.files.cert.display());
-    println!("Wrote {} (keep it private)", written.files.key.display());
-    println!("SHA-256 fingerprint: {}", written.fingerprint);
-    Ok(ExitCode::SUCCESS)
-}
-
-fn passwd(args: &PasswdArgs) -> anyhow::Result<ExitCode> {
-    if !msg_proto::validate::is_valid_username(&args.user) {
-        return usage_error(format_args!(
-            "invalid username ({})",
-            msg_proto::validate::USERNAME_RULE
-        ));
-    }
-    let password = if args.password_stdin {
-        let mut line = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut line)
-            .context("cannot read the password from standard input")?;
-        line.trim_end_matches(['\n', '\r']).to_owned()
-    } else {
-        let first = rpassword::prompt_password("New password: ")
-            .context("cannot read the password from the terminal (try --password-stdin)")?;
-        let second = rpassword::prompt_password("Retype new password: ")
-            .context("cannot read the password from the terminal")?;
-        if first != second {
-            anyhow::bail!("the passwords do not match; nothing changed");
-        }
-        first
-    };
-    match accounts::set_password(&args.credentials, &args.user, &password) {
-        Ok(PasswordChange::Added) => println!("Added {}", args.user),
-        Ok(PasswordChange::Changed) => println!("Changed the password of {}", args.user),
-        Err(accounts::AccountsError::InvalidPassword) => {
-            return usage_error("invalid password (must be non-empty, without line breaks)");
-        }
-        Err(e) => return Err(e.into()),
-    }
-    // A new password signs every device out: a stolen one must not stay in.
-    // The password is changed either way; a server that never ran (no
-    // state yet) has no tokens to revoke.
-    let state_dir = match state_dir_or_default(args.state_dir.as_deref(), args.port) {
-        Ok(dir) if dir.join("msg.db").is_file() || admin::socket_path(&dir).exists() => dir,
-        Ok(_) => return Ok(ExitCode::SUCCESS),
-        Err(e) => {
-            eprintln!("msg-server: no device tokens revoked: {e:#}");
-            return Ok(ExitCode::FAILURE);
-        }
-    };
-    revoke_and_report(Some(&state_dir), args.port, Op::Passwd, &args.user, true)
-}
-
-fn revoke(args: &RevokeArgs) -> anyhow::Result<ExitCode> {
-    if !msg_proto::validate::is_valid_username(&args.user) {
-        return usage_error(format_args!(
-            "invalid username ({})",
-            msg_proto::validate::USERNAME_RULE
-        ));
-    }
-    let op = if args.list { Op::List } else { Op::Revoke };
-    revoke_and_report(args.state_dir.as_deref(), args.port, op, &args.user, false)
-}
-
-/// Asks the server (or its database) and says what was done; `quiet`: not
-/// when nothing was (after `passwd`, whose output stays as it was).
-fn revoke_and_report(
-    state_dir: Option<&Path>,
-    port: u16,
-    op: Op,
-    user: &str,
-    quiet: bool,
-) -> anyhow::Result<ExitCode> {
-    let state_dir = match state_dir_or_default(state_dir, port) {
-        Ok(dir) => dir,
-        Err(e) => return usage_error(e),
-    };
-    let reply = admin::client::request(&state_dir, op, user)?;
-    if reply["ok"] != true {
-        anyhow::bail!(
-            "{}",
-            reply["error"].as_str().unwrap_or("the server refused")
-        );
-    }
-    if let Some(devices) = reply["devices"].as_array() {
-        if devices.is_empty() {
-            println!("{user} has no device tokens");
-        }
-        for device in devices {
-            let at = device["last_used"].as_u64().unwrap_or(0);
-            let at = std::time::UNIX_EPOCH + Duration::from_millis(at);
-            println!(
-                "{}\tlast used {}",
-                device["label"].as_str().unwrap_or("?"),
-                humantime::format_rfc3339_seconds(at)
-            );
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    let revoked = reply["revoked"].as_u64().unwrap_or(0);
-    if quiet && revoked == 0 && reply["ended"] != true {
-        return Ok(ExitCode::SUCCESS);
-    }
-    let session = match (reply["live"] == true, reply["ended"] == true) {
-        (true, true) => "; the session is ended",
-        (true, false) => "; no session was open",
-        (false, _) => " (no server was running)",
-    };
-    println!("Revoked {revoked} device token(s) of {user}{session}");
-    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]
