@@ -164,7 +164,8 @@ fn at_a_terminal_the_fingerprint_is_shown_and_pinned_on_yes() {
         cmd.args(["-qec"])
             .arg(format!("{} login {}", bins().msg.display(), user.name))
             .arg("/dev/null")
-            .write_stdin(format!("{}\n{answer}\n", password(&user.name)))
+            // The certificate is asked about first, before any password.
+            .write_stdin(format!("{answer}\n{}\n", password(&user.name)))
             .timeout(DEADLINE);
         let output = cmd.output().expect("run script");
         user.track_daemon();
@@ -190,4 +191,28 @@ fn at_a_terminal_the_fingerprint_is_shown_and_pinned_on_yes() {
         format!("{} {}\n", tls.server.addr, tls.fingerprint)
     );
     assert_eq!(hans.status()["user"], "hans");
+}
+
+#[test]
+fn private_sessions_work_between_daemons_on_a_tls_server() {
+    let tls = TlsServer::start();
+    let hans = User::with_server_addr("hans", &tls.url());
+    let luke = User::with_server_addr("luke", &tls.url());
+    luke.config("auto_accept_private = true\nnotify = false\n");
+    login_args(&hans, &["--fingerprint", &tls.fingerprint]).ok();
+    login_args(&luke, &["--fingerprint", &tls.fingerprint]).ok();
+    assert_eq!(
+        hans.msg(&["private", "start", "luke"]).ok().out(),
+        "Start private messaging with luke"
+    );
+    hans.msg(&["private", "send", "luke", "through noise"]).ok();
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let inbox = luke.msg(&["inbox", "--all"]).ok().out().to_owned();
+        if inbox.contains("hans(private): through noise") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never arrived: {inbox}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }

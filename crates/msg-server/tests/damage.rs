@@ -2,6 +2,7 @@
 //! that the server cannot read it, and stays logged in; nobody else is
 //! affected. The page is really damaged: overwritten with garbage while the
 //! server is stopped, as a failing disk would leave it.
+#![cfg(unix)]
 
 mod common;
 

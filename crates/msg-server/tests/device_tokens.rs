@@ -1,5 +1,6 @@
 //! Device tokens on the wire: issued once at a login that asks, accepted by
 //! `resume` until revoked, refused with `bad_token` after.
+#![cfg(unix)]
 
 mod common;
 

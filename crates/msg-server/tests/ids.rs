@@ -1,6 +1,7 @@
 //! Message ids never repeat, whatever happens to the database between
 //! runs: a recipient that de-duplicates by id (as msgd's inbox does) would
 //! otherwise swallow new messages that reuse the ids of old ones.
+#![cfg(unix)]
 
 mod common;
 

@@ -63,8 +63,11 @@ async fn bad_frames_get_error_frames_and_do_not_disturb_others() {
     assert_eq!(hans.who().await, ["luke"]);
 
     // Repeated abuse closes the connection; the others carry on.
+    // The server may close before the last of them is written.
     for _ in 0..10 {
-        luke.send_raw(b"garbage\n").await;
+        if luke.try_send_raw(b"garbage\n").await.is_err() {
+            break;
+        }
     }
     let frames = luke.closed().await;
     assert!(

@@ -1,6 +1,7 @@
 //! The server's files: private whatever the umask, one server per state
 //! directory, a default directory per port, and clear errors about the
 //! credentials file.
+#![cfg(unix)]
 
 mod common;
 
