@@ -54,7 +54,10 @@ fn two_users_message_each_other() {
     let me = hans.msg(&["send", "hans", "hi"]);
     assert_eq!((me.code, me.err()), (1, "Error. Cannot message yourself"));
     let nobody = hans.msg(&["send", "nobody", "hi"]);
-    assert_eq!((nobody.code, nobody.err()), (1, "Error. Invalid user"));
+    assert_eq!(
+        (nobody.code, nobody.err()),
+        (1, "Error. Invalid user: nobody has no account")
+    );
     let long = "x".repeat(4001);
     let too_long = hans.msg(&["send", "luke", &long]);
     assert_eq!(
@@ -175,7 +178,12 @@ fn block_and_unblock_effects_and_texts() {
         "Error. hans is already blocked",
     );
     check(&luke, &["block", "luke"], 1, "Error. Cannot block self");
-    check(&luke, &["block", "nobody"], 1, "Error. Invalid user");
+    check(
+        &luke,
+        &["block", "nobody"],
+        1,
+        "Error. Invalid user: nobody has no account",
+    );
     check(
         &hans,
         &["send", "luke", "hi"],

@@ -209,7 +209,10 @@ fn refusals_decline_and_no_answer() {
         &["private", "start", "hans"],
         "Error. Cannot start private messaging with self",
     );
-    check(&["private", "start", "nobody"], "Error. Invalid user");
+    check(
+        &["private", "start", "nobody"],
+        "Error. Invalid user: nobody has no account",
+    );
     check(&["private", "start", "yoda"], "Error. yoda is offline");
     not_enabled(&hans, "luke");
 

@@ -216,3 +216,19 @@ fn private_sessions_work_between_daemons_on_a_tls_server() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+#[test]
+fn a_restarted_msgd_logs_back_in_over_tls_with_its_device_token() {
+    let tls = TlsServer::start();
+    let hans = User::with_server_addr("hans", &tls.url());
+    let luke = User::with_server_addr("luke", &tls.url());
+    login_args(&hans, &["--fingerprint", &tls.fingerprint]).ok();
+    login_args(&luke, &["--fingerprint", &tls.fingerprint]).ok();
+    luke.kill_daemon();
+    hans.msg(&["send", "luke", "while you were away"]).ok();
+    // No password and no flag: the token, and the pin in known_servers.
+    luke.msg(&["daemon", "start"]).ok();
+    luke.track_daemon();
+    luke.wait_messages(&["hans: while you were away"]);
+    assert_eq!(luke.status()["server"], tls.url());
+}

@@ -19,15 +19,44 @@ use msg_proto::control::{Reply, Request, codes};
 use msg_proto::{ErrorCode, Refusal, validate};
 use serde_json::json;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, PrivateCommand};
 use crate::client::Client;
 use crate::complete;
 use crate::output::Output;
 
 pub async fn run(cli: Cli, out: Output) -> ExitCode {
+    let named = named_user(&cli.command);
     match dispatch(cli.command, out).await {
         Ok(code) => code,
-        Err(failure) => out.fail(&failure),
+        Err(failure) => out.fail(&naming(failure, named.as_deref())),
+    }
+}
+
+/// The other user a command names, for an error about that user.
+fn named_user(command: &Command) -> Option<String> {
+    match command {
+        Command::Send { user, .. }
+        | Command::Block { user }
+        | Command::Unblock { user }
+        | Command::Private(
+            PrivateCommand::Start { user }
+            | PrivateCommand::Accept { user }
+            | PrivateCommand::Decline { user }
+            | PrivateCommand::Send { user, .. }
+            | PrivateCommand::Stop { user },
+        ) => Some(user.clone()),
+        _ => None,
+    }
+}
+
+/// The server's `Error. Invalid user` says which user: the one named.
+fn naming(failure: Refusal, user: Option<&str>) -> Refusal {
+    match user {
+        Some(user) if failure.code == ErrorCode::InvalidUser.as_str() => Refusal {
+            message: format!("{}: {user} has no account", failure.message),
+            ..failure
+        },
+        _ => failure,
     }
 }
 
