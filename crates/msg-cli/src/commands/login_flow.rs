@@ -42,17 +42,7 @@ pub(super) async fn ask_server(
             blocked_for,
         } => Ok(Some((exists, registration, blocked_for))),
         Reply::Error { code, .. } if code == codes::INVALID_COMMAND => Ok(None),
-        Reply::Error {
-            code,
-            message,
-            retry_after,
-            fingerprint,
-        } => Err(Refusal {
-            code: code.into(),
-            message,
-            retry_after,
-            fingerprint,
-        }),
+        // Other errors become the refusal they carry, fingerprint included.
         other => Err(super::unexpected(other)),
     }
 }

@@ -246,7 +246,7 @@ impl Link {
     }
 }
 
-async fn next_frame(conn: &mut Conn) -> Result<ServerFrame, Refusal> {
+pub(super) async fn next_frame(conn: &mut Conn) -> Result<ServerFrame, Refusal> {
     loop {
         match conn.next().await {
             Some(Ok(Ok(frame))) => return Ok(frame),

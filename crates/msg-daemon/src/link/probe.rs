@@ -5,14 +5,14 @@
 //! plain connection that would carry a password elsewhere is refused here,
 //! before anyone types a password.
 
-use futures::{SinkExt, StreamExt};
+use futures::SinkExt;
 use msg_proto::control::{Trust, codes};
 use msg_proto::server::{ClientFrame, ServerFrame, UserRequest};
 use msg_proto::{JsonLines, PROTOCOL_VERSION, Refusal};
 use tokio::time::timeout;
 use tokio_util::codec::Framed;
 
-use crate::link::login::REPLY_TIMEOUT;
+use crate::link::login::{REPLY_TIMEOUT, next_frame};
 use crate::link::{Conn, lost, transport, unreachable};
 use crate::texts;
 
@@ -41,12 +41,7 @@ pub async fn account_info(server: &str, user: &str, trust: &Trust) -> Result<Acc
         });
         conn.send(request).await.map_err(|_| lost())?;
         loop {
-            let frame = match conn.next().await {
-                Some(Ok(Ok(frame))) => frame,
-                Some(Ok(Err(_))) => continue,
-                None | Some(Err(_)) => return Err(lost()),
-            };
-            match frame.into_refusal()? {
+            match next_frame(&mut conn).await?.into_refusal()? {
                 ServerFrame::Account {
                     exists,
                     registration,
