@@ -49,7 +49,8 @@ fn what_watch_showed_is_read_and_watch_ends_when_msgd_stops() {
     let [hans, luke] = <[User; 2]>::try_from(online(&server, &["hans", "luke"]))
         .ok()
         .unwrap();
-    // Everything so far (luke's login notice) read.
+    // Everything so far (luke's login notice, once it is in) read.
+    hans.wait_status(|s| s["unread"] == 1);
     hans.msg(&["inbox"]).ok();
     let (mut watch, lines) = hans.watch(false);
     luke.msg(&["send", "hans", "seen live"]).ok();

@@ -33,8 +33,13 @@ pub use types::{
     MsgId, PING_EVERY, RequestId, SILENCE_LIMIT, Secret, Timestamp, now_ms, random_hex,
 };
 
-/// Version of the server protocol; exchanged in `hello` and checked by both sides.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Version of the server protocol; exchanged in `hello` and checked by both
+/// sides. Version 2 batches presence notices (`presence_batch`).
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// The oldest client version the server still serves (version 1 clients get
+/// one `presence` frame per login or logout).
+pub const OLDEST_PROTOCOL_VERSION: u32 = 1;
 
 /// Largest frame accepted on any msg connection, newline excluded.
 pub const MAX_FRAME_LEN: usize = 64 * 1024;

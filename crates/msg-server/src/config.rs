@@ -37,6 +37,10 @@ pub struct Config {
     /// `send` requests one connection may have awaiting their reply; more
     /// wait (the connection's reading pauses).
     pub max_outstanding_sends: usize,
+    /// Logins and logouts kept for sessions to read (about 130 bytes each);
+    /// a session that falls further behind is disconnected as a slow
+    /// consumer.
+    pub presence_backlog: usize,
     /// Malformed frames tolerated on one connection before it is closed.
     pub max_bad_frames: u32,
     /// How long queued frames (a last error, `logged_out`) may take to reach
@@ -70,6 +74,7 @@ impl Default for Config {
             outbox_capacity: 1024,
             connection_budget: 1024 * 1024,
             max_outstanding_sends: 1024,
+            presence_backlog: 65_536,
             max_bad_frames: 10,
             close_grace: Duration::from_secs(2),
             queue_limits: QueueLimits::default(),

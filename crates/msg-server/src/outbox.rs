@@ -15,7 +15,7 @@
 //! the reply slots.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -32,12 +32,26 @@ pub enum Push {
     Closed,
 }
 
+/// What a line is, for the queue's accounting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineKind {
+    /// One of the connection's own replies.
+    Reply,
+    /// Pushed by others: counts against the capacity.
+    Event,
+    /// Presence notices read from the shared log by the writer: never in
+    /// the queue, so not counted at all.
+    Presence,
+}
+
 /// One encoded frame waiting to be written.
 #[derive(Debug)]
 pub struct Line {
     pub bytes: Bytes,
-    /// Pushed by others (counts against the capacity), not a reply.
-    pub event: bool,
+    pub kind: LineKind,
+    /// The presence log's end when the line was queued: the notices before
+    /// it are written before the line, the later ones after it.
+    pub mark: u64,
 }
 
 #[derive(Debug)]
@@ -60,8 +74,11 @@ struct Shared {
     revoked: AtomicBool,
     /// The connection has ended; nothing more is queued.
     closed: AtomicBool,
-    /// Wakes the connection task: lines queued, kicked, a slot freed.
+    /// Wakes the connection task: lines queued, kicked, a slot freed,
+    /// presence notices to read.
     wake: Notify,
+    /// The presence log's end (see [`Line::mark`]).
+    presence_end: Arc<AtomicU64>,
     /// Free slots for `sent` replies owed to this client.
     reply_slots: AtomicUsize,
 }
@@ -91,7 +108,13 @@ impl Shared {
                 }
                 self.events.fetch_add(1, Ordering::AcqRel);
             }
-            lines.push_back(Line { bytes, event });
+            let kind = if event {
+                LineKind::Event
+            } else {
+                LineKind::Reply
+            };
+            let mark = self.presence_end.load(Ordering::Acquire);
+            lines.push_back(Line { bytes, kind, mark });
             self.queued.fetch_add(1, Ordering::AcqRel);
             self.bytes.fetch_add(len, Ordering::AcqRel);
         }
@@ -143,8 +166,14 @@ impl Drop for ReplySlot {
 impl Outbox {
     /// `capacity`: lines that may wait before an event counts as overflow;
     /// `budget`: bytes that may wait before an event counts as overflow;
-    /// `max_outstanding`: `send`s that may await their reply at once.
-    pub fn new(capacity: usize, budget: usize, max_outstanding: usize) -> Self {
+    /// `max_outstanding`: `send`s that may await their reply at once;
+    /// `presence_end`: the presence log's end, to mark each line with.
+    pub fn new(
+        capacity: usize,
+        budget: usize,
+        max_outstanding: usize,
+        presence_end: Arc<AtomicU64>,
+    ) -> Self {
         Self {
             shared: Arc::new(Shared {
                 lines: Mutex::new(VecDeque::new()),
@@ -158,6 +187,7 @@ impl Outbox {
                 revoked: AtomicBool::new(false),
                 closed: AtomicBool::new(false),
                 wake: Notify::new(),
+                presence_end,
                 reply_slots: AtomicUsize::new(max_outstanding.max(1)),
             }),
         }
@@ -226,6 +256,18 @@ impl Outbox {
         self.shared.budget
     }
 
+    /// Disconnects the session as a slow consumer (it missed presence
+    /// notices).
+    pub fn kick(&self) {
+        self.shared.kicked.store(true, Ordering::Release);
+        self.shared.wake.notify_one();
+    }
+
+    /// Wakes the connection task (presence notices to read).
+    pub fn nudge(&self) {
+        self.shared.wake.notify_one();
+    }
+
     pub fn is_kicked(&self) -> bool {
         self.shared.kicked.load(Ordering::Acquire)
     }
@@ -282,7 +324,10 @@ mod tests {
     fn drain(out: &Outbox) -> Vec<String> {
         let mut unsent = VecDeque::new();
         out.take_into(&mut unsent);
-        let events = unsent.iter().filter(|line| line.event).count();
+        let events = unsent
+            .iter()
+            .filter(|line| line.kind == LineKind::Event)
+            .count();
         let bytes = unsent.iter().map(|line| line.bytes.len()).sum();
         out.written(unsent.len(), events, bytes);
         unsent
@@ -293,7 +338,7 @@ mod tests {
 
     #[test]
     fn events_overflow_kicks_but_replies_always_queue() {
-        let out = Outbox::new(2, 1 << 20, 1);
+        let out = Outbox::new(2, 1 << 20, 1, Default::default());
         let slot = out.try_reserve_reply().expect("a place");
         assert_eq!(out.push(&ServerFrame::Pong), Push::Queued);
         assert_eq!(out.push(&ServerFrame::Pong), Push::Queued);
@@ -310,7 +355,7 @@ mod tests {
 
     #[test]
     fn events_past_the_byte_budget_kick_and_writing_makes_room() {
-        let out = Outbox::new(100, 64, 1);
+        let out = Outbox::new(100, 64, 1, Default::default());
         let line = Bytes::from(vec![b'x'; 30]);
         assert_eq!(out.push_line(line.clone()), Push::Queued);
         assert_eq!(out.push_line(line.clone()), Push::Queued);
@@ -325,7 +370,7 @@ mod tests {
 
     #[test]
     fn outstanding_replies_are_bounded() {
-        let out = Outbox::new(8, 1 << 20, 1);
+        let out = Outbox::new(8, 1 << 20, 1, Default::default());
         let first = out.try_reserve_reply().expect("a place");
         assert!(out.try_reserve_reply().is_none(), "one at a time");
         assert!(!out.has_reply_room());
@@ -336,7 +381,7 @@ mod tests {
 
     #[test]
     fn a_closed_outbox_refuses_and_frees() {
-        let out = Outbox::new(8, 1 << 20, 1);
+        let out = Outbox::new(8, 1 << 20, 1, Default::default());
         assert_eq!(out.push(&ServerFrame::Pong), Push::Queued);
         out.close();
         assert_eq!(out.push(&ServerFrame::Pong), Push::Closed);
@@ -345,7 +390,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_push_wakes_the_connection() {
-        let out = Outbox::new(8, 1 << 20, 1);
+        let out = Outbox::new(8, 1 << 20, 1, Default::default());
         let waiting = tokio::spawn({
             let out = out.clone();
             async move { out.woken().await }

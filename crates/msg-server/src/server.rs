@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::connection;
+use crate::hub::presence_log::ROUND_STEP;
 use crate::hub::{Hub, SWEEP_INTERVAL};
 use crate::stream::Stream;
 use crate::tls::Tls;
@@ -37,6 +38,7 @@ pub async fn run(
 ) {
     let tracker = TaskTracker::new();
     tracker.spawn(sweep(hub.clone(), shutdown.clone()));
+    tracker.spawn(presence_rounds(hub.clone(), shutdown.clone()));
     tracker.spawn(watch_credentials(hub.clone(), shutdown.clone()));
     tracker.spawn(release_memory(shutdown.clone()));
     tracker.spawn(vacuum(hub.clone(), shutdown.clone()));
@@ -119,6 +121,19 @@ async fn sweep(hub: Arc<Hub>, shutdown: CancellationToken) {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = ticks.tick() => hub.sweep(),
+        }
+    }
+}
+
+/// Wakes the sessions for presence notices whose round was put off (see
+/// [`crate::hub::presence_log::Rounds`]).
+async fn presence_rounds(hub: Arc<Hub>, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(ROUND_STEP);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticks.tick() => hub.presence_tick(),
         }
     }
 }

@@ -94,6 +94,8 @@ pub fn private_too_old(user: &str) -> String {
 /// `private_unavailable` for an asker whose own client gave no `peer_key`.
 pub const PRIVATE_YOURS_TOO_OLD: &str = "Error. Your msgd is too old to talk privately";
 
-pub fn version_mismatch(theirs: u32, ours: u32) -> String {
-    format!("Error. Protocol version {theirs} is not supported (this server speaks {ours})")
+pub fn version_mismatch(theirs: u32, oldest: u32, newest: u32) -> String {
+    format!(
+        "Error. Protocol version {theirs} is not supported (this server speaks versions {oldest} to {newest})"
+    )
 }

@@ -14,7 +14,8 @@ use msg_proto::{FrameError, JsonLines};
 use tokio::io::Ready;
 use tokio_util::codec::Decoder;
 
-use crate::outbox::{Line, Outbox};
+use crate::hub::presence_log::{PresenceLog, Read, Reader};
+use crate::outbox::{Line, LineKind, Outbox};
 use crate::stream::Stream;
 
 /// Bytes read per readiness event; on the stack, so it costs an idle
@@ -25,12 +26,28 @@ const MAX_IOVECS: usize = 256;
 
 pub type Decoded = Result<ClientFrame, FrameError>;
 
+/// A logged-in session's presence notices: the shared log and its place
+/// in it.
+pub struct Notices<'a> {
+    pub log: &'a PresenceLog,
+    pub reader: Reader<'a>,
+}
+
+/// The session missed presence notices: the log moved past its cursor.
+#[derive(Debug, thiserror::Error)]
+#[error("the client fell behind the presence notices")]
+pub struct FellBehind;
+
 pub struct Wire {
     stream: Stream,
     codec: JsonLines<ClientFrame, ServerFrame>,
     read_buf: BytesMut,
-    /// Lines taken from the outbox, the first maybe partly written.
+    /// Lines taken from the outbox (and presence frames), the first maybe
+    /// partly written.
     unsent: VecDeque<Line>,
+    /// How many lines at the front of `unsent` may be written; the others
+    /// wait for presence notices due before them.
+    writable: usize,
     eof: bool,
 }
 
@@ -41,6 +58,7 @@ impl Wire {
             codec: JsonLines::new(),
             read_buf: BytesMut::new(),
             unsent: VecDeque::new(),
+            writable: 0,
             eof: false,
         }
     }
@@ -84,21 +102,24 @@ impl Wire {
         Ok(())
     }
 
-    /// Writes queued lines until the socket would block. `Ok(true)` when
-    /// nothing is left to write.
-    pub fn try_flush(&mut self, out: &Outbox) -> io::Result<bool> {
+    /// Writes queued lines, and the presence notices due before and after
+    /// them, until the socket would block. `Ok(true)` when nothing is left
+    /// to write. A reader that fell behind the presence log is an error
+    /// ([`FellBehind`]).
+    pub fn try_flush(
+        &mut self,
+        out: &Outbox,
+        mut notices: Option<Notices<'_>>,
+    ) -> io::Result<bool> {
         loop {
-            if self.unsent.is_empty() {
-                out.take_into(&mut self.unsent);
-                if self.unsent.is_empty() {
-                    // Keep no storage while quiet.
-                    self.unsent = VecDeque::new();
-                    return self.stream.try_flush();
-                }
+            if self.writable == 0 && !self.refill(out, notices.as_mut())? {
+                // Keep no storage while quiet.
+                self.unsent = VecDeque::new();
+                return self.stream.try_flush();
             }
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
             let mut count = 0;
-            for (slot, line) in slices.iter_mut().zip(&self.unsent) {
+            for (slot, line) in slices.iter_mut().zip(self.unsent.range(..self.writable)) {
                 *slot = IoSlice::new(&line.bytes);
                 count += 1;
             }
@@ -108,26 +129,76 @@ impl Wire {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) => return Err(e),
             };
-            let (lines, events) = self.consume(written);
-            out.written(lines, events, written);
+            let (lines, events, bytes) = self.consume(written);
+            out.written(lines, events, bytes);
         }
     }
 
+    /// Makes lines writable when none are: queued ones, with at most one
+    /// frame of presence notices before them (those announced before the
+    /// first was queued) or, when none is queued, one frame of the latest
+    /// notices. `Ok(false)` when there is nothing to write.
+    fn refill(&mut self, out: &Outbox, notices: Option<&mut Notices<'_>>) -> io::Result<bool> {
+        if self.unsent.is_empty() {
+            out.take_into(&mut self.unsent);
+        }
+        let Some(notices) = notices else {
+            self.writable = self.unsent.len();
+            return Ok(self.writable > 0);
+        };
+        let upto = self.unsent.front().map_or(u64::MAX, |line| line.mark);
+        while *notices.reader.cursor < upto.min(notices.log.end()) {
+            match notices.log.read_upto(&mut notices.reader, upto) {
+                Read::Frame(bytes) => {
+                    self.unsent.push_front(Line {
+                        bytes,
+                        kind: LineKind::Presence,
+                        mark: 0,
+                    });
+                    self.writable = 1;
+                    return Ok(true);
+                }
+                // Skipped notices not for this reader: look further.
+                Read::Nothing => {}
+                Read::FellBehind => return Err(io::Error::other(FellBehind)),
+            }
+        }
+        // Every notice due before them is out: the lines up to the first
+        // one queued after later notices can go.
+        let cursor = *notices.reader.cursor;
+        self.writable = self
+            .unsent
+            .iter()
+            .position(|line| line.mark > cursor)
+            .unwrap_or(self.unsent.len())
+            .max(usize::from(!self.unsent.is_empty()));
+        Ok(self.writable > 0)
+    }
+
     /// Drops `written` bytes from the front of `unsent`; returns how many
-    /// lines were completed, and how many of those were events.
-    fn consume(&mut self, mut written: usize) -> (usize, usize) {
-        let (mut lines, mut events) = (0, 0);
+    /// queued lines were completed, how many of those were events, and
+    /// how many of the bytes were queued ones (not presence notices).
+    fn consume(&mut self, mut written: usize) -> (usize, usize, usize) {
+        let (mut lines, mut events, mut queued_bytes) = (0, 0, 0);
         while let Some(front) = self.unsent.front_mut() {
+            let queued = front.kind != LineKind::Presence;
             if written < front.bytes.len() {
                 front.bytes.advance(written);
+                if queued {
+                    queued_bytes += written;
+                }
                 break;
             }
             written -= front.bytes.len();
-            lines += 1;
-            events += usize::from(front.event);
+            if queued {
+                queued_bytes += front.bytes.len();
+                lines += 1;
+            }
+            events += usize::from(front.kind == LineKind::Event);
             self.unsent.pop_front();
+            self.writable -= 1;
         }
-        (lines, events)
+        (lines, events, queued_bytes)
     }
 
     /// Whether the socket is readable (if `read`) or writable (if
@@ -162,9 +233,10 @@ impl Wire {
         }
     }
 
-    /// Writes everything queued, waiting for the socket as needed.
+    /// Writes everything queued (not the presence notices: the connection
+    /// is ending), waiting for the socket as needed.
     pub async fn flush(&mut self, out: &Outbox) -> io::Result<()> {
-        while !self.try_flush(out)? {
+        while !self.try_flush(out, None)? {
             self.stream.writable().await?;
         }
         Ok(())
@@ -245,7 +317,7 @@ mod tests {
     #[tokio::test]
     async fn queued_lines_are_written_and_counted() {
         let (mut wire, mut client) = pair().await;
-        let out = Outbox::new(8, 1 << 20, 1);
+        let out = Outbox::new(8, 1 << 20, 1, Default::default());
         out.push(&ServerFrame::Pong);
         out.reply(&ServerFrame::Pong);
         assert_eq!(out.queued(), 2);
@@ -259,5 +331,52 @@ mod tests {
             read += client.read(&mut got[read..]).await.expect("read");
         }
         assert_eq!(&got, b"{\"type\":\"pong\"}\n{\"type\":\"pong\"}\n");
+    }
+
+    #[tokio::test]
+    async fn presence_notices_go_between_the_lines_queued_before_and_after_them() {
+        use tokio::io::AsyncReadExt;
+        let (mut wire, mut client) = pair().await;
+        let log = PresenceLog::new(100, 1 << 20);
+        let out = Outbox::new(8, 1 << 20, 4, log.end_counter());
+        let mut cursor = log.end();
+        out.push(&ServerFrame::Broadcast {
+            from: "a".into(),
+            text: "first".into(),
+            at: 0,
+        });
+        log.append("luke", true, 1, None);
+        out.push(&ServerFrame::Broadcast {
+            from: "a".into(),
+            text: "second".into(),
+            at: 0,
+        });
+        log.append("leia", true, 2, None);
+        log.append("me", true, 3, None);
+        log.append("luke", false, 4, None);
+        let notices = Notices {
+            log: &log,
+            reader: Reader {
+                user: "me",
+                batched: true,
+                cursor: &mut cursor,
+            },
+        };
+        assert!(wire.try_flush(&out, Some(notices)).expect("flush"));
+        assert_eq!(out.queued(), 0);
+        assert_eq!(out.queued_bytes(), 0, "notices are not counted as queued");
+        let expected = concat!(
+            "{\"type\":\"broadcast\",\"from\":\"a\",\"text\":\"first\",\"at\":0}\n",
+            "{\"type\":\"presence_batch\",\"events\":[[\"luke\",true,1]]}\n",
+            "{\"type\":\"broadcast\",\"from\":\"a\",\"text\":\"second\",\"at\":0}\n",
+            "{\"type\":\"presence_batch\",\"events\":[[\"leia\",true,2],[\"luke\",false,4]]}\n",
+        );
+        let mut got = vec![0u8; expected.len()];
+        tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut got))
+            .await
+            .expect("in time")
+            .expect("read");
+        assert_eq!(String::from_utf8_lossy(&got), expected);
+        assert_eq!(cursor, 4);
     }
 }

@@ -179,3 +179,95 @@ async fn block_rules_and_texts_and_persistence_across_restart() {
         "{reply:?}"
     );
 }
+
+/// Every login and logout of many users reaches a watcher in order, each
+/// user's own in the order they happened, in `presence_batch` frames.
+#[tokio::test]
+async fn many_logins_and_logouts_reach_everyone_in_order_in_batches() {
+    const USERS: usize = 40;
+    let names: Vec<String> = (0..USERS).map(|i| format!("user{i:02}")).collect();
+    let accounts: String = names.iter().map(|name| format!("{name} pw\n")).collect();
+    let env = Env::with_accounts(&format!("{SAMPLE_ACCOUNTS}{accounts}"));
+    let server = env.start(&[]);
+    let mut watcher = Client::login(server.addr, "hans").await;
+    watcher.whole_batches = true;
+    let sessions = futures::future::join_all(
+        names
+            .iter()
+            .map(|name| Client::login(server.addr, name.as_str())),
+    )
+    .await;
+    for session in sessions {
+        session.logout().await;
+    }
+    let mut seen: Vec<(String, bool)> = Vec::new();
+    while seen.len() < 2 * USERS {
+        match watcher.event().await {
+            ServerFrame::PresenceBatch { events } => {
+                assert!(!events.is_empty(), "an empty batch");
+                seen.extend(
+                    events
+                        .iter()
+                        .map(|event| (event.user().to_owned(), event.online())),
+                );
+            }
+            ServerFrame::Presence { .. } => panic!("a version 2 client got a single notice"),
+            _ => {}
+        }
+    }
+    for name in &names {
+        let own: Vec<bool> = seen
+            .iter()
+            .filter(|(user, _)| user == name)
+            .map(|(_, online)| *online)
+            .collect();
+        assert_eq!(own, [true, false], "{name}'s notices");
+    }
+    assert!(
+        seen.iter().all(|(user, _)| user != "hans"),
+        "not told of itself"
+    );
+}
+
+/// A client that greets with protocol version 1 is still served, with one
+/// `presence` frame per login or logout.
+#[tokio::test]
+async fn a_version_1_client_gets_one_presence_frame_per_notice() {
+    let env = Env::new();
+    let server = env.start(&[]);
+    let mut old = Client::connect_raw(server.addr).await;
+    old.whole_batches = true;
+    old.send(ClientFrame::Hello {
+        version: 1,
+        agent: None,
+    })
+    .await;
+    match old.next_frame().await {
+        ServerFrame::Hello { version, .. } => assert_eq!(version, 1),
+        other => panic!("{other:?}"),
+    }
+    let welcome = old.try_login("hans", password_of("hans")).await;
+    assert!(
+        matches!(welcome, ServerFrame::Welcome { .. }),
+        "{welcome:?}"
+    );
+    let luke = Client::login(server.addr, "luke").await;
+    let _leia = Client::login(server.addr, "leia").await;
+    luke.logout().await;
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        match old.event().await {
+            ServerFrame::Presence { user, online, .. } => seen.push((user, online)),
+            ServerFrame::PresenceBatch { .. } => panic!("a batch for a version 1 client"),
+            _ => {}
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            ("luke".to_owned(), true),
+            ("leia".to_owned(), true),
+            ("luke".to_owned(), false)
+        ]
+    );
+}

@@ -11,8 +11,8 @@ use std::collections::BTreeSet;
 
 use common::*;
 use msg_proto::server::{
-    BroadcastRequest, ClientFrame, LoginRequest, LogoutReason, PrivateEndReason, ResumeRequest,
-    SendRequest, ServerFrame, UserRequest, WhoSinceRequest,
+    BroadcastRequest, ClientFrame, LoginRequest, LogoutReason, PresenceEvent, PrivateEndReason,
+    ResumeRequest, SendRequest, ServerFrame, UserRequest, WhoSinceRequest,
 };
 use msg_proto::{ErrorCode, PROTOCOL_VERSION, RequestId, Secret};
 
@@ -247,6 +247,9 @@ fn every_server_frame() -> Vec<ServerFrame> {
             online: true,
             at: 0,
         },
+        ServerFrame::PresenceBatch {
+            events: vec![PresenceEvent("luke".into(), true, 0)],
+        },
         ServerFrame::LoggedOut {
             reason: LogoutReason::Timeout,
             message: "x".into(),
@@ -287,6 +290,7 @@ fn every_server_frame() -> Vec<ServerFrame> {
             | ServerFrame::Message { .. }
             | ServerFrame::Broadcast { .. }
             | ServerFrame::Presence { .. }
+            | ServerFrame::PresenceBatch { .. }
             | ServerFrame::LoggedOut { .. }
             | ServerFrame::PrivateRequest { .. }
             | ServerFrame::PrivateReady { .. }

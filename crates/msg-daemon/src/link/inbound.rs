@@ -4,7 +4,7 @@
 //! private-session events, which [`crate::private::events`] handles.
 
 use msg_proto::control::{ItemKind, codes};
-use msg_proto::server::{LogoutReason, ServerFrame};
+use msg_proto::server::{LogoutReason, PresenceEvent, ServerFrame};
 use msg_proto::{ErrorCode, Refusal};
 
 use crate::link::burst::Arrival;
@@ -18,6 +18,8 @@ pub(super) enum Inbound {
     Nothing,
     /// Store this with the rest of the burst (then ack, for a message).
     Store(Arrival),
+    /// Store these (a batch of presence notices).
+    StoreAll(Vec<Arrival>),
     /// Ask the server this on the daemon's own account.
     Ask(ServerRequest),
     /// The session loop ends.
@@ -30,8 +32,25 @@ pub(super) enum Inbound {
 pub(super) fn is_arrival(frame: &ServerFrame) -> bool {
     matches!(
         frame,
-        ServerFrame::Message { .. } | ServerFrame::Broadcast { .. } | ServerFrame::Presence { .. }
+        ServerFrame::Message { .. }
+            | ServerFrame::Broadcast { .. }
+            | ServerFrame::Presence { .. }
+            | ServerFrame::PresenceBatch { .. }
     )
+}
+
+/// A login or logout, as the inbox keeps it (one item each, as shown).
+fn presence_arrival(event: PresenceEvent) -> Arrival {
+    let PresenceEvent(user, online, at) = event;
+    Arrival {
+        msg_id: None,
+        client_id: None,
+        kind: ItemKind::Presence,
+        text: texts::presence(&user, online),
+        from: user,
+        at,
+        notify: false,
+    }
 }
 
 impl Link {
@@ -62,15 +81,12 @@ impl Link {
                 at,
                 notify: true,
             }),
-            ServerFrame::Presence { user, online, at } => Inbound::Store(Arrival {
-                msg_id: None,
-                client_id: None,
-                kind: ItemKind::Presence,
-                text: texts::presence(&user, online),
-                from: user,
-                at,
-                notify: false,
-            }),
+            ServerFrame::Presence { user, online, at } => {
+                Inbound::Store(presence_arrival(PresenceEvent(user, online, at)))
+            }
+            ServerFrame::PresenceBatch { events } => {
+                Inbound::StoreAll(events.into_iter().map(presence_arrival).collect())
+            }
             ServerFrame::LoggedOut { reason, message } => {
                 Inbound::End(self.logged_out_by_server(account, reason, message))
             }

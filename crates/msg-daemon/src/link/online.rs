@@ -251,6 +251,10 @@ impl Link {
                         match self.inbound(frame, account) {
                             Inbound::Nothing => {}
                             Inbound::Store(arrival) => burst.push(arrival),
+                            // Over a full burst by at most one frame's worth.
+                            Inbound::StoreAll(arrivals) => {
+                                arrivals.into_iter().for_each(|arrival| burst.push(arrival))
+                            }
                             Inbound::Ask(request) => {
                                 let id = self.id();
                                 pending.insert(id, Pending::Internal);

@@ -25,6 +25,25 @@ pub enum LogoutReason {
     Unknown,
 }
 
+/// One login or logout in a [`ServerFrame::PresenceBatch`], written as a
+/// three-item array `["user", online, at]`: a batch may list thousands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresenceEvent(pub String, pub bool, pub Timestamp);
+
+impl PresenceEvent {
+    pub fn user(&self) -> &str {
+        &self.0
+    }
+
+    pub fn online(&self) -> bool {
+        self.1
+    }
+
+    pub fn at(&self) -> Timestamp {
+        self.2
+    }
+}
+
 /// Why a private session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -112,11 +131,18 @@ pub enum ServerFrame {
         text: String,
         at: Timestamp,
     },
-    /// `user` logged in (`online: true`) or out.
+    /// `user` logged in (`online: true`) or out. Sent to clients that
+    /// greeted with protocol version 1; later versions get
+    /// [`ServerFrame::PresenceBatch`].
     Presence {
         user: String,
         online: bool,
         at: Timestamp,
+    },
+    /// Several logins and logouts, oldest first: what happened since the
+    /// client was last told (protocol version 2 and later).
+    PresenceBatch {
+        events: Vec<PresenceEvent>,
     },
     /// The server ended this session; the connection closes after this frame.
     LoggedOut {

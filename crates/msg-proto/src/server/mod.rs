@@ -12,7 +12,7 @@
 pub mod event;
 pub mod request;
 
-pub use event::{LogoutReason, PrivateEndReason, ServerFrame};
+pub use event::{LogoutReason, PresenceEvent, PrivateEndReason, ServerFrame};
 pub use request::{
     BroadcastRequest, ClientFrame, LoginRequest, MAX_CLIENT_ID_LEN, MAX_DEVICE_LABEL_LEN,
     ResumeRequest, SendRequest, UserRequest, WhoSinceRequest,

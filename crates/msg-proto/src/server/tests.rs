@@ -209,6 +209,15 @@ fn server_frames_round_trip() {
         json!({"type": "presence", "user": "luke", "online": false, "at": 2}),
     );
     round_trip_server(
+        ServerFrame::PresenceBatch {
+            events: vec![
+                PresenceEvent("luke".into(), true, 2),
+                PresenceEvent("leia".into(), false, 3),
+            ],
+        },
+        json!({"type": "presence_batch", "events": [["luke", true, 2], ["leia", false, 3]]}),
+    );
+    round_trip_server(
         ServerFrame::LoggedOut {
             reason: LogoutReason::Timeout,
             message: "You have been logged out due to inactivity".into(),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use msg_proto::server::{LoginRequest, ServerFrame, UserRequest};
 use msg_proto::validate;
-use msg_proto::{ErrorCode, PROTOCOL_VERSION, Refusal, Secret};
+use msg_proto::{ErrorCode, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION, Refusal, Secret};
 use tokio::time::Instant;
 
 use crate::accounts::AccountsError;
@@ -20,16 +20,18 @@ use crate::texts;
 
 impl Connection {
     pub(super) fn on_hello(&mut self, version: u32) -> Flow {
-        if version != PROTOCOL_VERSION {
+        if !(OLDEST_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version) {
             self.reply(ServerFrame::error(
                 None,
                 ErrorCode::VersionMismatch,
-                texts::version_mismatch(version, PROTOCOL_VERSION),
+                texts::version_mismatch(version, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION),
             ));
             return Flow::Close;
         }
+        self.presence_batched = version >= 2;
+        // The version both speak: the client's.
         self.reply(ServerFrame::Hello {
-            version: PROTOCOL_VERSION,
+            version,
             server: concat!("msg-server ", env!("CARGO_PKG_VERSION")).into(),
         });
         self.phase = Phase::Anonymous;
@@ -115,7 +117,10 @@ impl Connection {
             device: device.as_ref().map(|d| d.hash),
         };
         let first_page = match self.hub.begin_session(&user, spec) {
-            Ok(page) => page,
+            Ok((page, presence_from)) => {
+                self.presence_cursor = presence_from;
+                page
+            }
             Err(refusal) => {
                 if let Some(device) = &device
                     && device.token.is_some()

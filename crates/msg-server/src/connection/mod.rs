@@ -108,6 +108,7 @@ pub fn serve(
             hub.config.outbox_capacity,
             hub.config.connection_budget,
             hub.config.max_outstanding_sends,
+            hub.presence.end_counter(),
         ),
         rate: RateLimiter::new(hub.config.max_frames_per_sec),
         hub,
@@ -123,6 +124,8 @@ pub fn serve(
         drain_progress: now,
         paused: false,
         broken: false,
+        presence_cursor: 0,
+        presence_batched: true,
     };
     tracing::debug!(conn = conn.id, "connection opened");
     async move {
@@ -162,6 +165,11 @@ struct Connection {
     paused: bool,
     /// Writing failed: nothing more can reach the client.
     broken: bool,
+    /// The next presence notice to write, once logged in.
+    presence_cursor: u64,
+    /// The client speaks protocol version 2 or later: its presence notices
+    /// come as `presence_batch` frames.
+    presence_batched: bool,
 }
 
 impl Connection {
@@ -237,7 +245,7 @@ mod tests {
             tokio::time::Instant::now(),
         );
         let size = std::mem::size_of_val(&task);
-        assert!(size <= 776, "the connection future grew to {size} bytes");
+        assert!(size <= 784, "the connection future grew to {size} bytes");
         drop(client);
     }
 }

@@ -15,8 +15,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::connection::drain::Drain;
 use crate::connection::{Connection, Flow, Phase};
+use crate::hub::presence_log::Reader;
 use crate::store::{StoreError, StoredMessage};
 use crate::texts;
+use crate::wire::{FellBehind, Notices};
 
 /// A deadline that is not due.
 const FAR_FUTURE: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -92,8 +94,23 @@ impl Connection {
             // Written once every frame already read has been handled, so a
             // burst of requests (or acks during a drain) shares one write.
             let unwritten = self.out.queued();
-            let all_written = match self.wire.try_flush(&self.out) {
+            let notices = match &self.phase {
+                Phase::Session(user) => Some(Notices {
+                    log: &self.hub.presence,
+                    reader: Reader {
+                        user,
+                        batched: self.presence_batched,
+                        cursor: &mut self.presence_cursor,
+                    },
+                }),
+                _ => None,
+            };
+            let all_written = match self.wire.try_flush(&self.out, notices) {
                 Ok(done) => done,
+                Err(e) if e.get_ref().is_some_and(|inner| inner.is::<FellBehind>()) => {
+                    self.out.kick();
+                    continue;
+                }
                 Err(e) => {
                     tracing::debug!(conn = self.id, error = %e, "write failed");
                     self.broken = true;

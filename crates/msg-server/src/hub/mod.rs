@@ -12,7 +12,8 @@
 //! - [`lockout`]: wrong passwords and login blocks;
 //! - [`sessions`]: login, the end of the offline-queue drain, logout;
 //! - [`routing`]: direct messages, acks, broadcasts, overdue acks;
-//! - [`presence`]: `who`, `who_since`, login and logout notices;
+//! - [`presence`]: `who`, `who_since`, login and logout notices, which
+//!   go through the shared [`presence_log`];
 //! - [`blocks`]: block lists;
 //! - [`private`]: private-session brokering;
 //! - [`devices`]: the sessions' device tokens, and ending the sessions of
@@ -25,6 +26,7 @@ mod blocks;
 mod devices;
 mod lockout;
 mod presence;
+pub mod presence_log;
 mod private;
 mod routing;
 mod sessions;
@@ -62,6 +64,8 @@ pub struct Hub {
     /// Wrong passwords per client address.
     pub failed_logins: PerAddress,
     pub store: Store,
+    /// Logins and logouts, read by every session's writer.
+    pub presence: presence_log::PresenceLog,
     state: Mutex<state::State>,
     /// The random half of this run's message ids.
     msg_id_prefix: u64,
@@ -71,6 +75,7 @@ pub struct Hub {
 
 impl Hub {
     pub fn new(config: Config, accounts: Accounts, store: Store, snapshot: Snapshot) -> Self {
+        let backlog = config.presence_backlog;
         let now = now_ms();
         let failures = snapshot
             .lockouts
@@ -90,6 +95,7 @@ impl Hub {
             passwords: Passwords::new(config.password_checks_at_once),
             registrations: PerAddress::new(config.register_rate),
             failed_logins: PerAddress::new(config.login_fail_rate),
+            presence: presence_log::PresenceLog::new(backlog, backlog.saturating_mul(256)),
             config,
             accounts,
             store,
@@ -97,6 +103,7 @@ impl Hub {
                 blocks: snapshot.blocks,
                 last_seen: snapshot.last_seen,
                 failures,
+                presence_rounds: presence_log::Rounds::new(backlog, std::time::Instant::now()),
                 ..state::State::default()
             }),
             // Drawn anew at every start and never stored, so no state of the

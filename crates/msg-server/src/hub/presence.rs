@@ -2,7 +2,9 @@
 //! notices sent when someone logs in or out. A user's presence is hidden
 //! from the users they block, and `who` hides users who block the asker.
 
-use msg_proto::server::ServerFrame;
+use std::sync::Arc;
+use std::time::Instant;
+
 use msg_proto::{Timestamp, now_ms};
 
 use crate::hub::Hub;
@@ -44,22 +46,51 @@ impl Hub {
     }
 }
 
-impl State {
+impl Hub {
     /// Tells every online user but `user` and those `user` blocks that
-    /// `user` logged in or out.
-    pub(super) fn announce_presence(&self, user: &str, online: bool, at: Timestamp) {
-        // Encoded once for everyone.
-        let Ok(line) = msg_proto::encode_line(&ServerFrame::Presence {
-            user: user.to_owned(),
-            online,
-            at,
-        }) else {
-            return;
-        };
-        for (name, session) in &self.sessions {
-            if name != user && !self.has_blocked(user, name) {
-                session.push(line.clone());
-            }
+    /// `user` logged in or out: one entry in the presence log, which each
+    /// session's writer reads (see [`crate::hub::presence_log`]). Called
+    /// under the hub's lock, so the log's order is that of the sessions.
+    pub(super) fn announce_presence(
+        &self,
+        state: &mut State,
+        user: &str,
+        online: bool,
+        at: Timestamp,
+    ) {
+        // Captured now: a later block does not reach back.
+        let hidden_from = state
+            .blocks
+            .get(user)
+            .filter(|blocked| !blocked.is_empty())
+            .map(|blocked| Arc::new(blocked.clone()));
+        self.presence.append(user, online, at, hidden_from);
+        let end = self.presence.end();
+        let online = state.sessions.len();
+        if state.presence_rounds.appended(end, online, Instant::now()) {
+            state.wake_all();
+        }
+    }
+
+    /// The periodic look for notices whose round was put off (see
+    /// [`crate::hub::presence_log::Rounds`]).
+    pub fn presence_tick(&self) {
+        let mut guard = self.state();
+        let state = &mut *guard;
+        let end = self.presence.end();
+        let online = state.sessions.len();
+        if state.presence_rounds.tick(end, online, Instant::now()) {
+            state.wake_all();
+        }
+    }
+}
+
+impl State {
+    /// Wakes every session, to read the presence notices announced since
+    /// it last wrote.
+    fn wake_all(&self) {
+        for session in self.sessions.values() {
+            session.out.nudge();
         }
     }
 }

@@ -37,8 +37,13 @@ pub type QueuePage = oneshot::Receiver<Result<Vec<StoredMessage>, StoreError>>;
 impl Hub {
     /// Registers a session for `user` after a correct password. The caller
     /// then delivers the offline queue starting from the returned page and
-    /// calls [`Hub::finish_drain`].
-    pub fn begin_session(&self, user: &str, spec: SessionSpec) -> Result<QueuePage, Refusal> {
+    /// calls [`Hub::finish_drain`]; the session's presence notices start at
+    /// the returned place in the presence log.
+    pub fn begin_session(
+        &self,
+        user: &str,
+        spec: SessionSpec,
+    ) -> Result<(QueuePage, u64), Refusal> {
         let mut state = self.state();
         if state.sessions.contains_key(user) {
             return Err(Refusal::new(
@@ -61,7 +66,10 @@ impl Hub {
             },
         );
         self.store.presence(user, now_ms(), true);
-        Ok(self.store.pending_after(user, 0, DRAIN_PAGE))
+        Ok((
+            self.store.pending_after(user, 0, DRAIN_PAGE),
+            self.presence.end(),
+        ))
     }
 
     /// The offline queue has been written up to queue position `after`
@@ -103,7 +111,7 @@ impl Hub {
                 inflight.since = Some(now);
             }
         }
-        state.announce_presence(user, true, now_ms());
+        self.announce_presence(state, user, true, now_ms());
         None
     }
 
@@ -128,7 +136,7 @@ impl Hub {
         let now = now_ms();
         state.last_seen.insert(user.to_owned(), now);
         self.store.presence(user, now, false);
-        state.announce_presence(user, false, now);
+        self.announce_presence(&mut state, user, false, now);
         let pairs: Vec<String> = state
             .private_pairs
             .iter()

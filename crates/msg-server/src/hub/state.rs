@@ -12,6 +12,7 @@ use bytes::Bytes;
 use msg_proto::server::ServerFrame;
 use msg_proto::{MsgId, RequestId, Timestamp};
 
+use crate::hub::presence_log::Rounds;
 use crate::outbox::{Outbox, Push, ReplySlot};
 use crate::store::{StoredMessage, TokenHash};
 
@@ -93,6 +94,8 @@ pub(super) struct State {
     pub private_requests: HashMap<(String, String), Instant>,
     /// Brokered private sessions, as ordered pairs.
     pub private_pairs: HashSet<(String, String)>,
+    /// When the sessions are next woken for presence notices.
+    pub presence_rounds: Rounds,
 }
 
 impl State {

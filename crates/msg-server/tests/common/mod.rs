@@ -346,6 +346,10 @@ pub struct Client {
     next_id: RequestId,
     /// Frames received while waiting for something else.
     backlog: VecDeque<ServerFrame>,
+    /// The rest of a `presence_batch` being split.
+    split: VecDeque<ServerFrame>,
+    /// Return `presence_batch` frames whole instead of split.
+    pub whole_batches: bool,
     /// Acknowledge messages as a daemon would, as soon as they arrive.
     pub auto_ack: bool,
     /// Ping while waiting for a frame, every this long, as a real client
@@ -444,6 +448,8 @@ impl Client {
             conn: Framed::new(stream, JsonLines::new()),
             next_id: 1,
             backlog: VecDeque::new(),
+            split: VecDeque::new(),
+            whole_batches: false,
             auto_ack: true,
             ping_every: None,
             user: String::new(),
@@ -628,12 +634,30 @@ impl Client {
         Some(frame)
     }
 
-    /// The next frame off the wire (cancel-safe).
+    /// The next frame off the wire (cancel-safe). A `presence_batch` is
+    /// split into the `presence` frames it stands for (tests ask about one
+    /// user's notice), unless `whole_batches` is set.
     async fn receive(&mut self) -> Option<ServerFrame> {
-        match self.conn.next().await? {
-            Ok(Ok(frame)) => Some(frame),
+        if let Some(frame) = self.split.pop_front() {
+            return Some(frame);
+        }
+        let frame = match self.conn.next().await? {
+            Ok(Ok(frame)) => frame,
             Ok(Err(e)) => panic!("server sent a bad frame: {e}"),
-            Err(_) => None,
+            Err(_) => return None,
+        };
+        match frame {
+            ServerFrame::PresenceBatch { events } if !self.whole_batches => {
+                assert!(!events.is_empty(), "an empty presence batch");
+                self.split
+                    .extend(events.into_iter().map(|event| ServerFrame::Presence {
+                        user: event.user().to_owned(),
+                        online: event.online(),
+                        at: event.at(),
+                    }));
+                self.split.pop_front()
+            }
+            frame => Some(frame),
         }
     }
 
