@@ -19,8 +19,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use futures::task::AtomicWaker;
 use msg_proto::server::ServerFrame;
-use tokio::sync::Notify;
+use std::task::{Context, Poll};
 
 /// Result of queueing an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,26 +65,38 @@ struct Shared {
     /// Bytes of the lines not yet written.
     bytes: AtomicUsize,
     /// Events are refused once this many wait.
-    capacity: usize,
+    capacity: u32,
     /// Events are refused past this many bytes waiting.
-    budget: usize,
-    max_outstanding: usize,
+    budget: u32,
+    max_outstanding: u32,
     /// The client could not keep up; the connection should end.
     kicked: AtomicBool,
     /// The account's device tokens were revoked; the session should end.
     revoked: AtomicBool,
     /// The connection has ended; nothing more is queued.
     closed: AtomicBool,
-    /// Wakes the connection task: lines queued, kicked, a slot freed,
-    /// presence notices to read.
-    wake: Notify,
+    /// The connection task's waker, and whether it was woken since it last
+    /// looked: lines queued, kicked, a slot freed, presence notices to read.
+    /// (A `Notify` would put its 56-byte waiter in every idle session's
+    /// task; the waker lives here instead.)
+    waker: AtomicWaker,
+    woken: AtomicBool,
     /// The presence log's end (see [`Line::mark`]).
     presence_end: Arc<AtomicU64>,
+    /// The next presence notice this session's writer will read: the hub
+    /// forgets the notices every session has read.
+    presence_cursor: AtomicU64,
     /// Free slots for `sent` replies owed to this client.
     reply_slots: AtomicUsize,
 }
 
 impl Shared {
+    /// Wakes the connection task, or has its next look find the wake-up.
+    fn wake(&self) {
+        self.woken.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
     fn lines(&self) -> std::sync::MutexGuard<'_, VecDeque<Line>> {
         // Nothing panics while holding it; if it did, the queue is intact.
         self.lines.lock().unwrap_or_else(|e| e.into_inner())
@@ -99,11 +112,11 @@ impl Shared {
             }
             let len = bytes.len();
             if event {
-                let over_budget = self.bytes.load(Ordering::Acquire) + len > self.budget;
-                if self.events.load(Ordering::Acquire) >= self.capacity || over_budget {
+                let over_budget = self.bytes.load(Ordering::Acquire) + len > self.budget as usize;
+                if self.events.load(Ordering::Acquire) >= self.capacity as usize || over_budget {
                     drop(lines);
                     self.kicked.store(true, Ordering::Release);
-                    self.wake.notify_one();
+                    self.wake();
                     return Push::Full;
                 }
                 self.events.fetch_add(1, Ordering::AcqRel);
@@ -119,10 +132,15 @@ impl Shared {
             self.bytes.fetch_add(len, Ordering::AcqRel);
         }
         if wake {
-            self.wake.notify_one();
+            self.wake();
         }
         Push::Queued
     }
+}
+
+/// Limits are kept as `u32`: every session carries three of them.
+fn small(limit: usize) -> u32 {
+    u32::try_from(limit).unwrap_or(u32::MAX)
 }
 
 fn encoded(frame: &ServerFrame) -> Option<Bytes> {
@@ -159,7 +177,7 @@ impl Drop for ReplySlot {
         shared.reply_slots.fetch_add(1, Ordering::AcqRel);
         // The connection may be holding a `send` for want of this slot, or
         // waiting for its last replies before it closes.
-        shared.wake.notify_one();
+        shared.wake();
     }
 }
 
@@ -180,15 +198,17 @@ impl Outbox {
                 queued: AtomicUsize::new(0),
                 events: AtomicUsize::new(0),
                 bytes: AtomicUsize::new(0),
-                capacity: capacity.max(1),
-                budget,
-                max_outstanding: max_outstanding.max(1),
+                capacity: small(capacity.max(1)),
+                budget: small(budget),
+                max_outstanding: small(max_outstanding.max(1)),
                 kicked: AtomicBool::new(false),
                 revoked: AtomicBool::new(false),
                 closed: AtomicBool::new(false),
-                wake: Notify::new(),
+                waker: AtomicWaker::new(),
+                woken: AtomicBool::new(false),
                 presence_end,
-                reply_slots: AtomicUsize::new(max_outstanding.max(1)),
+                presence_cursor: AtomicU64::new(0),
+                reply_slots: AtomicUsize::new(small(max_outstanding.max(1)) as usize),
             }),
         }
     }
@@ -230,7 +250,7 @@ impl Outbox {
 
     /// No deferred reply is owed to the client.
     pub fn all_replies_in(&self) -> bool {
-        self.shared.reply_slots.load(Ordering::Acquire) == self.shared.max_outstanding
+        self.shared.reply_slots.load(Ordering::Acquire) == self.shared.max_outstanding as usize
     }
 
     /// Whether [`Outbox::try_reserve_reply`] would succeed now.
@@ -249,23 +269,31 @@ impl Outbox {
     }
 
     pub fn capacity(&self) -> usize {
-        self.shared.capacity
+        self.shared.capacity as usize
     }
 
     pub fn budget(&self) -> usize {
-        self.shared.budget
+        self.shared.budget as usize
     }
 
     /// Disconnects the session as a slow consumer (it missed presence
     /// notices).
     pub fn kick(&self) {
         self.shared.kicked.store(true, Ordering::Release);
-        self.shared.wake.notify_one();
+        self.shared.wake();
+    }
+
+    pub fn presence_cursor(&self) -> u64 {
+        self.shared.presence_cursor.load(Ordering::Acquire)
+    }
+
+    pub fn set_presence_cursor(&self, cursor: u64) {
+        self.shared.presence_cursor.store(cursor, Ordering::Release);
     }
 
     /// Wakes the connection task (presence notices to read).
     pub fn nudge(&self) {
-        self.shared.wake.notify_one();
+        self.shared.wake();
     }
 
     pub fn is_kicked(&self) -> bool {
@@ -275,18 +303,26 @@ impl Outbox {
     /// Ends the session: its account's device tokens were revoked.
     pub fn revoke(&self) {
         self.shared.revoked.store(true, Ordering::Release);
-        self.shared.wake.notify_one();
+        self.shared.wake();
     }
 
     pub fn is_revoked(&self) -> bool {
         self.shared.revoked.load(Ordering::Acquire)
     }
 
-    /// Completes when something was queued, the connection was kicked or a
+    /// Ready when something was queued, the connection was kicked or a
     /// reply slot came free since the last call (a wake-up is kept if nobody
     /// was waiting).
-    pub async fn woken(&self) {
-        self.shared.wake.notified().await;
+    pub fn poll_woken(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let shared = &self.shared;
+        // Registered before the flag is read, so a wake-up in between is
+        // not lost.
+        shared.waker.register(cx.waker());
+        if shared.woken.swap(false, Ordering::AcqRel) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
     }
 
     /// Moves every queued line to the back of `unsent`. Swapping when
@@ -393,7 +429,7 @@ mod tests {
         let out = Outbox::new(8, 1 << 20, 1, Default::default());
         let waiting = tokio::spawn({
             let out = out.clone();
-            async move { out.woken().await }
+            async move { std::future::poll_fn(|cx| out.poll_woken(cx)).await }
         });
         out.push(&ServerFrame::Pong);
         tokio::time::timeout(std::time::Duration::from_secs(5), waiting)

@@ -128,12 +128,21 @@ async fn sweep(hub: Arc<Hub>, shutdown: CancellationToken) {
 /// Wakes the sessions for presence notices whose round was put off (see
 /// [`crate::hub::presence_log::Rounds`]).
 async fn presence_rounds(hub: Arc<Hub>, shutdown: CancellationToken) {
+    /// Looks between two trims of what everyone has read.
+    const TRIM_EVERY: u32 = 50;
     let mut ticks = tokio::time::interval(ROUND_STEP);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut count = 0u32;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = ticks.tick() => hub.presence_tick(),
+            _ = ticks.tick() => {
+                hub.presence_tick();
+                count = (count + 1) % TRIM_EVERY;
+                if count == 0 {
+                    hub.trim_presence();
+                }
+            }
         }
     }
 }

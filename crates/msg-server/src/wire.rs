@@ -41,10 +41,12 @@ pub struct FellBehind;
 pub struct Wire {
     stream: Stream,
     codec: JsonLines<ClientFrame, ServerFrame>,
-    read_buf: BytesMut,
+    /// Present only while part of a frame is pending (boxed: an idle
+    /// session carries 8 bytes for it, not 32).
+    read_buf: Option<Box<BytesMut>>,
     /// Lines taken from the outbox (and presence frames), the first maybe
-    /// partly written.
-    unsent: VecDeque<Line>,
+    /// partly written; present only while writing (boxed, like `read_buf`).
+    unsent: Option<Box<VecDeque<Line>>>,
     /// How many lines at the front of `unsent` may be written; the others
     /// wait for presence notices due before them.
     writable: usize,
@@ -56,8 +58,8 @@ impl Wire {
         Self {
             stream,
             codec: JsonLines::new(),
-            read_buf: BytesMut::new(),
-            unsent: VecDeque::new(),
+            read_buf: None,
+            unsent: None,
             writable: 0,
             eof: false,
         }
@@ -66,16 +68,18 @@ impl Wire {
     /// The next frame already received, if any, with the bytes it took.
     /// After end of stream a last line without its newline counts too.
     pub fn next_frame(&mut self) -> Option<(Decoded, usize)> {
-        let buffered = self.read_buf.len();
+        let buf = self.read_buf.as_deref_mut()?;
+        let buffered = buf.len();
         let decoded = if self.eof {
-            self.codec.decode_eof(&mut self.read_buf)
+            self.codec.decode_eof(buf)
         } else {
-            self.codec.decode(&mut self.read_buf)
+            self.codec.decode(buf)
         };
-        if self.read_buf.is_empty() && self.read_buf.capacity() > 0 {
-            self.read_buf = BytesMut::new();
+        let left = buf.len();
+        if left == 0 {
+            self.read_buf = None;
         }
-        let taken = buffered - self.read_buf.len();
+        let taken = buffered - left;
         // The codec reports bad frames as items; it has no error of its own.
         Some((decoded.ok().flatten()?, taken))
     }
@@ -87,7 +91,7 @@ impl Wire {
 
     /// The peer closed its side and every frame has been taken.
     pub fn finished(&self) -> bool {
-        self.eof && self.read_buf.is_empty()
+        self.eof && self.read_buf.is_none()
     }
 
     /// Reads what the socket has, without waiting.
@@ -95,7 +99,10 @@ impl Wire {
         let mut chunk = [0u8; READ_CHUNK];
         match self.stream.try_read(&mut chunk) {
             Ok(0) => self.eof = true,
-            Ok(n) => self.read_buf.extend_from_slice(&chunk[..n]),
+            Ok(n) => self
+                .read_buf
+                .get_or_insert_with(Box::default)
+                .extend_from_slice(&chunk[..n]),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(e),
         }
@@ -114,12 +121,15 @@ impl Wire {
         loop {
             if self.writable == 0 && !self.refill(out, notices.as_mut())? {
                 // Keep no storage while quiet.
-                self.unsent = VecDeque::new();
+                self.unsent = None;
                 return self.stream.try_flush();
             }
+            let Some(unsent) = self.unsent.as_deref() else {
+                return self.stream.try_flush();
+            };
             let mut slices = [IoSlice::new(&[]); MAX_IOVECS];
             let mut count = 0;
-            for (slot, line) in slices.iter_mut().zip(self.unsent.range(..self.writable)) {
+            for (slot, line) in slices.iter_mut().zip(unsent.range(..self.writable)) {
                 *slot = IoSlice::new(&line.bytes);
                 count += 1;
             }
@@ -139,18 +149,19 @@ impl Wire {
     /// first was queued) or, when none is queued, one frame of the latest
     /// notices. `Ok(false)` when there is nothing to write.
     fn refill(&mut self, out: &Outbox, notices: Option<&mut Notices<'_>>) -> io::Result<bool> {
-        if self.unsent.is_empty() {
-            out.take_into(&mut self.unsent);
+        let unsent = self.unsent.get_or_insert_with(Box::default);
+        if unsent.is_empty() {
+            out.take_into(unsent);
         }
         let Some(notices) = notices else {
-            self.writable = self.unsent.len();
+            self.writable = unsent.len();
             return Ok(self.writable > 0);
         };
-        let upto = self.unsent.front().map_or(u64::MAX, |line| line.mark);
+        let upto = unsent.front().map_or(u64::MAX, |line| line.mark);
         while *notices.reader.cursor < upto.min(notices.log.end()) {
             match notices.log.read_upto(&mut notices.reader, upto) {
                 Read::Frame(bytes) => {
-                    self.unsent.push_front(Line {
+                    unsent.push_front(Line {
                         bytes,
                         kind: LineKind::Presence,
                         mark: 0,
@@ -166,12 +177,11 @@ impl Wire {
         // Every notice due before them is out: the lines up to the first
         // one queued after later notices can go.
         let cursor = *notices.reader.cursor;
-        self.writable = self
-            .unsent
+        self.writable = unsent
             .iter()
             .position(|line| line.mark > cursor)
-            .unwrap_or(self.unsent.len())
-            .max(usize::from(!self.unsent.is_empty()));
+            .unwrap_or(unsent.len())
+            .max(usize::from(!unsent.is_empty()));
         Ok(self.writable > 0)
     }
 
@@ -180,7 +190,10 @@ impl Wire {
     /// how many of the bytes were queued ones (not presence notices).
     fn consume(&mut self, mut written: usize) -> (usize, usize, usize) {
         let (mut lines, mut events, mut queued_bytes) = (0, 0, 0);
-        while let Some(front) = self.unsent.front_mut() {
+        let Some(unsent) = self.unsent.as_deref_mut() else {
+            return (lines, events, queued_bytes);
+        };
+        while let Some(front) = unsent.front_mut() {
             let queued = front.kind != LineKind::Presence;
             if written < front.bytes.len() {
                 front.bytes.advance(written);
@@ -195,7 +208,7 @@ impl Wire {
                 lines += 1;
             }
             events += usize::from(front.kind == LineKind::Event);
-            self.unsent.pop_front();
+            unsent.pop_front();
             self.writable -= 1;
         }
         (lines, events, queued_bytes)
@@ -305,7 +318,7 @@ mod tests {
             Ok(ClientFrame::Broadcast(BroadcastRequest { .. }))
         ));
         assert_eq!(len, big.len());
-        assert_eq!(wire.read_buf.capacity(), 0, "no buffer kept while idle");
+        assert!(wire.read_buf.is_none(), "no buffer kept while idle");
         drop(client);
         std::future::poll_fn(|cx| wire.poll_ready(cx, true, false))
             .await
@@ -323,7 +336,7 @@ mod tests {
         assert_eq!(out.queued(), 2);
         wire.flush(&out).await.expect("flush");
         assert_eq!(out.queued(), 0);
-        assert!(wire.unsent.capacity() == 0, "no storage kept while idle");
+        assert!(wire.unsent.is_none(), "no storage kept while idle");
         let mut got = vec![0u8; 32];
         let mut read = 0;
         while read < 32 {

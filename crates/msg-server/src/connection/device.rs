@@ -102,7 +102,7 @@ impl Connection {
         self.hub.check_not_logged_in(user)?;
         // Reserved like a password check, given back if the token is right:
         // wrong tokens count against the address as wrong passwords do.
-        let ip = self.peer.ip();
+        let ip = self.ip;
         self.hub
             .failed_logins
             .take(ip, std::time::Instant::now())

@@ -111,16 +111,14 @@ impl Connection {
         let spec = SessionSpec {
             conn: self.id,
             out: self.out.clone(),
-            ip: self.peer.ip(),
+            ip: self.ip,
             peer_port,
             peer_key,
             device: device.as_ref().map(|d| d.hash),
         };
-        let first_page = match self.hub.begin_session(&user, spec) {
-            Ok((page, presence_from)) => {
-                self.presence_cursor = presence_from;
-                page
-            }
+        let name: Arc<str> = Arc::from(user.as_str());
+        let first_page = match self.hub.begin_session(&name, spec) {
+            Ok(page) => page,
             Err(refusal) => {
                 if let Some(device) = &device
                     && device.token.is_some()
@@ -136,7 +134,7 @@ impl Connection {
             }
         };
         tracing::info!(user = %user, conn = self.id, "logged in");
-        self.phase = Phase::Session(Arc::from(user.as_str()));
+        self.phase = Phase::Session(name);
         self.last_active = Instant::now();
         self.reply(ServerFrame::Welcome {
             id,
@@ -180,11 +178,11 @@ impl Connection {
         let turn = self.hub.passwords.turn(user).await;
         self.hub.check_login_block(user)?;
         self.hub.check_not_logged_in(user)?;
-        let permit = self.hub.passwords.permit(self.peer.ip()).await;
+        let permit = self.hub.passwords.permit(self.ip).await;
         // A check is reserved against the address's allowance of wrong
         // passwords once it can run (so only running checks hold one), and
         // given back if the password is right.
-        let ip = self.peer.ip();
+        let ip = self.ip;
         self.hub
             .failed_logins
             .take(ip, std::time::Instant::now())
@@ -247,10 +245,10 @@ impl Connection {
         if self.hub.accounts.spelled(user).is_some() {
             return Err(Refusal::new(ErrorCode::UserExists, texts::USER_EXISTS));
         }
-        let permit = self.hub.passwords.permit(self.peer.ip()).await;
+        let permit = self.hub.passwords.permit(self.ip).await;
         self.hub
             .registrations
-            .take(self.peer.ip(), std::time::Instant::now())
+            .take(self.ip, std::time::Instant::now())
             .map_err(|secs| {
                 Refusal::new(ErrorCode::RateLimited, texts::too_many_registrations(secs))
                     .retry_after(secs)

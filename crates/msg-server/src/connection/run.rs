@@ -94,18 +94,7 @@ impl Connection {
             // Written once every frame already read has been handled, so a
             // burst of requests (or acks during a drain) shares one write.
             let unwritten = self.out.queued();
-            let notices = match &self.phase {
-                Phase::Session(user) => Some(Notices {
-                    log: &self.hub.presence,
-                    reader: Reader {
-                        user,
-                        batched: self.presence_batched,
-                        cursor: &mut self.presence_cursor,
-                    },
-                }),
-                _ => None,
-            };
-            let all_written = match self.wire.try_flush(&self.out, notices) {
+            let all_written = match self.flush_with_notices() {
                 Ok(done) => done,
                 Err(e) if e.get_ref().is_some_and(|inner| inner.is::<FellBehind>()) => {
                     self.out.kick();
@@ -138,6 +127,7 @@ impl Connection {
             }
             let wire = &mut self.wire;
             let drain = &mut self.drain;
+            let out = &self.out;
             // Timers before the socket, so a client that never stops sending
             // still meets its deadlines; the wake-up (something queued, a
             // reply slot freed) last, since every turn writes anyway.
@@ -152,7 +142,7 @@ impl Connection {
                 ready = std::future::poll_fn(|cx| wire.poll_ready(cx, reading, !all_written)) => {
                     Event::Socket(ready)
                 }
-                _ = self.out.woken() => Event::Woken,
+                _ = std::future::poll_fn(|cx| out.poll_woken(cx)) => Event::Woken,
             };
             match event {
                 Event::Shutdown => {
@@ -209,6 +199,26 @@ impl Connection {
             }
         }
     }
+    /// Writes what is queued and the presence notices due, without
+    /// waiting (see [`crate::wire::Wire::try_flush`]).
+    fn flush_with_notices(&mut self) -> std::io::Result<bool> {
+        let mut cursor = self.out.presence_cursor();
+        let notices = match &self.phase {
+            Phase::Session(user) => Some(Notices {
+                log: &self.hub.presence,
+                reader: Reader {
+                    user,
+                    batched: self.presence_batched,
+                    cursor: &mut cursor,
+                },
+            }),
+            _ => None,
+        };
+        let flushed = self.wire.try_flush(&self.out, notices);
+        self.out.set_presence_cursor(cursor);
+        flushed
+    }
+
     /// The earliest of the deadlines that apply now.
     fn next_deadline(&self) -> (Deadline, Instant) {
         let config = &self.hub.config;

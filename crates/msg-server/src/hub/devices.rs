@@ -14,7 +14,7 @@ impl Hub {
             .sessions
             .get(user)
             .filter(|session| session.conn == conn)
-            .and_then(|session| session.device)
+            .and_then(|session| session.device.as_deref().copied())
     }
 
     /// Tells `user`'s session, if there is one, to end (its connection says

@@ -17,8 +17,8 @@ impl Hub {
         let mut users: Vec<String> = state
             .sessions
             .keys()
-            .filter(|name| *name != asker && !state.has_blocked(name, asker))
-            .cloned()
+            .filter(|name| &***name != asker && !state.has_blocked(name, asker))
+            .map(|name| name.to_string())
             .collect();
         users.sort_unstable();
         users
@@ -29,16 +29,16 @@ impl Hub {
     pub fn who_since(&self, asker: &str, secs: u64) -> Vec<String> {
         let cutoff = now_ms().saturating_sub(secs.saturating_mul(1000));
         let state = self.state();
-        let online = state.sessions.keys();
+        let online = state.sessions.keys().map(|name| &**name);
         let recent = state
             .last_seen
             .iter()
             .filter(|(_, at)| **at >= cutoff)
-            .map(|(name, _)| name);
+            .map(|(name, _)| name.as_str());
         let mut users: Vec<String> = online
             .chain(recent)
             .filter(|name| *name != asker && !state.has_blocked(name, asker))
-            .cloned()
+            .map(str::to_owned)
             .collect();
         users.sort_unstable();
         users.dedup();
@@ -82,6 +82,20 @@ impl Hub {
         if state.presence_rounds.tick(end, online, Instant::now()) {
             state.wake_all();
         }
+    }
+
+    /// Forgets the presence notices every session has read.
+    pub fn trim_presence(&self) {
+        let read_by_all = {
+            let state = self.state();
+            state
+                .sessions
+                .values()
+                .map(|session| session.out.presence_cursor())
+                .min()
+                .unwrap_or_else(|| self.presence.end())
+        };
+        self.presence.trim(read_by_all);
     }
 }
 

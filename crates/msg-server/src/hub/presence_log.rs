@@ -33,15 +33,24 @@ const BATCH_HEAD: &[u8] = br#"{"type":"presence_batch","events":["#;
 const BATCH_TAIL: &[u8] = b"]}\n";
 
 struct Entry {
-    user: Arc<str>,
-    /// [`name_hash`] of `user`: most readers skip most entries' names.
+    /// `["user",true,at]`, encoded once for every reader; exactly sized.
+    encoded: Box<[u8]>,
+    /// [`name_hash`] of the user: most readers skip most entries' names.
     user_hash: u64,
-    online: bool,
-    at: Timestamp,
     /// The users the announcing user blocked when it was announced.
     hidden_from: Option<Arc<HashSet<String>>>,
-    /// `["user",true,at]`, encoded once for every reader.
-    encoded: Bytes,
+    at: Timestamp,
+    online: bool,
+}
+
+impl Entry {
+    /// The user's name: names need no escaping in JSON (letters, digits,
+    /// `_` and `-`), so it is the text between the first two quotes.
+    fn user(&self) -> &str {
+        let name = self.encoded.get(2..).unwrap_or_default();
+        let end = name.iter().position(|&b| b == b'"').unwrap_or(0);
+        std::str::from_utf8(&name[..end]).unwrap_or_default()
+    }
 }
 
 struct Entries {
@@ -127,12 +136,11 @@ impl PresenceLog {
             return;
         };
         let entry = Entry {
-            user: Arc::from(user),
+            encoded: encoded.into_boxed_slice(),
             user_hash: name_hash(user),
-            online,
-            at,
             hidden_from,
-            encoded: Bytes::from(encoded),
+            at,
+            online,
         };
         let mut entries = self.write();
         entries.bytes += entry.encoded.len() + ENTRY_COST;
@@ -148,6 +156,23 @@ impl PresenceLog {
         // finds the entry.
         let end = entries.first + entries.list.len() as u64;
         self.end.store(end, Ordering::Release);
+    }
+
+    /// Forgets the entries before sequence number `before`: every session
+    /// has read them.
+    pub fn trim(&self, before: u64) {
+        let mut entries = self.write();
+        while entries.first < before {
+            let Some(old) = entries.list.pop_front() else {
+                break;
+            };
+            entries.bytes -= old.encoded.len() + ENTRY_COST;
+            entries.first += 1;
+        }
+        // A storm's worth of room is not kept for good.
+        if entries.list.capacity() > 64 && entries.list.capacity() > 4 * entries.list.len() {
+            entries.list.shrink_to_fit();
+        }
     }
 
     /// The notices for `reader` from its cursor up to (not including)
@@ -171,7 +196,7 @@ impl PresenceLog {
             let Some(entry) = entries.list.get(index) else {
                 break;
             };
-            if (entry.user_hash == own_hash && &*entry.user == reader.user)
+            if (entry.user_hash == own_hash && entry.user() == reader.user)
                 || entry
                     .hidden_from
                     .as_ref()
@@ -183,7 +208,7 @@ impl PresenceLog {
                 out.put_slice(if count == 0 { BATCH_HEAD } else { b"," });
                 out.put_slice(&entry.encoded);
             } else if let Ok(line) = msg_proto::encode_line(&ServerFrame::Presence {
-                user: entry.user.to_string(),
+                user: entry.user().to_owned(),
                 online: entry.online,
                 at: entry.at,
             }) {

@@ -112,7 +112,12 @@ impl Hub {
         };
         // Checked at the request; either side may have logged in again
         // since, with another client.
-        let key_of = |user: &str| state.sessions.get(user).and_then(|s| s.peer_key.clone());
+        let key_of = |user: &str| {
+            state
+                .sessions
+                .get(user)
+                .and_then(|s| s.peer_key.as_deref().map(str::to_owned))
+        };
         let (Some(callee_key), Some(asker_key)) = (key_of(callee), key_of(asker)) else {
             let too_old = if key_of(callee).is_none() {
                 texts::PRIVATE_YOURS_TOO_OLD.to_owned()

@@ -27,9 +27,10 @@ pub(super) fn take_held(
     };
     held.spilled = true;
     held.bytes = 0;
-    let mut unacked = Vec::with_capacity(held.lines.len() + 1);
-    for (id, _) in held.lines.drain(..) {
-        session.inflight.remove(&id);
+    let lines = std::mem::take(&mut held.lines);
+    let mut unacked = Vec::with_capacity(lines.len() + 1);
+    for (id, _) in lines {
+        session.remove_inflight(&id);
         unacked.extend(inflight.remove(&id));
     }
     unacked
@@ -94,7 +95,7 @@ impl Hub {
         };
         let state = &mut *state;
         let reply = Some((slot, id));
-        let delivery = match state.sessions.get_mut(&msg.recipient) {
+        let delivery = match state.sessions.get_mut(msg.recipient.as_str()) {
             None => Delivery::NotQueued,
             Some(session) => {
                 let encoded = msg_proto::encode_line(&ServerFrame::Message {
@@ -143,7 +144,7 @@ impl Hub {
                     },
                 };
                 if !matches!(delivery, Delivery::NotQueued) {
-                    session.inflight.insert(msg.id);
+                    session.add_inflight(msg.id);
                 }
                 delivery
             }
@@ -175,7 +176,7 @@ impl Hub {
             .is_some_and(|inflight| inflight.msg.recipient == user);
         if owned {
             if let Some(session) = state.sessions.get_mut(user) {
-                session.inflight.remove(&id);
+                session.remove_inflight(&id);
             }
             if let Some(Inflight {
                 reply: Some((slot, request)),
@@ -208,7 +209,7 @@ impl Hub {
         let state = self.state();
         let mut skipped = false;
         for (name, session) in &state.sessions {
-            if name == from {
+            if &**name == from {
                 continue;
             }
             if state.has_blocked(name, from) {
@@ -276,8 +277,8 @@ impl Hub {
         let mut unacked = Vec::with_capacity(overdue.len());
         for id in overdue {
             if let Some(inflight) = state.inflight.remove(&id) {
-                if let Some(session) = state.sessions.get_mut(&inflight.msg.recipient) {
-                    session.inflight.remove(&id);
+                if let Some(session) = state.sessions.get_mut(inflight.msg.recipient.as_str()) {
+                    session.remove_inflight(&id);
                 }
                 unacked.push(inflight);
             }

@@ -3,8 +3,8 @@
 //! session, which stores what the user had not acknowledged and ends its
 //! private sessions and requests.
 
-use std::collections::HashSet;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use msg_proto::server::PrivateEndReason;
@@ -12,7 +12,7 @@ use msg_proto::{ErrorCode, Refusal, now_ms};
 use tokio::sync::oneshot;
 
 use crate::hub::routing::take_held;
-use crate::hub::state::{ConnId, HeldLive, Session};
+use crate::hub::state::{ConnId, Session};
 use crate::hub::{DRAIN_PAGE, Hub};
 use crate::outbox::Outbox;
 use crate::store::{StoreError, StoredMessage, TokenHash};
@@ -37,39 +37,33 @@ pub type QueuePage = oneshot::Receiver<Result<Vec<StoredMessage>, StoreError>>;
 impl Hub {
     /// Registers a session for `user` after a correct password. The caller
     /// then delivers the offline queue starting from the returned page and
-    /// calls [`Hub::finish_drain`]; the session's presence notices start at
-    /// the returned place in the presence log.
-    pub fn begin_session(
-        &self,
-        user: &str,
-        spec: SessionSpec,
-    ) -> Result<(QueuePage, u64), Refusal> {
+    /// calls [`Hub::finish_drain`]. The session's presence notices start
+    /// at the presence log's end.
+    pub fn begin_session(&self, user: &Arc<str>, spec: SessionSpec) -> Result<QueuePage, Refusal> {
         let mut state = self.state();
-        if state.sessions.contains_key(user) {
+        if state.sessions.contains_key(&**user) {
             return Err(Refusal::new(
                 ErrorCode::AlreadyLoggedIn,
                 texts::ALREADY_LOGGED_IN,
             ));
         }
-        state.failures.remove(user);
+        state.failures.remove(&**user);
+        spec.out.set_presence_cursor(self.presence.end());
         state.sessions.insert(
-            user.to_owned(),
+            user.clone(),
             Session {
                 conn: spec.conn,
                 out: spec.out,
                 ip: spec.ip,
                 peer_port: spec.peer_port,
-                peer_key: spec.peer_key,
-                device: spec.device,
-                held: Some(HeldLive::default()),
-                inflight: HashSet::new(),
+                peer_key: spec.peer_key.map(String::into_boxed_str),
+                device: spec.device.map(Box::new),
+                held: Some(Box::default()),
+                inflight: None,
             },
         );
         self.store.presence(user, now_ms(), true);
-        Ok((
-            self.store.pending_after(user, 0, DRAIN_PAGE),
-            self.presence.end(),
-        ))
+        Ok(self.store.pending_after(user, 0, DRAIN_PAGE))
     }
 
     /// The offline queue has been written up to queue position `after`
@@ -127,7 +121,7 @@ impl Hub {
             return;
         };
         let mut unacked = Vec::new();
-        for id in session.inflight {
+        for id in session.inflight.into_iter().flat_map(|ids| *ids) {
             if let Some(inflight) = state.inflight.remove(&id) {
                 unacked.push(inflight);
             }

@@ -6,6 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -27,18 +28,38 @@ pub(super) struct Session {
     pub peer_port: Option<u16>,
     /// The client's static public key for private sessions (64 lowercase
     /// hex digits), handed to the other side of each.
-    pub peer_key: Option<String>,
+    pub peer_key: Option<Box<str>>,
     /// The hash of the device token this session logged in with or was
     /// given: what a `logout` with `revoke_device` revokes.
-    pub device: Option<TokenHash>,
+    pub device: Option<Box<TokenHash>>,
     /// `Some` while the session drains its offline queue: live direct
     /// messages wait here so they cannot overtake older queued ones.
-    pub held: Option<HeldLive>,
-    /// Messages forwarded to this session and not yet acknowledged.
-    pub inflight: HashSet<MsgId>,
+    pub held: Option<Box<HeldLive>>,
+    /// Messages forwarded to this session and not yet acknowledged; `None`
+    /// when there are none, so an idle session keeps no table.
+    pub inflight: Option<Box<InflightIds>>,
 }
 
+/// The ids of a session's messages awaiting acks. Ids are the server's
+/// own, so a fixed hasher is safe, and keeps every session 16 bytes
+/// smaller than a seeded one.
+pub(super) type InflightIds =
+    HashSet<MsgId, std::hash::BuildHasherDefault<std::collections::hash_map::DefaultHasher>>;
+
 impl Session {
+    pub fn add_inflight(&mut self, id: MsgId) {
+        self.inflight.get_or_insert_with(Box::default).insert(id);
+    }
+
+    pub fn remove_inflight(&mut self, id: &MsgId) {
+        if let Some(ids) = &mut self.inflight {
+            ids.remove(id);
+            if ids.is_empty() {
+                self.inflight = None;
+            }
+        }
+    }
+
     /// Queues a frame; a full queue disconnects the session.
     pub fn push(&self, line: Bytes) -> Push {
         self.out.push_line(line)
@@ -83,7 +104,8 @@ pub(super) struct LoginFailures {
 
 #[derive(Default)]
 pub(super) struct State {
-    pub sessions: HashMap<String, Session>,
+    /// Keyed by the name the connection also holds (one allocation).
+    pub sessions: HashMap<Arc<str>, Session>,
     /// blocker → users they block.
     pub blocks: HashMap<String, HashSet<String>>,
     /// user → last moment they were seen online (logout time).
