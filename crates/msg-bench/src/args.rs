@@ -86,9 +86,11 @@ pub struct Cli {
     /// broadcast: broadcasts in flight (sent, not yet received by everyone).
     #[arg(long, default_value_t = 16)]
     pub broadcast_window: usize,
-    /// idle: logged-in idle sessions.
-    #[arg(long, default_value_t = 10_000)]
-    pub sessions: usize,
+    /// idle, idle-tls: logged-in idle sessions; several sizes (comma
+    /// separated) run one after another, and idle reports how far their
+    /// login rates spread.
+    #[arg(long, value_delimiter = ',', default_values_t = [2_500, 5_000, 10_000, 19_000])]
+    pub sessions: Vec<usize>,
     /// offline: messages queued to an offline user.
     #[arg(long, default_value_t = 100_000)]
     pub messages: usize,

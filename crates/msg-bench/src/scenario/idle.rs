@@ -36,9 +36,39 @@ pub(super) const PARALLEL: usize = 128;
 pub(super) const SETTLE: Duration = Duration::from_secs(11);
 
 pub async fn run(env: &Env) -> anyhow::Result<Vec<Figure>> {
-    let c = &env.cli;
+    let mut figures = Vec::new();
+    let mut rates: Vec<(Option<f64>, Option<f64>)> = Vec::new();
+    for &k in &env.cli.sessions {
+        let (memory, rate) = run_one(env, k.max(1)).await?;
+        rates.push((rate.msg, rate.mosquitto));
+        figures.extend([memory, rate]);
+    }
+    if rates.len() > 1 {
+        // How far the login rates at the different sizes spread: a server
+        // whose logins slow down as more users are online shows it here.
+        let spread = |pick: fn(&(Option<f64>, Option<f64>)) -> Option<f64>| {
+            let values: Option<Vec<f64>> = rates.iter().map(pick).collect();
+            let values = values?;
+            let max = values.iter().copied().fold(f64::MIN, f64::max);
+            let min = values.iter().copied().fold(f64::MAX, f64::min);
+            (min > 0.0).then(|| max / min)
+        };
+        figures.push(
+            Figure::new(
+                "idle",
+                "login rate spread (fastest / slowest size)",
+                "ratio",
+            )
+            .values(spread(|r| r.0), spread(|r| r.1))
+            .lower_is_better(),
+        );
+    }
+    Ok(figures)
+}
+
+/// The memory and login-rate figures for `k` sessions.
+async fn run_one(env: &Env, k: usize) -> anyhow::Result<(Figure, Figure)> {
     // Each session costs the bench a socket (and the server one more).
-    let k = c.sessions.max(1);
     let fds = procfs::nofile_limit() as usize;
     if k + 64 > fds {
         bail!("{k} sessions need more open files than the limit ({fds}); lower --sessions");
@@ -68,7 +98,7 @@ pub async fn run(env: &Env) -> anyhow::Result<Vec<Figure>> {
         },
     )
     .await?;
-    Ok(vec![
+    Ok((
         runs.figure(
             "idle",
             format!("memory per idle session ({k})"),
@@ -79,7 +109,7 @@ pub async fn run(env: &Env) -> anyhow::Result<Vec<Figure>> {
         runs.figure("idle", format!("sessions set up ({k})"), "logins/s", |m| {
             Some(k as f64 / m.1)
         }),
-    ])
+    ))
 }
 
 pub(super) fn per_session(before: Option<u64>, after: Option<u64>, k: usize) -> Option<f64> {

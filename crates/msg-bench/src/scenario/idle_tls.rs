@@ -31,7 +31,14 @@ use crate::procfs;
 use crate::report::Figure;
 
 pub async fn run(env: &Env) -> anyhow::Result<Vec<Figure>> {
-    let k = env.cli.sessions.max(1);
+    let mut figures = Vec::new();
+    for &k in &env.cli.sessions {
+        figures.extend(run_one(env, k.max(1)).await?);
+    }
+    Ok(figures)
+}
+
+async fn run_one(env: &Env, k: usize) -> anyhow::Result<Vec<Figure>> {
     let fds = procfs::nofile_limit() as usize;
     if k + 64 > fds {
         bail!("{k} sessions need more open files than the limit ({fds}); lower --sessions");

@@ -238,30 +238,31 @@ fn name_hash(name: &str) -> u64 {
 /// notice goes out at once. Rounds come at most every `online × 50 µs`
 /// (20 ms to 1 s: one wake-up costs about 10 µs between the server's write
 /// and the client's read, so waking everyone stays near a fifth of a core).
-/// While users log in or out less than [`ROUND_STEP`] apart (a storm: a
-/// restart brings everyone back), the round waits for a lull, at most
-/// [`STORM_WAIT`] or a quarter of the log: the logins go first, and their
-/// notices follow in fewer, larger frames. A session that writes anyway (a
-/// reply, a message) reads the log then too.
+/// During a storm (more than [`STORM_RATE`] logins and logouts a second: a
+/// restart brings everyone back) the round waits until it passes, at most
+/// [`STORM_WAIT`] (half the log unread is a round at once): the logins go
+/// first, and their notices
+/// follow in fewer, larger frames. A session that writes anyway (a reply, a
+/// message) reads the log then too.
 pub struct Rounds {
     /// The log's end at the last round.
     last_end: u64,
     last_round: Instant,
-    last_append: Instant,
+    /// Appends counted in the current window, and in the one before it.
+    window_start: Instant,
+    window: u32,
+    previous_window: u32,
     backlog: u64,
 }
 
-impl Default for Rounds {
-    fn default() -> Self {
-        Self::new(65_536, Instant::now())
-    }
-}
-
-/// How often [`Rounds::tick`] should be called; appends closer together
-/// than this are a storm.
+/// How often [`Rounds::tick`] should be called.
 pub const ROUND_STEP: Duration = Duration::from_millis(20);
+/// Logins and logouts a second above which rounds wait.
+pub const STORM_RATE: u32 = 200;
+/// The window over which the rate is counted.
+const WINDOW: Duration = Duration::from_millis(250);
 /// The longest a storm delays a round.
-pub const STORM_WAIT: Duration = Duration::from_secs(5);
+pub const STORM_WAIT: Duration = Duration::from_secs(10);
 
 impl Rounds {
     pub fn new(backlog: usize, now: Instant) -> Self {
@@ -269,7 +270,9 @@ impl Rounds {
         Self {
             last_end: 0,
             last_round: long_ago,
-            last_append: long_ago,
+            window_start: now,
+            window: 0,
+            previous_window: 0,
             backlog: backlog as u64,
         }
     }
@@ -277,18 +280,28 @@ impl Rounds {
     /// An entry was appended, the log now ending at `end`: whether a round
     /// is due at once.
     pub fn appended(&mut self, end: u64, online: usize, now: Instant) -> bool {
-        let lull = now.saturating_duration_since(self.last_append) >= ROUND_STEP;
-        self.last_append = now;
-        self.due(end, online, now, lull)
+        self.roll(now);
+        self.window += 1;
+        self.due(end, online, now)
     }
 
     /// A periodic look: whether a round is due for what was appended.
     pub fn tick(&mut self, end: u64, online: usize, now: Instant) -> bool {
-        let lull = now.saturating_duration_since(self.last_append) >= ROUND_STEP;
-        self.due(end, online, now, lull)
+        self.roll(now);
+        self.due(end, online, now)
     }
 
-    fn due(&mut self, end: u64, online: usize, now: Instant, lull: bool) -> bool {
+    /// Starts a new counting window when the current one is over.
+    fn roll(&mut self, now: Instant) {
+        let age = now.saturating_duration_since(self.window_start);
+        if age >= WINDOW {
+            self.previous_window = if age < 2 * WINDOW { self.window } else { 0 };
+            self.window = 0;
+            self.window_start = now;
+        }
+    }
+
+    fn due(&mut self, end: u64, online: usize, now: Instant) -> bool {
         let pending = end.saturating_sub(self.last_end);
         if pending == 0 {
             return false;
@@ -296,12 +309,23 @@ impl Rounds {
         let elapsed = now.saturating_duration_since(self.last_round);
         let pace = (Duration::from_micros(50) * u32::try_from(online).unwrap_or(u32::MAX))
             .clamp(ROUND_STEP, Duration::from_secs(1));
-        let due = elapsed >= pace && (lull || elapsed >= STORM_WAIT || pending >= self.backlog / 4);
+        let per_window = STORM_RATE * WINDOW.as_millis() as u32 / 1000;
+        let storm = self.window.max(self.previous_window) > per_window;
+        // Half the log unread is a round whatever the pace: past the log's
+        // end, sessions would miss notices.
+        let due =
+            (elapsed >= pace && (!storm || elapsed >= STORM_WAIT)) || pending >= self.backlog / 2;
         if due {
             self.last_end = end;
             self.last_round = now;
         }
         due
+    }
+}
+
+impl Default for Rounds {
+    fn default() -> Self {
+        Self::new(65_536, Instant::now())
     }
 }
 
@@ -416,30 +440,43 @@ mod tests {
     }
 
     #[test]
-    fn a_storm_waits_for_a_lull_within_bounds() {
+    fn a_storm_waits_until_it_passes_within_bounds() {
         let start = Instant::now();
         let at = |ms| start + Duration::from_millis(ms);
+        let online = 10_000;
         let mut rounds = Rounds::new(65_536, start);
-        assert!(rounds.appended(1, 100, at(0)));
+        assert!(rounds.appended(1, online, at(0)));
+        // 1,000 logins a second, with a pause of 50 ms (a slow disk) in
+        // the middle: still a storm.
         let mut end = 1;
         let mut first = None;
-        for ms in (5..6000u64).step_by(5) {
-            end += 1;
-            if rounds.appended(end, 100, at(ms)) || rounds.tick(end, 100, at(ms)) {
+        for ms in 1..12_000u64 {
+            let paused = (3000..3050).contains(&ms);
+            let due = if paused {
+                rounds.tick(end, online, at(ms))
+            } else {
+                end += 1;
+                rounds.appended(end, online, at(ms))
+            };
+            if due {
                 first = Some(ms);
                 break;
             }
         }
-        assert_eq!(first, Some(5000), "waits at most the storm's bound");
-        // A lull: due at the first look 20 ms after the last append.
-        assert!(!rounds.appended(end + 1, 100, at(5010)));
-        assert!(!rounds.tick(end + 1, 100, at(5020)));
-        assert!(rounds.tick(end + 1, 100, at(5030)));
-        // A quarter of the log does not wait for a lull.
-        let mut rounds = Rounds::new(400, start);
-        assert!(rounds.appended(1, 1, at(0)));
+        assert_eq!(first, Some(10_000), "waits at most the storm's bound");
+        // Once the logins stop, the round comes when the rate has fallen
+        // (and the pace allows: 0.5 s with 10,000 online).
+        assert!(!rounds.appended(end + 1, online, at(10_001)));
+        let quiet = (10_020..12_000u64)
+            .step_by(20)
+            .find(|&ms| rounds.tick(end + 1, online, at(ms)))
+            .expect("a round after the storm");
+        assert!((10_500..=10_520).contains(&quiet), "{quiet}");
+        // Half the log does not wait for the storm to pass.
+        let mut rounds = Rounds::new(200, start);
+        assert!(rounds.appended(1, online, at(0)));
         for i in 2..=101 {
-            assert_eq!(rounds.appended(i, 1, at(i)), i == 101, "entry {i}");
+            assert_eq!(rounds.appended(i, online, at(i)), i == 101, "entry {i}");
         }
     }
 }
