@@ -35,9 +35,12 @@ pub(super) const PARALLEL: usize = 128;
 /// and msg-server hands freed memory back every 5 s.
 pub(super) const SETTLE: Duration = Duration::from_secs(11);
 
+/// One size's login rates: msg's, Mosquitto's.
+type Rates = (Option<f64>, Option<f64>);
+
 pub async fn run(env: &Env) -> anyhow::Result<Vec<Figure>> {
     let mut figures = Vec::new();
-    let mut rates: Vec<(Option<f64>, Option<f64>)> = Vec::new();
+    let mut rates: Vec<Rates> = Vec::new();
     for &k in &env.cli.sessions {
         let (memory, rate) = run_one(env, k.max(1)).await?;
         rates.push((rate.msg, rate.mosquitto));
@@ -46,7 +49,7 @@ pub async fn run(env: &Env) -> anyhow::Result<Vec<Figure>> {
     if rates.len() > 1 {
         // How far the login rates at the different sizes spread: a server
         // whose logins slow down as more users are online shows it here.
-        let spread = |pick: fn(&(Option<f64>, Option<f64>)) -> Option<f64>| {
+        let spread = |pick: fn(&Rates) -> Option<f64>| {
             let values: Option<Vec<f64>> = rates.iter().map(pick).collect();
             let values = values?;
             let max = values.iter().copied().fold(f64::MIN, f64::max);
