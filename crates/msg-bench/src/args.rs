@@ -20,6 +20,9 @@ pub enum Scenario {
     Storm,
     /// Recipients that never read while senders flood them (msg only).
     NonReaders,
+    /// A server restart with many clients logged in: the time until all are
+    /// back, reconnecting as msgd does (not in `all`).
+    Reconnect,
 }
 
 impl Scenario {
@@ -91,6 +94,9 @@ pub struct Cli {
     /// login rates spread.
     #[arg(long, value_delimiter = ',', default_values_t = [2_500, 5_000, 10_000, 19_000])]
     pub sessions: Vec<usize>,
+    /// reconnect: clients logged in when the server restarts.
+    #[arg(long, default_value_t = 10_000)]
+    pub reconnect_sessions: usize,
     /// offline: messages queued to an offline user.
     #[arg(long, default_value_t = 100_000)]
     pub messages: usize,

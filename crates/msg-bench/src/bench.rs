@@ -70,6 +70,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Scenario::Cli => scenario::cli::run(&env).await,
                 Scenario::Storm => scenario::storm::run(&env).await,
                 Scenario::NonReaders => scenario::non_readers::run(&env).await,
+                Scenario::Reconnect => scenario::reconnect::run(&env).await,
                 Scenario::All => Ok(Vec::new()),
             }
         });

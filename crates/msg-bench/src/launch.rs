@@ -34,6 +34,26 @@ impl ChildGuard {
     pub fn id(&self) -> u32 {
         self.0.id()
     }
+
+    /// Stops the child as an operator's restart does (SIGTERM), killing it
+    /// if it has not exited within `grace`.
+    pub fn stop(&mut self, grace: Duration) {
+        if let Ok(pid) = libc::pid_t::try_from(self.0.id()) {
+            // SAFETY: kill only sends a signal to our own child.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+        let until = Instant::now() + grace;
+        while Instant::now() < until {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 impl Drop for ChildGuard {
@@ -50,7 +70,9 @@ pub struct MsgServer {
     sampler: Option<Sampler>,
     /// Kept for the state dir (offline queue size) and the accounts file.
     dir: Option<tempfile::TempDir>,
-    _guard: Option<ChildGuard>,
+    guard: Option<ChildGuard>,
+    /// The flags it was started with, to start it again.
+    extra: Vec<String>,
 }
 
 impl MsgServer {
@@ -68,7 +90,8 @@ impl MsgServer {
                 pid: env.cli.server_pid,
                 sampler: env.cli.server_pid.map(Sampler::start),
                 dir: None,
-                _guard: None,
+                guard: None,
+                extra: Vec::new(),
             });
         }
         let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
@@ -88,10 +111,49 @@ impl MsgServer {
         let dir = tempfile::tempdir().context("cannot create a temp dir")?;
         let creds = dir.path().join("credentials.txt");
         std::fs::write(&creds, credentials).context("cannot write the accounts file")?;
-        let log = std::fs::File::create(dir.path().join("server.log"))
+        let (guard, addr) = Self::spawn(env, dir.path(), 0, extra)?;
+        Ok(Self {
+            addr,
+            pid: Some(guard.id()),
+            sampler: None,
+            dir: Some(dir),
+            guard: Some(guard),
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+        })
+    }
+
+    /// Stops the server (SIGTERM, as `systemctl restart` does) and starts
+    /// it again on the same port, state and accounts. A server given with
+    /// `--server` cannot be restarted.
+    pub fn restart(&mut self, env: &Env) -> anyhow::Result<()> {
+        let (Some(guard), Some(dir)) = (self.guard.as_mut(), self.dir.as_ref()) else {
+            bail!("this scenario restarts the server; it cannot use --server");
+        };
+        guard.stop(Duration::from_secs(10));
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        let (guard, addr) = Self::spawn(env, dir.path(), self.addr.port(), &extra)?;
+        self.pid = Some(guard.id());
+        self.guard = Some(guard);
+        self.addr = addr;
+        Ok(())
+    }
+
+    /// Starts the server process in `dir` on `port` (0: any free one).
+    fn spawn(
+        env: &Env,
+        dir: &Path,
+        port: u16,
+        extra: &[&str],
+    ) -> anyhow::Result<(ChildGuard, SocketAddr)> {
+        let creds = dir.join("credentials.txt");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("server.log"))
             .context("cannot create the server log")?;
         let mut child = Command::new(&env.server_bin)
-            .args(["--port", "0", "--bind", "127.0.0.1", "--timeout", "0"])
+            .args(["--port", &port.to_string()])
+            .args(["--bind", "127.0.0.1", "--timeout", "0"])
             // The default per-connection rate limit (2,000 frames/s) would
             // cap the load generator, not measure the server.
             .args(["--max-rate", "0"])
@@ -101,7 +163,7 @@ impl MsgServer {
             .arg("--credentials")
             .arg(&creds)
             .arg("--state-dir")
-            .arg(dir.path().join("state"))
+            .arg(dir.join("state"))
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
@@ -123,13 +185,7 @@ impl MsgServer {
             .trim()
             .parse()
             .context("msg-server printed a bad address")?;
-        Ok(Self {
-            addr,
-            pid: Some(guard.id()),
-            sampler: None,
-            dir: Some(dir),
-            _guard: Some(guard),
-        })
+        Ok((guard, addr))
     }
 
     /// The server's resident memory now, in KiB.
@@ -224,7 +280,7 @@ pub fn argon2_hashes(env: &Env, names: &[&str]) -> anyhow::Result<Vec<String>> {
 /// A mosquitto broker on loopback, persistence off, for one scenario.
 pub struct Mosquitto {
     pub port: u16,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     guard: ChildGuard,
 }
 
@@ -254,11 +310,19 @@ impl Mosquitto {
              log_type warning\n"
         );
         std::fs::write(&conf, text).context("cannot write mosquitto.conf")?;
-        let log = std::fs::File::create(dir.path().join("mosquitto.log"))
+        let guard = Self::spawn(env, dir.path(), port)?;
+        Ok(Self { port, dir, guard })
+    }
+
+    fn spawn(env: &Env, dir: &Path, port: u16) -> anyhow::Result<ChildGuard> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("mosquitto.log"))
             .context("cannot create the mosquitto log")?;
         let child = Command::new(mosquitto_bin(&env.cli.mosquitto_bin))
             .arg("-c")
-            .arg(&conf)
+            .arg(dir.join("mosquitto.conf"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -266,11 +330,14 @@ impl Mosquitto {
             .context("cannot start mosquitto (apt-get install mosquitto, or --no-mqtt)")?;
         let guard = ChildGuard(child);
         wait_listening(port, START_DEADLINE).context("mosquitto did not start listening")?;
-        Ok(Self {
-            port,
-            _dir: dir,
-            guard,
-        })
+        Ok(guard)
+    }
+
+    /// Stops the broker (SIGTERM) and starts it again on the same port.
+    pub fn restart(&mut self, env: &Env) -> anyhow::Result<()> {
+        self.guard.stop(Duration::from_secs(10));
+        self.guard = Self::spawn(env, self.dir.path(), self.port)?;
+        Ok(())
     }
 
     pub fn rss_kib(&self) -> Option<u64> {

@@ -8,6 +8,7 @@ pub mod idle_tls;
 pub mod non_readers;
 pub mod offline;
 pub mod pairs;
+pub mod reconnect;
 pub mod storm;
 
 use std::sync::Arc;

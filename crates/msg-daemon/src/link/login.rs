@@ -14,7 +14,6 @@ use msg_proto::{ErrorCode, JsonLines, PROTOCOL_VERSION, Refusal};
 use tokio::time::{Instant, sleep, timeout};
 use tokio_util::codec::Framed;
 
-use crate::link::backoff::{self, Backoff};
 use crate::link::handle::Command;
 use crate::link::online::Retries;
 use crate::link::resume::Credentials;
@@ -22,6 +21,7 @@ use crate::link::transport::Dialer;
 use crate::link::{Conn, Link, Session, lost, refuse, unreachable};
 use crate::state::{WaitReason, Waiting};
 use crate::texts;
+use msg_local::backoff::{self, Backoff};
 
 pub(super) const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest wait between two checks whether the inbox can be written.

@@ -11,7 +11,7 @@
 //! handle and starting the task; `login`: logging in and reconnecting;
 //! `resume`: the device token: logging in with it (at start-up, and when
 //! no password is held) and forgetting it when the server refuses it;
-//! `backoff`: how long to wait between tries; `online`: a logged-in
+//! `msg_local::backoff`: how long to wait between tries; `online`: a logged-in
 //! connection, its pending requests and send retries; `inbound`: what the
 //! server pushes, one function per event; `burst`: storing what arrived
 //! together in one transaction before acking it.
@@ -21,7 +21,6 @@
 //! the next login, waits until a write goes through again, and logs in
 //! again. `msg status` shows why it waits.
 
-mod backoff;
 mod burst;
 mod handle;
 mod inbound;
@@ -49,9 +48,9 @@ use crate::state::{Shared, WaitReason};
 use crate::texts;
 use crate::upstream::Outgoing;
 
-use backoff::Backoff;
 use handle::Command;
 pub use handle::{LinkHandle, spawn};
+use msg_local::backoff::Backoff;
 use online::Retries;
 pub use probe::{AccountInfo, account_info};
 use resume::Credentials;

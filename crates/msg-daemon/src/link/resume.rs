@@ -10,12 +10,12 @@ use msg_proto::peer::PeerKey;
 use msg_proto::server::{ClientFrame, LoginRequest, ResumeRequest};
 
 use crate::device_token::device_label;
-use crate::link::backoff::Backoff;
 use crate::link::online::Retries;
 use crate::link::transport;
 use crate::link::{Link, Session};
 use crate::state::WaitReason;
 use crate::texts;
+use msg_local::backoff::Backoff;
 use msg_proto::Refusal;
 
 /// What a login proves itself with.
