@@ -1,6 +1,8 @@
 //! A server address as people write it: `HOST:PORT` or `tcp://HOST:PORT`
 //! for plain TCP, `tls://HOST:PORT` for TLS; anything else is an error
-//! that says what is accepted. Also when a password may cross plain TCP.
+//! that says what is accepted. Several nodes of one service are written
+//! comma-separated (`a:4747,b:4747`): msgd uses one and moves to another
+//! when it is gone. Also when a password may cross plain TCP.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -88,6 +90,36 @@ impl FromStr for ServerAddr {
     }
 }
 
+/// Most nodes one service may be written with.
+pub const MAX_NODES: usize = 16;
+
+/// A comma-separated list of one service's nodes, in the order given
+/// (at least one, at most [`MAX_NODES`], no repeats).
+pub fn parse_list(text: &str) -> Result<Vec<ServerAddr>, BadServerAddr> {
+    let bad = || BadServerAddr(text.chars().take(200).collect());
+    let mut nodes: Vec<ServerAddr> = Vec::new();
+    for part in text.split(',') {
+        let addr: ServerAddr = part.trim().parse()?;
+        if nodes.contains(&addr) {
+            return Err(bad());
+        }
+        nodes.push(addr);
+    }
+    if nodes.len() > MAX_NODES {
+        return Err(bad());
+    }
+    Ok(nodes)
+}
+
+/// The list as [`parse_list`] reads it back: `a:4747,tls://b:4747`.
+pub fn list_to_string(nodes: &[ServerAddr]) -> String {
+    nodes
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Whether a password may go over plain TCP to `peer`: only to this
 /// machine (loopback), unless the user said `--insecure`.
 pub fn plain_password_allowed(peer: IpAddr, insecure: bool) -> bool {
@@ -100,6 +132,23 @@ mod tests {
 
     fn addr(text: &str) -> Result<ServerAddr, BadServerAddr> {
         text.parse()
+    }
+
+    #[test]
+    fn several_nodes_in_order_without_repeats() {
+        let nodes = parse_list("127.0.0.1:4747, tls://b.example.org:4747").unwrap();
+        assert_eq!(nodes.len(), 2);
+        assert_eq!(nodes[1].transport, Transport::Tls);
+        assert_eq!(
+            list_to_string(&nodes),
+            "127.0.0.1:4747,tls://b.example.org:4747"
+        );
+        assert_eq!(parse_list("a:1").unwrap().len(), 1);
+        assert!(parse_list("a:1,a:1").is_err(), "a repeat");
+        assert!(parse_list("a:1,").is_err(), "an empty part");
+        assert!(parse_list("").is_err());
+        let many: Vec<String> = (1..=17).map(|p| format!("a:{p}")).collect();
+        assert!(parse_list(&many.join(",")).is_err(), "too many");
     }
 
     #[test]

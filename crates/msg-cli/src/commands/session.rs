@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use msg_local::config::{Config, DEFAULT_SERVER};
 use msg_local::paths::Paths;
-use msg_local::server_addr::ServerAddr;
+use msg_local::server_addr;
 use msg_proto::control::{LinkState, Reply, Request, Status, Trust, codes};
 use msg_proto::{ErrorCode, Fingerprint, Refusal, Secret, validate};
 use serde_json::json;
@@ -35,7 +35,7 @@ fn server_address(args: &LoginArgs, paths: &Paths) -> Result<(String, Trust), Re
             .clone()
             .unwrap_or_else(|| DEFAULT_SERVER.to_owned()),
     };
-    server.parse::<ServerAddr>().map_err(|e| usage(&e))?;
+    server_addr::parse_list(&server).map_err(|e| usage(&e))?;
     let fingerprint = match &args.fingerprint {
         Some(text) => Some(text.parse::<Fingerprint>().map_err(|e| usage(&e))?),
         None => None,

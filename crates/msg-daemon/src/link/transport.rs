@@ -1,12 +1,15 @@
 //! The connection to the server: plain TCP or TLS, as the address says
 //! (`tls://HOST:PORT`), with the trust decided once per login and reused
 //! by every reconnect, and the rule that a password crosses plain TCP only
-//! to this machine unless the user said `--insecure`.
+//! to this machine unless the user said `--insecure`. A service of several
+//! nodes (`a:4747,b:4747`) is reached through the node that answered last;
+//! when it is gone, the others are tried in turn.
 
 use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -33,10 +36,17 @@ pub enum Stream {
     Tls(Box<TlsStream<TcpStream>>),
 }
 
-/// How to reach one server, and whom to trust there.
+/// How to reach the server's nodes, and whom to trust there.
 pub struct Dialer {
-    addr: ServerAddr,
+    nodes: Vec<Node>,
+    /// The node that answered last: tried first.
+    current: AtomicUsize,
     insecure: bool,
+}
+
+/// One node of the service.
+struct Node {
+    addr: ServerAddr,
     tls: Option<TlsDial>,
 }
 
@@ -58,28 +68,64 @@ impl Dialer {
     /// Parses `server` and settles the trust: the system's roots and the CA
     /// file, the pin given now or kept in `known_servers`.
     pub fn new(server: &str, trust: &Trust, known_servers: PathBuf) -> Result<Self, Refusal> {
-        let addr: ServerAddr = server.parse().map_err(|e| bad(format!("{e}")))?;
-        let tls = match addr.transport {
-            Transport::Tcp => None,
-            Transport::Tls => Some(tls_dial(&addr, trust, known_servers)?),
-        };
+        let addrs = server_addr::parse_list(server).map_err(|e| bad(format!("{e}")))?;
+        let mut nodes = Vec::with_capacity(addrs.len());
+        for addr in addrs {
+            let tls = match addr.transport {
+                Transport::Tcp => None,
+                Transport::Tls => Some(tls_dial(&addr, trust, known_servers.clone())?),
+            };
+            nodes.push(Node { addr, tls });
+        }
         Ok(Self {
-            addr,
+            nodes,
+            current: AtomicUsize::new(0),
             insecure: trust.insecure,
-            tls,
         })
     }
 
-    /// The address as the user wrote it (normalised), for texts and status.
+    /// The address(es) as the user wrote them (normalised), for texts and
+    /// status, and the key of the device token.
     pub fn server(&self) -> String {
-        self.addr.to_string()
+        let addrs: Vec<ServerAddr> = self.nodes.iter().map(|n| n.addr.clone()).collect();
+        server_addr::list_to_string(&addrs)
     }
 
-    /// Connects (and shakes hands); the local address is the one the
-    /// server sees us come from.
+    /// Connects (and shakes hands) to the node that answered last, or else
+    /// to the others in turn; the local address is the one the server sees
+    /// us come from. Of several failures, a refusal that says more than
+    /// "unreachable" (a certificate not trusted) is the one returned.
     pub async fn connect(&self) -> Result<(Stream, SocketAddr), Refusal> {
-        let server = self.server();
-        let tcp = match timeout(CONNECT_TIMEOUT, TcpStream::connect(self.addr.authority())).await {
+        let first = self.current.load(Ordering::Relaxed);
+        let mut failure: Option<Refusal> = None;
+        for step in 0..self.nodes.len() {
+            let index = (first + step) % self.nodes.len();
+            let node = &self.nodes[index];
+            match self.connect_to(node).await {
+                Ok(connected) => {
+                    if index != first {
+                        tracing::info!(server = %node.addr, "connected to another node");
+                    }
+                    self.current.store(index, Ordering::Relaxed);
+                    return Ok(connected);
+                }
+                Err(refusal) => {
+                    let telling = refusal.code != codes::SERVER_UNREACHABLE;
+                    if failure.is_none() || telling {
+                        failure = Some(refusal);
+                    }
+                    if telling {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(failure.unwrap_or_else(|| unreachable(&self.server())))
+    }
+
+    async fn connect_to(&self, node: &Node) -> Result<(Stream, SocketAddr), Refusal> {
+        let server = node.addr.to_string();
+        let tcp = match timeout(CONNECT_TIMEOUT, TcpStream::connect(node.addr.authority())).await {
             Ok(Ok(stream)) => stream,
             Ok(Err(e)) => {
                 tracing::info!("cannot connect to the server: {e}");
@@ -89,7 +135,7 @@ impl Dialer {
         };
         let _ = tcp.set_nodelay(true);
         let local = tcp.local_addr().map_err(|_| unreachable(&server))?;
-        let Some(tls) = &self.tls else {
+        let Some(tls) = &node.tls else {
             let peer = tcp.peer_addr().map_err(|_| unreachable(&server))?;
             if !server_addr::plain_password_allowed(peer.ip(), self.insecure) {
                 return Err(Refusal::new(
@@ -100,7 +146,7 @@ impl Dialer {
                          server speaks TLS, or `msg login --insecure` (insecure = true in \
                          config.toml) to send it anyway",
                         peer.ip(),
-                        self.addr.authority()
+                        node.addr.authority()
                     ),
                 ));
             }
@@ -110,67 +156,67 @@ impl Dialer {
         let handshake = tls.connector.connect(tls.name.clone(), tcp);
         let stream = match timeout(HANDSHAKE_TIMEOUT, handshake).await {
             Ok(Ok(stream)) => stream,
-            Ok(Err(e)) => return Err(self.refused(tls, &e)),
+            Ok(Err(e)) => return Err(refused(node, tls, &e)),
             Err(_) => {
                 tracing::info!("the TLS handshake took too long");
                 return Err(unreachable(&server));
             }
         };
-        self.keep_pin(tls);
+        keep_pin(node, tls);
         Ok((Stream::Tls(Box::new(stream)), local))
     }
+}
 
-    /// What a failed handshake tells the user.
-    fn refused(&self, tls: &TlsDial, error: &io::Error) -> Refusal {
-        let verdict = tls.verdict.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let server = self.server();
-        match verdict {
-            Some(Verdict::Unknown { seen, reason }) => Refusal::new(
-                codes::UNTRUSTED_CERTIFICATE,
-                format!(
-                    "The TLS certificate of {server} is not trusted ({reason}). Its SHA-256 \
+/// What a failed handshake with `node` tells the user.
+fn refused(node: &Node, tls: &TlsDial, error: &io::Error) -> Refusal {
+    let verdict = tls.verdict.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let server = node.addr.to_string();
+    match verdict {
+        Some(Verdict::Unknown { seen, reason }) => Refusal::new(
+            codes::UNTRUSTED_CERTIFICATE,
+            format!(
+                "The TLS certificate of {server} is not trusted ({reason}). Its SHA-256 \
                      fingerprint is {seen}. If the server's administrator confirms it \
                      (`msg-server cert` printed it; `openssl x509 -noout -fingerprint -sha256 \
                      -in cert.pem` shows it), pin it: msg login --fingerprint {seen} USER"
-                ),
-            )
-            .with_fingerprint(seen.to_string()),
-            Some(Verdict::Changed { pinned, seen }) => Refusal::new(
-                codes::CERTIFICATE_CHANGED,
-                format!(
-                    "The TLS certificate of {server} has changed: pinned {pinned}, now {seen}. \
+            ),
+        )
+        .with_fingerprint(seen.to_string()),
+        Some(Verdict::Changed { pinned, seen }) => Refusal::new(
+            codes::CERTIFICATE_CHANGED,
+            format!(
+                "The TLS certificate of {server} has changed: pinned {pinned}, now {seen}. \
                      Someone may be impersonating the server. If its certificate really was \
                      replaced, remove the line for {} from {} and log in again",
-                    self.addr.authority(),
-                    tls.known_servers.display()
-                ),
+                node.addr.authority(),
+                tls.known_servers.display()
+            ),
+        )
+        .with_fingerprint(seen.to_string()),
+        _ => {
+            tracing::info!("TLS handshake with the server failed: {error}");
+            Refusal::new(
+                codes::SERVER_UNREACHABLE,
+                format!("The TLS handshake with {server} failed: {error}"),
             )
-            .with_fingerprint(seen.to_string()),
-            _ => {
-                tracing::info!("TLS handshake with the server failed: {error}");
-                Refusal::new(
-                    codes::SERVER_UNREACHABLE,
-                    format!("The TLS handshake with {server} failed: {error}"),
-                )
-            }
         }
     }
+}
 
-    /// Writes a pin the user gave once the server proved to hold it.
-    fn keep_pin(&self, tls: &TlsDial) {
-        let Some(pin) = tls.new_pin else { return };
-        let verdict = tls.verdict.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if verdict != Some(Verdict::Trusted { seen: pin }) {
-            return;
-        }
-        let authority = self.addr.authority();
-        match msg_local::known_servers::lookup(&tls.known_servers, &authority) {
-            Ok(Some(known)) if known == pin => {}
-            _ => match msg_local::known_servers::pin(&tls.known_servers, &authority, &pin) {
-                Ok(()) => tracing::info!(server = %authority, fingerprint = %pin, "pinned"),
-                Err(e) => tracing::warn!("{e}"),
-            },
-        }
+/// Writes a pin the user gave once the node proved to hold it.
+fn keep_pin(node: &Node, tls: &TlsDial) {
+    let Some(pin) = tls.new_pin else { return };
+    let verdict = tls.verdict.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if verdict != Some(Verdict::Trusted { seen: pin }) {
+        return;
+    }
+    let authority = node.addr.authority();
+    match msg_local::known_servers::lookup(&tls.known_servers, &authority) {
+        Ok(Some(known)) if known == pin => {}
+        _ => match msg_local::known_servers::pin(&tls.known_servers, &authority, &pin) {
+            Ok(()) => tracing::info!(server = %authority, fingerprint = %pin, "pinned"),
+            Err(e) => tracing::warn!("{e}"),
+        },
     }
 }
 

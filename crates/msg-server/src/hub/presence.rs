@@ -65,6 +65,10 @@ impl Hub {
             .filter(|blocked| !blocked.is_empty())
             .map(|blocked| Arc::new(blocked.clone()));
         self.presence.append(user, online, at, hidden_from);
+        if !online {
+            // A login counted when it began.
+            state.presence_rounds.activity(Instant::now());
+        }
         let end = self.presence.end();
         let online = state.sessions.len();
         if state.presence_rounds.appended(end, online, Instant::now()) {
@@ -103,6 +107,7 @@ impl State {
     /// Wakes every session, to read the presence notices announced since
     /// it last wrote.
     fn wake_all(&self) {
+        tracing::debug!(online = self.sessions.len(), "a round of presence notices");
         for session in self.sessions.values() {
             session.out.nudge();
         }
