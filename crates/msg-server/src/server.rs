@@ -58,7 +58,6 @@ pub async fn run(
                         hub.clone(),
                         Stream::Plain(stream),
                         peer,
-                        shutdown.clone(),
                         opened,
                     )),
                     Some(tls) => tracker.spawn(serve_tls(
@@ -80,6 +79,7 @@ pub async fn run(
     }
     drop(listener);
     tracing::info!(online = hub.online_count(), "shutting down");
+    hub.shut_down();
     tracker.close();
     if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
         .await
@@ -110,7 +110,7 @@ async fn serve_tls(
         stream = handshake => stream,
     };
     if let Some(stream) = stream {
-        connection::serve(hub, Stream::Tls(stream), peer, shutdown, opened).await;
+        connection::serve(hub, Stream::Tls(stream), peer, opened).await;
     }
 }
 

@@ -10,9 +10,9 @@
 
 use std::sync::Arc;
 
+use crate::connection::clock::Moment;
 use msg_proto::server::{ClientFrame, LoginRequest, ResumeRequest, ServerFrame};
 use msg_proto::{ErrorCode, FrameError, Refusal, RequestId};
-use tokio::time::Instant;
 
 use crate::connection::flow::Held;
 use crate::connection::{Connection, Flow, Phase, Step};
@@ -22,7 +22,7 @@ use crate::wire::Decoded;
 impl Connection {
     /// A frame (or a bad one) has arrived.
     pub(super) fn on_item(&mut self, item: Decoded, line_len: usize) -> Step<'_> {
-        self.last_heard = Instant::now();
+        self.last_heard = Moment::now();
         if item.as_ref().is_ok_and(ClientFrame::is_user_activity) {
             self.last_active = self.last_heard;
         }

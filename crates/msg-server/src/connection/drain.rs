@@ -4,10 +4,10 @@
 //! until the last queued message has gone out. Messages stay in the store
 //! until the client acknowledges each one.
 
+use crate::connection::clock::Moment;
 use msg_proto::ErrorCode;
 use msg_proto::server::ServerFrame;
 use tokio::sync::oneshot::error::RecvError;
-use tokio::time::Instant;
 
 use crate::connection::{Connection, Phase};
 use crate::hub::{DRAIN_PAGE, QueuePage};
@@ -35,7 +35,7 @@ impl Connection {
             page: first_page,
             after: 0,
         }));
-        self.drain_progress = Instant::now();
+        self.drain_progress = Moment::now();
     }
 
     /// Whether the offline queue should be topped up: from half the
@@ -102,7 +102,7 @@ impl Connection {
         };
         // Ask for the next page now, so the store reads it while this one
         // is written.
-        self.drain_progress = Instant::now();
+        self.drain_progress = Moment::now();
         let next = match (messages.last(), &self.phase) {
             (Some(last), Phase::Session(user)) if messages.len() == DRAIN_PAGE => {
                 Some(self.hub.store.pending_after(user, last.seq, DRAIN_PAGE))

@@ -7,8 +7,8 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use crate::connection::clock::Moment;
 use msg_proto::server::{ClientFrame, SendRequest};
-use tokio::time::Instant;
 
 use crate::connection::Connection;
 use crate::wire::Decoded;
@@ -55,7 +55,7 @@ impl Held {
 pub(super) struct RateLimiter {
     per_sec: f64,
     tokens: f64,
-    last: Instant,
+    last: Moment,
 }
 
 impl RateLimiter {
@@ -63,7 +63,7 @@ impl RateLimiter {
         Self {
             per_sec: f64::from(per_sec),
             tokens: f64::from(per_sec),
-            last: Instant::now(),
+            last: Moment::now(),
         }
     }
 
@@ -72,8 +72,8 @@ impl RateLimiter {
         if self.per_sec <= 0.0 {
             return None;
         }
-        let now = Instant::now();
-        let refill = now.duration_since(self.last).as_secs_f64() * self.per_sec;
+        let now = Moment::now();
+        let refill = self.last.until(now).as_secs_f64() * self.per_sec;
         self.tokens = (self.tokens + refill).min(self.per_sec) - 1.0;
         self.last = now;
         (self.tokens < 0.0).then(|| Duration::from_secs_f64(-self.tokens / self.per_sec))
@@ -111,9 +111,9 @@ impl Connection {
     }
 
     /// Counts a frame against the rate; past it, reading pauses for a while.
-    pub(super) fn count_frame(&mut self, now: Instant) {
+    pub(super) fn count_frame(&mut self, now: Moment) {
         if let Some(wait) = self.rate.take() {
-            self.resume_reading_at = Some(now + wait);
+            self.resume_reading_at = Some(now.plus(wait));
         }
     }
 

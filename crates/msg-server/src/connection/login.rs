@@ -5,10 +5,10 @@
 
 use std::sync::Arc;
 
+use crate::connection::clock::Moment;
 use msg_proto::server::{LoginRequest, ServerFrame, UserRequest};
 use msg_proto::validate;
 use msg_proto::{ErrorCode, OLDEST_PROTOCOL_VERSION, PROTOCOL_VERSION, Refusal, Secret};
-use tokio::time::Instant;
 
 use crate::accounts::AccountsError;
 use crate::connection::device::{Device, Login};
@@ -135,7 +135,7 @@ impl Connection {
         };
         tracing::info!(user = %user, conn = self.id, "logged in");
         self.phase = Phase::Session(name);
-        self.last_active = Instant::now();
+        self.last_active = Moment::now();
         self.reply(ServerFrame::Welcome {
             id,
             user,

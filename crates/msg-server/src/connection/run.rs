@@ -11,8 +11,8 @@ use msg_proto::server::{LogoutReason, ServerFrame};
 use tokio::io::Ready;
 use tokio::sync::oneshot::error::RecvError;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
+use crate::connection::clock::Moment;
 use crate::connection::drain::Drain;
 use crate::connection::{Connection, Flow, Phase};
 use crate::hub::presence_log::Reader;
@@ -25,7 +25,6 @@ const FAR_FUTURE: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// What ended a wait of the connection task.
 enum Event {
-    Shutdown,
     Timer,
     Socket(std::io::Result<Ready>),
     Page(Result<Result<Vec<StoredMessage>, StoreError>, RecvError>),
@@ -41,14 +40,22 @@ enum Deadline {
 }
 
 impl Connection {
-    pub(super) async fn run(&mut self, shutdown: &CancellationToken) {
-        // Both live across turns: registering a fresh timer and shutdown
-        // waiter on every wake-up cost more than the wake-up's write.
-        let cancelled = shutdown.cancelled();
-        tokio::pin!(cancelled);
+    pub(super) async fn run(&mut self) {
+        // Lives across turns: registering a fresh timer on every wake-up
+        // cost more than the wake-up's write.
         let timer = tokio::time::sleep_until(self.next_deadline().1);
         tokio::pin!(timer);
         loop {
+            if self.hub.is_shutting_down() {
+                // The hub wakes every connection when it sets this.
+                if matches!(self.phase, Phase::Session(_)) {
+                    self.out.reply(&ServerFrame::LoggedOut {
+                        reason: LogoutReason::Shutdown,
+                        message: texts::SHUTDOWN_LOGOUT.into(),
+                    });
+                }
+                return;
+            }
             if self.out.is_kicked() {
                 tracing::info!(conn = self.id, "disconnecting: the client is not reading");
                 // Best effort: after what is already queued, within the
@@ -107,7 +114,7 @@ impl Connection {
                 }
             };
             if self.drain.is_some() && self.out.queued() < unwritten {
-                self.drain_progress = Instant::now();
+                self.drain_progress = Moment::now();
             }
             if (!taking && self.may_take_frames()) || self.drain_due() || self.replay_due() {
                 // The write made room: go round again rather than wait.
@@ -116,7 +123,7 @@ impl Connection {
             let reading = taking && !self.wire.at_eof();
             if reading && self.paused {
                 // The client could not be heard while paused.
-                self.last_heard = Instant::now();
+                self.last_heard = Moment::now();
             }
             self.paused = !reading;
             let (deadline, at) = self.next_deadline();
@@ -133,7 +140,6 @@ impl Connection {
             // reply slot freed) last, since every turn writes anyway.
             let event = tokio::select! {
                 biased;
-                _ = &mut cancelled => Event::Shutdown,
                 _ = &mut timer => Event::Timer,
                 page = std::future::poll_fn(|cx| match drain.as_deref_mut() {
                     Some(Drain::Waiting { page, .. }) => std::pin::Pin::new(page).poll(cx),
@@ -145,15 +151,6 @@ impl Connection {
                 _ = std::future::poll_fn(|cx| out.poll_woken(cx)) => Event::Woken,
             };
             match event {
-                Event::Shutdown => {
-                    if matches!(self.phase, Phase::Session(_)) {
-                        self.out.reply(&ServerFrame::LoggedOut {
-                            reason: LogoutReason::Shutdown,
-                            message: texts::SHUTDOWN_LOGOUT.into(),
-                        });
-                    }
-                    return;
-                }
                 Event::Timer if Instant::now() < at => timer.as_mut().reset(at),
                 Event::Timer => {
                     if let Deadline::ResumeReading = deadline {
@@ -224,16 +221,17 @@ impl Connection {
         let config = &self.hub.config;
         let phase_deadline = match self.phase {
             Phase::Greeting | Phase::Anonymous => {
-                Some((Deadline::Login, self.opened + config.login_timeout))
+                Some((Deadline::Login, self.opened.plus(config.login_timeout)))
             }
             Phase::Session(_) => config
                 .idle_timeout
-                .map(|idle| (Deadline::Idle, self.last_active + idle)),
+                .map(|idle| (Deadline::Idle, self.last_active.plus(idle))),
         };
         // While the server itself is not reading, silence proves nothing; a
         // dead peer then shows up as a failed write or at the other
         // deadlines.
-        let dead = (!self.paused).then(|| (Deadline::Dead, self.last_heard + config.dead_timeout));
+        let dead =
+            (!self.paused).then(|| (Deadline::Dead, self.last_heard.plus(config.dead_timeout)));
         let resume = self
             .resume_reading_at
             .map(|at| (Deadline::ResumeReading, at));
@@ -245,7 +243,7 @@ impl Connection {
         let drain = writing.then(|| {
             (
                 Deadline::DrainStalled,
-                self.drain_progress + config.dead_timeout,
+                self.drain_progress.plus(config.dead_timeout),
             )
         });
         [resume, phase_deadline, dead, drain]

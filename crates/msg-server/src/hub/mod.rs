@@ -32,7 +32,7 @@ mod routing;
 mod sessions;
 mod state;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -40,6 +40,7 @@ use msg_proto::{ErrorCode, MsgId, Refusal, now_ms};
 
 use crate::accounts::Accounts;
 use crate::config::Config;
+use crate::outbox::Outbox;
 use crate::passwords::Passwords;
 use crate::per_address::PerAddress;
 use crate::store::{Snapshot, Store, StoreError};
@@ -71,6 +72,8 @@ pub struct Hub {
     msg_id_prefix: u64,
     next_msg_id: AtomicU64,
     next_conn_id: AtomicU64,
+    /// The server is shutting down: every connection says goodbye.
+    shutting_down: AtomicBool,
 }
 
 impl Hub {
@@ -111,6 +114,7 @@ impl Hub {
             msg_id_prefix: MsgId::random_prefix(),
             next_msg_id: AtomicU64::new(0),
             next_conn_id: AtomicU64::new(1),
+            shutting_down: AtomicBool::new(false),
         }
     }
 
@@ -122,6 +126,35 @@ impl Hub {
 
     pub fn next_conn_id(&self) -> ConnId {
         self.next_conn_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A connection was accepted: until it logs in, shutdown finds it here.
+    /// (A shutdown waiter in each connection's task would cost every idle
+    /// session 80 bytes.)
+    pub fn connection_opened(&self, conn: ConnId, out: Outbox) {
+        self.state().anonymous.insert(conn, out);
+    }
+
+    /// A connection ended.
+    pub fn connection_closed(&self, conn: ConnId) {
+        self.state().anonymous.remove(&conn);
+    }
+
+    /// Tells every connection to end (each checks
+    /// [`Hub::is_shutting_down`] when woken).
+    pub fn shut_down(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+        let state = self.state();
+        for out in state.anonymous.values() {
+            out.nudge();
+        }
+        for session in state.sessions.values() {
+            session.out.nudge();
+        }
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
     }
 
     fn next_msg_id(&self) -> MsgId {

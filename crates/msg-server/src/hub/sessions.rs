@@ -48,6 +48,7 @@ impl Hub {
             ));
         }
         state.failures.remove(&**user);
+        state.anonymous.remove(&spec.conn);
         state.presence_rounds.activity(Instant::now());
         spec.out.set_presence_cursor(self.presence.end());
         state.sessions.insert(

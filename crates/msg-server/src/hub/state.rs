@@ -118,6 +118,9 @@ pub(super) struct State {
     pub private_pairs: HashSet<(String, String)>,
     /// When the sessions are next woken for presence notices.
     pub presence_rounds: Rounds,
+    /// Connections not logged in (yet), to be woken at shutdown; logged-in
+    /// ones are in `sessions`.
+    pub anonymous: HashMap<ConnId, Outbox>,
 }
 
 impl State {
