@@ -152,6 +152,22 @@ pub(super) type Measured = (
 );
 
 async fn msg_run(server: &MsgServer, k: usize) -> Measured {
+    let addr = server.addr;
+    measure_sessions(server, k, |i, gate, phase, counts| {
+        msg_session(addr, user(i), gate, phase, counts)
+    })
+    .await
+}
+
+/// Starts `k` idle sessions (`session` makes the i-th, given the gate, the
+/// phase and the counts it reports to), times their logins, lets them go
+/// quiet and reads the server's memory per session. Shared with
+/// `idle-tls`, whose sessions differ only in their transport.
+pub(super) async fn measure_sessions<F, Fut>(server: &MsgServer, k: usize, session: F) -> Measured
+where
+    F: Fn(usize, Arc<Semaphore>, watch::Receiver<u8>, Arc<[AtomicUsize; 2]>) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
     let before = server.rss_kib();
     let started = Instant::now();
     let gate = Arc::new(Semaphore::new(PARALLEL));
@@ -159,9 +175,8 @@ async fn msg_run(server: &MsgServer, k: usize) -> Measured {
     let counts = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
     let mut tasks = Vec::with_capacity(k);
     for i in 0..k {
-        tasks.push(tokio::spawn(msg_session(
-            server.addr,
-            user(i),
+        tasks.push(tokio::spawn(session(
+            i,
             gate.clone(),
             phase_rx.clone(),
             counts.clone(),

@@ -23,7 +23,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use super::Tasks;
-use super::idle::{Measured, PARALLEL, SETTLE, SETUP, per_session, wait_count};
+use super::idle::{Measured, PARALLEL, SETUP, measure_sessions, per_session, wait_count};
 use crate::compare::{Compared, Run};
 use crate::env::Env;
 use crate::launch::{Mosquitto, MsgServer, PASSWORD, user};
@@ -149,32 +149,11 @@ async fn tls_connect(
 }
 
 async fn msg_run(server: &MsgServer, k: usize, connector: &TlsConnector) -> Measured {
-    let before = server.rss_kib();
-    let started = Instant::now();
-    let gate = Arc::new(Semaphore::new(PARALLEL));
-    let (phase_tx, phase_rx) = watch::channel(0u8);
-    let counts = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
-    let mut tasks = Vec::with_capacity(k);
-    for i in 0..k {
-        tasks.push(tokio::spawn(msg_session(
-            server.addr,
-            connector.clone(),
-            user(i),
-            gate.clone(),
-            phase_rx.clone(),
-            counts.clone(),
-        )));
-    }
-    let result = async {
-        wait_count(&counts[0], k, &mut tasks, "logins").await?;
-        let secs = started.elapsed().as_secs_f64();
-        phase_tx.send(1).context("phase")?;
-        wait_count(&counts[1], k, &mut tasks, "quiet").await?;
-        tokio::time::sleep(SETTLE).await;
-        Ok::<_, anyhow::Error>((per_session(before, server.rss_kib(), k), secs))
-    }
-    .await;
-    (result, Tasks(tasks))
+    let addr = server.addr;
+    measure_sessions(server, k, |i, gate, phase, counts| {
+        msg_session(addr, connector.clone(), user(i), gate, phase, counts)
+    })
+    .await
 }
 
 /// One idle TLS session: log in, ping, wait for the all-clear, ping again,
