@@ -6,6 +6,8 @@
 //!   [`fair_permits`] shares them among client addresses.
 //! - [`per_address`]: rate limits per client address.
 //! - [`store`]: SQLite on its own thread, with group commit.
+//! - [`cluster`]: cluster mode's shared PostgreSQL (accounts, lockouts,
+//!   login leases) and its NATS link to the other nodes.
 //! - [`hub`]: the in-memory state and every routing rule.
 //! - [`connection`]: one client's frames, phases and timers.
 //! - [`wire`] and [`outbox`]: a connection's socket I/O and its send queue;
@@ -21,6 +23,7 @@ pub mod accounts;
 pub mod admin;
 pub mod cert;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod fair_permits;

@@ -15,8 +15,12 @@ fn main() -> ExitCode {
         1 => "debug",
         _ => "trace",
     };
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(default_level))
+        // Their debug lines carry query parameters and message payloads
+        // (password hashes, message text): never below info.
+        .add_directive("tokio_postgres=info".parse().expect("a directive"))
+        .add_directive("async_nats=info".parse().expect("a directive"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -73,6 +73,9 @@ struct Shared {
     kicked: AtomicBool,
     /// The account's device tokens were revoked; the session should end.
     revoked: AtomicBool,
+    /// This node lost the user's lease (cluster mode); the session should
+    /// end, for the client to log in again, perhaps on another node.
+    lease_lost: AtomicBool,
     /// The connection has ended; nothing more is queued.
     closed: AtomicBool,
     /// The connection task's waker, and whether it was woken since it last
@@ -203,6 +206,7 @@ impl Outbox {
                 max_outstanding: small(max_outstanding.max(1)),
                 kicked: AtomicBool::new(false),
                 revoked: AtomicBool::new(false),
+                lease_lost: AtomicBool::new(false),
                 closed: AtomicBool::new(false),
                 waker: AtomicWaker::new(),
                 woken: AtomicBool::new(false),
@@ -308,6 +312,16 @@ impl Outbox {
 
     pub fn is_revoked(&self) -> bool {
         self.shared.revoked.load(Ordering::Acquire)
+    }
+
+    /// Ends the session: this node no longer holds the user's lease.
+    pub fn lease_lost(&self) {
+        self.shared.lease_lost.store(true, Ordering::Release);
+        self.shared.wake();
+    }
+
+    pub fn is_lease_lost(&self) -> bool {
+        self.shared.lease_lost.load(Ordering::Acquire)
     }
 
     /// Ready when something was queued, the connection was kicked or a

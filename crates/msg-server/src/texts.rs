@@ -24,6 +24,10 @@ pub const CANNOT_BLOCK_SELF: &str = "Error. Cannot block self";
 pub const CANNOT_PRIVATE_SELF: &str = "Error. Cannot start private messaging with self";
 pub const INACTIVITY_LOGOUT: &str = "You have been logged out due to inactivity";
 pub const SHUTDOWN_LOGOUT: &str = "The server is shutting down";
+pub const LEASE_LOST_LOGOUT: &str =
+    "Disconnected: this server node lost its hold on your session; connecting again";
+pub const CLUSTER_UNAVAILABLE: &str =
+    "Error. The server cannot reach its shared database right now; try again";
 pub const SLOW_CONSUMER_LOGOUT: &str = "Disconnected: messages were not read fast enough";
 pub const REVOKED_LOGOUT: &str =
     "Logged out: this account's devices were signed out on the server; log in with the password";

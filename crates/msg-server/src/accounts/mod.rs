@@ -1,4 +1,7 @@
-//! The account list: the credentials file, one `username password` a line.
+//! The account list: the credentials file, one `username password` a line,
+//! or in cluster mode the shared database's accounts table
+//! ([`crate::cluster::accounts`]), which a node's `--credentials` file only
+//! seeds.
 //!
 //! A password beginning with `$argon2` is an argon2 PHC hash; anything else is
 //! a plain password (the classic format). The file is edited only by whole,
@@ -7,7 +10,6 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
@@ -17,6 +19,9 @@ use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use msg_proto::validate::{USERNAME_RULE, is_valid_password, is_valid_username, username_key};
 use subtle::ConstantTimeEq;
+
+use crate::cluster::ClusterError;
+use crate::cluster::accounts as db;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AccountsError {
@@ -35,6 +40,8 @@ pub enum AccountsError {
     NameTaken(String),
     #[error("cannot hash the password: {0}")]
     Hash(String),
+    #[error(transparent)]
+    Database(#[from] ClusterError),
 }
 
 /// How a password is kept in the file.
@@ -45,6 +52,13 @@ enum Credential {
 }
 
 impl Credential {
+    /// The field as the file (or the accounts table) holds it.
+    fn field(&self) -> &str {
+        match self {
+            Self::Plain(text) | Self::Hash(text) => text,
+        }
+    }
+
     fn parse(field: &str) -> Self {
         if field.starts_with("$argon2") {
             Self::Hash(field.to_owned())
@@ -68,12 +82,35 @@ impl Credential {
     }
 }
 
-/// One parsed version of the file.
+/// One version of the account list.
 #[derive(Default)]
 struct Table {
     users: HashMap<String, Credential>,
-    /// What the file looked like when read, to notice changes cheaply.
-    stamp: Option<(SystemTime, u64)>,
+    /// What the source looked like when read, to notice changes cheaply.
+    stamp: Stamp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stamp {
+    File(Option<(SystemTime, u64)>),
+    Database(db::Stamp),
+}
+
+impl Default for Stamp {
+    fn default() -> Self {
+        Self::File(None)
+    }
+}
+
+/// Where the accounts live.
+enum Source {
+    File(PathBuf),
+    /// The cluster's table. Its calls block (they come from blocking
+    /// threads, beside the password checks) on the server's runtime.
+    Database {
+        pool: deadpool_postgres::Pool,
+        runtime: tokio::runtime::Handle,
+    },
 }
 
 /// Summary of a load, for the start-up log.
@@ -84,82 +121,9 @@ pub struct LoadReport {
     pub skipped_lines: usize,
 }
 
-fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
-    let meta = fs::metadata(path).ok()?;
-    Some((meta.modified().ok()?, meta.len()))
-}
-
-/// Splits a line into username and password field, or `None` for comments,
-/// blank lines and malformed lines.
-fn parse_line(line: &str) -> Option<(&str, &str)> {
-    let line = line.trim();
-    if line.is_empty() || line.starts_with('#') {
-        return None;
-    }
-    let (user, rest) = line.split_once(char::is_whitespace)?;
-    let password = rest.trim();
-    (is_valid_username(user) && !password.is_empty()).then_some((user, password))
-}
-
-fn is_content(line: &str) -> bool {
-    let line = line.trim();
-    !line.is_empty() && !line.starts_with('#')
-}
-
-fn read_table(path: &Path) -> Result<(Table, LoadReport), AccountsError> {
-    let stamp = stamp(path);
-    let text = fs::read_to_string(path).map_err(AccountsError::Read)?;
-    let (users, report) = parse_text(&text);
-    Ok((Table { users, stamp }, report))
-}
-
-/// The accounts in the text of a credentials file, and a summary.
-fn parse_text(text: &str) -> (HashMap<String, Credential>, LoadReport) {
-    let mut report = LoadReport::default();
-    let mut users: HashMap<String, Credential> = HashMap::new();
-    // Name (ignoring case) -> the spelling that has it.
-    let mut spellings: HashMap<String, String> = HashMap::new();
-    for (number, line) in text.lines().enumerate() {
-        match parse_line(line) {
-            Some((user, password)) => {
-                let spelling = spellings
-                    .entry(username_key(user))
-                    .or_insert_with(|| user.to_owned());
-                if spelling != user {
-                    report.skipped_lines += 1;
-                    tracing::warn!(
-                        line = number + 1,
-                        "ignoring an account whose name differs from an earlier one only in case"
-                    );
-                    continue;
-                }
-                // The same name again: the later line wins, as it always did.
-                users.insert(user.to_owned(), Credential::parse(password));
-            }
-            None if is_content(line) => {
-                report.skipped_lines += 1;
-                tracing::warn!(line = number + 1, "ignoring a malformed credentials line");
-            }
-            None => {}
-        }
-    }
-    report.accounts = users.len();
-    report.plain = users
-        .values()
-        .filter(|c| matches!(c, Credential::Plain(_)))
-        .count();
-    (users, report)
-}
-
-/// Parses the text of a credentials file as loading it does, and returns
-/// the summary: the entry point for the fuzzer and for checking a file.
-pub fn check_credentials(text: &str) -> LoadReport {
-    parse_text(text).1
-}
-
 /// The live account list, shared by all connections.
 pub struct Accounts {
-    path: PathBuf,
+    source: Source,
     table: RwLock<Arc<Table>>,
     /// Serialises this process's own rewrites of the file.
     write_lock: std::sync::Mutex<()>,
@@ -168,14 +132,40 @@ pub struct Accounts {
 impl Accounts {
     pub fn load(path: &Path) -> Result<(Self, LoadReport), AccountsError> {
         let (table, report) = read_table(path)?;
-        Ok((
-            Self {
-                path: path.to_owned(),
-                table: RwLock::new(Arc::new(table)),
-                write_lock: std::sync::Mutex::new(()),
-            },
-            report,
-        ))
+        Ok((Self::new(Source::File(path.to_owned()), table), report))
+    }
+
+    /// The accounts of a cluster's database, after adding those of
+    /// `seed` (a credentials file) that it lacks. Returns the list and how
+    /// many accounts the file added.
+    pub async fn in_database(
+        pool: deadpool_postgres::Pool,
+        seed: Option<&Path>,
+    ) -> Result<(Self, LoadReport, u64), AccountsError> {
+        let mut added = 0;
+        if let Some(path) = seed {
+            let text = fs::read_to_string(path).map_err(AccountsError::Read)?;
+            let (users, _) = parse_text(&text);
+            let entries: Vec<(String, String)> = users
+                .iter()
+                .map(|(user, credential)| (user.clone(), credential.field().to_owned()))
+                .collect();
+            added = db::import(&pool, &entries).await?;
+        }
+        let (table, report) = table_of(db::all(&pool).await?);
+        let source = Source::Database {
+            pool,
+            runtime: tokio::runtime::Handle::current(),
+        };
+        Ok((Self::new(source, table), report, added))
+    }
+
+    fn new(source: Source, table: Table) -> Self {
+        Self {
+            source,
+            table: RwLock::new(Arc::new(table)),
+            write_lock: std::sync::Mutex::new(()),
+        }
     }
 
     fn current(&self) -> Arc<Table> {
@@ -184,6 +174,36 @@ impl Accounts {
 
     pub fn exists(&self, user: &str) -> bool {
         self.current().users.contains_key(user)
+    }
+
+    /// Whether `user` has an account. In a cluster, one added on another
+    /// node a moment ago counts: a name this node does not know is looked
+    /// up (and kept), ahead of the next poll.
+    pub async fn knows(&self, user: &str) -> bool {
+        if self.exists(user) {
+            return true;
+        }
+        let Source::Database { pool, .. } = &self.source else {
+            return false;
+        };
+        match db::credential(pool, user).await {
+            Ok(Some(field)) => {
+                let mut table = self.table.write().unwrap_or_else(|e| e.into_inner());
+                let mut users = table.users.clone();
+                users.insert(user.to_owned(), Credential::parse(&field));
+                // The old stamp: the next poll reads the whole list.
+                *table = Arc::new(Table {
+                    users,
+                    stamp: table.stamp,
+                });
+                true
+            }
+            Ok(None) => false,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot look an account up");
+                false
+            }
+        }
     }
 
     /// The account whose name equals `user` ignoring case, if any.
@@ -197,23 +217,38 @@ impl Accounts {
     }
 
     /// Checks a password. Slow (argon2): run it on a blocking thread.
-    /// Unknown users return `None`.
-    pub fn verify(&self, user: &str, password: &str) -> Option<bool> {
-        let credential = self.current().users.get(user).cloned()?;
-        Some(credential.verify(password))
+    /// Unknown users return `None`. In a cluster the credential is read
+    /// afresh, so a password changed on another node counts at once.
+    pub fn verify(&self, user: &str, password: &str) -> Result<Option<bool>, AccountsError> {
+        let credential = match &self.source {
+            Source::File(_) => self.current().users.get(user).cloned(),
+            Source::Database { pool, runtime } => block_on(runtime, db::credential(pool, user))?
+                .map(|field| Credential::parse(&field)),
+        };
+        Ok(credential.map(|credential| credential.verify(password)))
     }
 
-    /// Re-reads the file if it changed since the last read. Returns the new
-    /// summary when it did.
+    /// Re-reads the list if it changed since the last read. Returns the
+    /// new summary when it did. Blocks: call it from a blocking thread.
     pub fn reload_if_changed(&self) -> Result<Option<LoadReport>, AccountsError> {
-        if stamp(&self.path) == self.current().stamp {
+        let now = match &self.source {
+            Source::File(path) => Stamp::File(stamp(path)),
+            Source::Database { pool, runtime } => {
+                Stamp::Database(block_on(runtime, db::stamp(pool))?)
+            }
+        };
+        if now == self.current().stamp {
             return Ok(None);
         }
         self.reload().map(Some)
     }
 
+    /// Reads the whole list again. Blocks: call it from a blocking thread.
     pub fn reload(&self) -> Result<LoadReport, AccountsError> {
-        let (table, report) = read_table(&self.path)?;
+        let (table, report) = match &self.source {
+            Source::File(path) => read_table(path)?,
+            Source::Database { pool, runtime } => table_of(block_on(runtime, db::all(pool))?),
+        };
         *self.table.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(table);
         Ok(report)
     }
@@ -221,141 +256,98 @@ impl Accounts {
     /// Adds a new account (registration). Fails if the name is taken.
     pub fn register(&self, user: &str, password: &str) -> Result<(), AccountsError> {
         let _guard = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
-        // Re-read first so an account added by `passwd` a moment ago counts.
-        self.reload()?;
-        match self.spelled(user) {
-            Some(name) if name == user => return Err(AccountsError::UserExists),
-            Some(name) => return Err(AccountsError::NameTaken(name)),
-            None => {}
+        match &self.source {
+            Source::File(path) => {
+                // Re-read first so an account added by `passwd` a moment ago counts.
+                self.reload()?;
+                match self.spelled(user) {
+                    Some(name) if name == user => return Err(AccountsError::UserExists),
+                    Some(name) => return Err(AccountsError::NameTaken(name)),
+                    None => {}
+                }
+                set_password(path, user, password)?;
+            }
+            Source::Database { pool, runtime } => {
+                check_new_password(user, password)?;
+                let hash = hash_password(password)?;
+                match block_on(runtime, db::add(pool, user, &hash))? {
+                    db::Added::Added => {}
+                    db::Added::Taken(name) if name == user => {
+                        return Err(AccountsError::UserExists);
+                    }
+                    db::Added::Taken(name) => return Err(AccountsError::NameTaken(name)),
+                }
+            }
         }
-        set_password(&self.path, user, password)?;
         self.reload()?;
         Ok(())
     }
 }
 
-/// Whether [`set_password`] changed an existing account or added one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PasswordChange {
-    Changed,
-    Added,
+/// Runs a database call from a blocking thread (or, briefly, a worker).
+fn block_on<F: std::future::Future>(runtime: &tokio::runtime::Handle, call: F) -> F::Output {
+    tokio::task::block_in_place(|| runtime.block_on(call))
 }
 
-/// Hashes `password` with argon2id and writes it for `user` into the file at
-/// `path` (created if missing), keeping every other line as it was.
-pub fn set_password(
-    path: &Path,
+/// The table of the accounts read from the database.
+fn table_of((rows, stamp): (Vec<(String, String)>, db::Stamp)) -> (Table, LoadReport) {
+    let users: HashMap<String, Credential> = rows
+        .into_iter()
+        .map(|(user, field)| {
+            let credential = Credential::parse(&field);
+            (user, credential)
+        })
+        .collect();
+    let report = LoadReport {
+        accounts: users.len(),
+        plain: users
+            .values()
+            .filter(|c| matches!(c, Credential::Plain(_)))
+            .count(),
+        skipped_lines: 0,
+    };
+    let stamp = Stamp::Database(stamp);
+    (Table { users, stamp }, report)
+}
+
+/// Sets `user`'s password in a cluster's database (`msg-server passwd
+/// --store`), adding the account if there is none.
+pub async fn set_password_in_database(
+    pool: &deadpool_postgres::Pool,
     user: &str,
     password: &str,
 ) -> Result<PasswordChange, AccountsError> {
+    check_new_password(user, password)?;
+    let hash = hash_password(password)?;
+    match db::set(pool, user, &hash).await? {
+        db::Set::Changed => Ok(PasswordChange::Changed),
+        db::Set::Added => Ok(PasswordChange::Added),
+        db::Set::Taken(name) => Err(AccountsError::NameTaken(name)),
+    }
+}
+
+fn check_new_password(user: &str, password: &str) -> Result<(), AccountsError> {
     if !is_valid_username(user) {
         return Err(AccountsError::InvalidUsername);
     }
     if !is_valid_password(password) {
         return Err(AccountsError::InvalidPassword);
     }
+    Ok(())
+}
+
+/// An argon2id PHC string for `password`, with a fresh salt.
+fn hash_password(password: &str) -> Result<String, AccountsError> {
     let salt = SaltString::generate(&mut OsRng);
-    let hash = Argon2::default()
+    Ok(Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map_err(|e| AccountsError::Hash(e.to_string()))?
-        .to_string();
-    let original = match fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(AccountsError::Read(e)),
-    };
-    // The spelling that holds the name is the first one in the file (as
-    // loading reads it); another spelling may not add a twin.
-    let key = username_key(user);
-    let holder = original
-        .lines()
-        .filter_map(parse_line)
-        .find(|(name, _)| username_key(name) == key);
-    if let Some((name, _)) = holder
-        && name != user
-    {
-        return Err(AccountsError::NameTaken(name.to_owned()));
-    }
-    let (text, change) = with_password(&original, user, &hash);
-    write_atomically(path, &text).map_err(AccountsError::Write)?;
-    Ok(change)
+        .to_string())
 }
 
-/// The file's new text: `user`'s line replaced in place, or appended.
-fn with_password(original: &str, user: &str, field: &str) -> (String, PasswordChange) {
-    let mut out = String::with_capacity(original.len() + field.len() + user.len() + 2);
-    let mut change = PasswordChange::Added;
-    for line in original.lines() {
-        match parse_line(line) {
-            Some((name, _)) if name == user => {
-                if change == PasswordChange::Added {
-                    out.push_str(&format!("{user} {field}\n"));
-                    change = PasswordChange::Changed;
-                }
-                // A duplicate line for the same user would shadow the new
-                // password; drop it.
-            }
-            _ => {
-                out.push_str(line);
-                out.push('\n');
-            }
-        }
-    }
-    if change == PasswordChange::Added {
-        out.push_str(&format!("{user} {field}\n"));
-    }
-    (out, change)
-}
-
-/// Creates an empty credentials file (0600) when there is none, for a
-/// server that lets users register.
-pub fn create_if_missing(path: &Path) -> std::io::Result<()> {
-    if path.try_exists()? {
-        return Ok(());
-    }
-    write_atomically(path, "")
-}
-
-/// Temp file in the same directory, fsync, rename over, fsync the directory:
-/// after a crash the file is either the old or the new version, never a mix.
-fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "credentials".into());
-    let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut options = fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            // Password hashes: the owner's alone, whatever the umask or the
-            // old file's mode.
-            options.mode(0o600);
-        }
-        let mut file = options.open(&tmp)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            file.set_permissions(fs::Permissions::from_mode(0o600))?;
-        }
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)?;
-        #[cfg(unix)]
-        fs::File::open(&dir)?.sync_all()?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
+mod file;
 #[cfg(test)]
 mod tests;
+
+pub use file::{PasswordChange, check_credentials, create_if_missing, set_password};
+use file::{parse_text, read_table, stamp};

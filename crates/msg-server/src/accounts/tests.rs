@@ -1,3 +1,4 @@
+use super::file::parse_line;
 use super::*;
 
 #[test]
@@ -62,9 +63,9 @@ fn set_password_keeps_comments_and_other_lines() {
             skipped_lines: 0
         }
     );
-    assert_eq!(accounts.verify("hans", "new pw"), Some(true));
-    assert_eq!(accounts.verify("hans", "falcon"), Some(false));
-    assert_eq!(accounts.verify("nobody", "x"), None);
+    assert_eq!(accounts.verify("hans", "new pw").unwrap(), Some(true));
+    assert_eq!(accounts.verify("hans", "falcon").unwrap(), Some(false));
+    assert_eq!(accounts.verify("nobody", "x").unwrap(), None);
     let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
     assert_eq!(leftovers.len(), 1, "no temp file is left behind");
 }
@@ -77,7 +78,7 @@ fn names_are_unique_ignoring_case() {
     let (accounts, report) = Accounts::load(&path).unwrap();
     assert_eq!(report.accounts, 1);
     assert_eq!(report.skipped_lines, 1, "the case twin is ignored");
-    assert_eq!(accounts.verify("luke", "jedi"), Some(true));
+    assert_eq!(accounts.verify("luke", "jedi").unwrap(), Some(true));
     assert!(!accounts.exists("Luke"));
     assert!(matches!(
         accounts.register("LUKE", "x"),
@@ -132,7 +133,7 @@ fn register_refuses_existing_names_and_reload_sees_changes() {
         Err(AccountsError::UserExists)
     ));
     accounts.register("rey", "jakku").unwrap();
-    assert_eq!(accounts.verify("rey", "jakku"), Some(true));
+    assert_eq!(accounts.verify("rey", "jakku").unwrap(), Some(true));
     assert_eq!(accounts.reload_if_changed().unwrap(), None);
     fs::write(&path, "hans falcon\nrey jakku\nfinn fn2187 \n").unwrap();
     assert!(accounts.reload_if_changed().unwrap().is_some());

@@ -2,30 +2,23 @@
 //! positional form), the same as flags, and the subcommands
 //! `msg-server passwd USER` and `msg-server cert --name HOST`.
 
+mod serve;
 mod subcommands;
 
-use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
-use crate::accounts::{self, Accounts};
-use crate::admin;
 use crate::config::Config;
-use crate::hub::Hub;
 use crate::per_address::Rate;
-use crate::server;
-use crate::state_dir::{self, StateDir};
-use crate::store::{QueueLimits, Store};
+use crate::state_dir;
+use crate::store::QueueLimits;
 
-use crate::tls::{Tls, TlsFiles};
+/// The accounts file when none is named.
+pub const DEFAULT_CREDENTIALS: &str = "credentials.txt";
 
 /// Exit status for a bad command line or configuration (also clap's).
 const EXIT_USAGE: u8 = 2;
@@ -111,6 +104,10 @@ pub struct PasswdArgs {
     /// state directory is per port) [default: 4747].
     #[arg(long, default_value_t = msg_proto::DEFAULT_PORT)]
     pub port: u16,
+    /// A cluster's database (postgres://USER@HOST:PORT/DB): change the
+    /// account there instead of in a credentials file.
+    #[arg(long, value_name = "URL", conflicts_with = "credentials")]
+    pub store: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -146,14 +143,25 @@ pub struct ServeArgs {
     /// Address to listen on (`::` for IPv6 and IPv4).
     #[arg(long, default_value = "0.0.0.0")]
     pub bind: IpAddr,
-    /// The accounts file, one `username password` a line.
-    #[arg(long, default_value = "credentials.txt")]
+    /// The accounts file, one `username password` a line (in a cluster:
+    /// accounts to add to the database when they are not there yet).
+    #[arg(long, default_value = DEFAULT_CREDENTIALS)]
     pub credentials: PathBuf,
     /// Where the database lives; one server at a time may use it
     /// [default: $STATE_DIRECTORY under systemd, else the user's data
     /// directory's msg-server/PORT].
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
+    /// Run as a node of a cluster whose shared database is this PostgreSQL
+    /// (postgres://USER@HOST:PORT/DB); needs --cluster.
+    #[arg(long, value_name = "URL", requires = "cluster")]
+    pub store: Option<String>,
+    /// The cluster's NATS server (nats://HOST:PORT); needs --store.
+    #[arg(long, value_name = "URL", requires = "store")]
+    pub cluster: Option<String>,
+    /// This node's name in logs [default: HOSTNAME:PORT].
+    #[arg(long, value_name = "NAME", requires = "store")]
+    pub node_name: Option<String>,
     /// Let unknown users create an account (`msg register`).
     #[arg(long)]
     pub allow_register: bool,
@@ -194,6 +202,9 @@ pub struct ServeArgs {
     pub ack_timeout_ms: Option<u64>,
     #[arg(long, hide = true, value_name = "N")]
     pub max_outstanding_sends: Option<usize>,
+    #[arg(long, hide = true, value_name = "MS",
+          value_parser = clap::value_parser!(u64).range(300..=MAX_SECS * 1000))]
+    pub lease_ttl_ms: Option<u64>,
     #[arg(long, hide = true, value_name = "MS")]
     pub close_grace_ms: Option<u64>,
     #[arg(long, hide = true, value_name = "BYTES",
@@ -275,7 +286,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Some(Command::Passwd(args)) => subcommands::passwd(&args),
         Some(Command::Revoke(args)) => subcommands::revoke(&args),
         Some(Command::Cert(args)) => subcommands::cert(&args),
-        None => serve(&cli.serve),
+        None => serve::serve(&cli.serve),
     };
     match result {
         Ok(code) => code,
@@ -289,108 +300,6 @@ pub fn run(cli: Cli) -> ExitCode {
 pub(crate) fn usage_error(message: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
     eprintln!("msg-server: {message}");
     Ok(ExitCode::from(EXIT_USAGE))
-}
-
-fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
-    let config = config_checked(args)?;
-    if args.allow_register
-        && let Err(e) = accounts::create_if_missing(&args.credentials)
-    {
-        return usage_error(format_args!(
-            "cannot create {}: {e} (see --credentials)",
-            args.credentials.display()
-        ));
-    }
-    let (accounts, report) = match Accounts::load(&args.credentials) {
-        Ok(loaded) => loaded,
-        Err(e) => {
-            return usage_error(format_args!(
-                "{}: {e} (see --credentials)",
-                args.credentials.display()
-            ));
-        }
-    };
-    if report.plain > 0 {
-        tracing::warn!(
-            accounts = report.plain,
-            "some accounts have plain-text passwords; convert them with `msg-server passwd USER`"
-        );
-    }
-    let state_dir = match args.state_dir().and_then(|dir| Ok(StateDir::prepare(dir)?)) {
-        Ok(dir) => dir,
-        Err(e) => return usage_error(e),
-    };
-    let (store, snapshot) =
-        match Store::open_with(state_dir.path(), msg_proto::now_ms(), config.queue_limits) {
-            Ok(opened) => opened,
-            Err(e) => return usage_error(format_args!("cannot open the state directory: {e}")),
-        };
-    let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => {
-            let files = TlsFiles {
-                cert: cert.clone(),
-                key: key.clone(),
-            };
-            match Tls::load(files) {
-                Ok((tls, fingerprint)) => {
-                    tracing::info!(%fingerprint, "TLS certificate loaded (SHA-256 fingerprint)");
-                    Some(Arc::new(tls))
-                }
-                Err(e) => return usage_error(e),
-            }
-        }
-        _ => None,
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async {
-        let listener = match TcpListener::bind(args.listen_addr()).await {
-            Ok(listener) => listener,
-            Err(e) => {
-                return usage_error(format_args!("cannot listen on {}: {e}", args.listen_addr()));
-            }
-        };
-        let local = listener.local_addr().context("listener has no address")?;
-        let hub = Arc::new(Hub::new(config, accounts, store, snapshot));
-        let shutdown = CancellationToken::new();
-        start_admin_socket(state_dir.path(), &hub, &shutdown);
-        server::Signals::install()
-            .context("cannot install signal handlers")?
-            .spawn(hub.clone(), tls.clone(), shutdown.clone());
-
-        let transport = if tls.is_some() { "TLS" } else { "plain TCP" };
-        tracing::info!(accounts = report.accounts, %local, transport, "listening");
-        // Tests and scripts read this line to learn an ephemeral port.
-        let mut stdout = std::io::stdout();
-        let _ = writeln!(stdout, "msg-server listening on {local}");
-        let _ = stdout.flush();
-        server::notify_ready();
-        server::run(hub, listener, tls, shutdown).await;
-        Ok(ExitCode::SUCCESS)
-    })
-}
-
-/// Listens for `msg-server revoke`/`passwd` in the state directory; a
-/// server without the socket still serves (they then edit the database).
-fn start_admin_socket(state_dir: &Path, hub: &Arc<Hub>, shutdown: &CancellationToken) {
-    #[cfg(unix)]
-    match admin::listen::bind(state_dir) {
-        Ok(socket) => {
-            tokio::spawn(admin::listen::run(socket, hub.clone(), shutdown.clone()));
-        }
-        Err(e) => tracing::warn!(error = %e, "no admin socket in the state directory"),
-    }
-    #[cfg(not(unix))]
-    let _ = (state_dir, hub, shutdown);
-}
-
-fn config_checked(args: &ServeArgs) -> anyhow::Result<Config> {
-    if args.timeout_arg.is_some() && args.block_duration_arg.is_none() {
-        anyhow::bail!("the classic form takes PORT BLOCK_DURATION TIMEOUT");
-    }
-    Ok(args.config())
 }
 
 #[cfg(test)]

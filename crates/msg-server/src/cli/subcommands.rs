@@ -44,6 +44,9 @@ pub fn passwd(args: &PasswdArgs) -> anyhow::Result<ExitCode> {
         }
         first
     };
+    if let Some(store) = &args.store {
+        return passwd_in_database(store, &args.user, &password);
+    }
     match accounts::set_password(&args.credentials, &args.user, &password) {
         Ok(PasswordChange::Added) => println!("Added {}", args.user),
         Ok(PasswordChange::Changed) => println!("Changed the password of {}", args.user),
@@ -64,6 +67,27 @@ pub fn passwd(args: &PasswdArgs) -> anyhow::Result<ExitCode> {
         }
     };
     revoke_and_report(Some(&state_dir), args.port, Op::Passwd, &args.user, true)
+}
+
+/// `passwd --store`: the cluster's accounts table.
+fn passwd_in_database(store: &str, user: &str, password: &str) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let changed = runtime.block_on(async {
+        let pool = crate::cluster::open_store(store).await?;
+        anyhow::Ok(accounts::set_password_in_database(&pool, user, password).await)
+    })?;
+    match changed {
+        Ok(PasswordChange::Added) => println!("Added {user}"),
+        Ok(PasswordChange::Changed) => println!("Changed the password of {user}"),
+        Err(accounts::AccountsError::InvalidPassword) => {
+            return usage_error("invalid password (must be non-empty, without line breaks)");
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn revoke(args: &RevokeArgs) -> anyhow::Result<ExitCode> {

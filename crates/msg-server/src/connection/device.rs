@@ -80,6 +80,7 @@ impl Connection {
             peer_key: peer_key.map(|key| key.to_hex()),
         };
         self.start_session(login, Some(Device { hash, token: None }))
+            .await
     }
 
     /// The checks of a `resume`: the form of the request, the session
@@ -97,9 +98,9 @@ impl Connection {
                 texts::INVALID_USERNAME,
             ));
         }
-        self.hub.check_not_logged_in(user)?;
+        self.hub.check_not_logged_in(user).await?;
         let turn = self.hub.passwords.turn(user).await;
-        self.hub.check_not_logged_in(user)?;
+        self.hub.check_not_logged_in(user).await?;
         // Reserved like a password check, given back if the token is right:
         // wrong tokens count against the address as wrong passwords do.
         let ip = self.ip;
@@ -111,7 +112,7 @@ impl Connection {
                     .retry_after(secs)
             })?;
         let bad = || Refusal::new(ErrorCode::BadToken, texts::BAD_TOKEN);
-        if !is_token_form(token.expose()) || !self.hub.accounts.exists(user) {
+        if !is_token_form(token.expose()) || !self.hub.accounts.knows(user).await {
             tracing::info!(user, "refused a device token of the wrong form or user");
             return Err(bad());
         }

@@ -164,7 +164,9 @@ impl Connection {
             (Phase::Anonymous, ClientFrame::Register(request)) => {
                 return Step::Later(Box::pin(self.on_login(request, true)));
             }
-            (_, ClientFrame::Account(request)) => self.on_account(request),
+            (_, ClientFrame::Account(request)) => {
+                return Step::Later(Box::pin(self.on_account(request)));
+            }
             (Phase::Anonymous, ClientFrame::Resume(request)) => {
                 return Step::Later(Box::pin(self.on_resume(request)));
             }

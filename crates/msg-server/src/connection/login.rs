@@ -42,15 +42,16 @@ impl Connection {
     /// Tells no more than a login attempt would (an unknown user is
     /// `invalid_user`, a blocked one `login_blocked` with the wait), but
     /// without a password check or a count against the lockout.
-    pub(super) fn on_account(&mut self, request: UserRequest) -> Flow {
+    pub(super) async fn on_account(&mut self, request: UserRequest) -> Flow {
         let hub = &self.hub;
         let blocked_for = hub
             .check_login_block(&request.user)
+            .await
             .err()
             .and_then(|refusal| refusal.retry_after);
         self.reply(ServerFrame::Account {
             id: request.id,
-            exists: hub.accounts.exists(&request.user),
+            exists: hub.accounts.knows(&request.user).await,
             registration: hub.config.allow_register,
             blocked_for,
             user: request.user,
@@ -96,18 +97,20 @@ impl Connection {
             peer_port,
             peer_key: peer_key.map(|key| key.to_hex()),
         };
-        self.start_session(session, token)
+        self.start_session(session, token).await
     }
 
     /// Registers the session of a checked login and welcomes it; `device`:
     /// the token it logged in with, or (with its hash) the one just issued.
-    pub(super) fn start_session(&mut self, login: Login, device: Option<Device>) -> Flow {
+    pub(super) async fn start_session(&mut self, login: Login, device: Option<Device>) -> Flow {
         let Login {
             id,
             user,
             peer_port,
             peer_key,
         } = login;
+        // In a cluster, the one login per user across nodes.
+        let leased = self.hub.take_lease(&user).await;
         let spec = SessionSpec {
             conn: self.id,
             out: self.out.clone(),
@@ -117,7 +120,7 @@ impl Connection {
             device: device.as_ref().map(|d| d.hash),
         };
         let name: Arc<str> = Arc::from(user.as_str());
-        let first_page = match self.hub.begin_session(&name, spec) {
+        let first_page = match leased.and_then(|()| self.hub.begin_session(&name, spec)) {
             Ok(page) => page,
             Err(refusal) => {
                 if let Some(device) = &device
@@ -170,14 +173,14 @@ impl Connection {
                 texts::INVALID_PASSWORD_FORMAT,
             ));
         }
-        if !self.hub.accounts.exists(user) {
+        if !self.hub.accounts.knows(user).await {
             return Err(Refusal::new(ErrorCode::InvalidUser, texts::INVALID_USER));
         }
-        self.hub.check_login_block(user)?;
-        self.hub.check_not_logged_in(user)?;
+        self.hub.check_login_block(user).await?;
+        self.hub.check_not_logged_in(user).await?;
         let turn = self.hub.passwords.turn(user).await;
-        self.hub.check_login_block(user)?;
-        self.hub.check_not_logged_in(user)?;
+        self.hub.check_login_block(user).await?;
+        self.hub.check_not_logged_in(user).await?;
         let permit = self.hub.passwords.permit(self.ip).await;
         // A check is reserved against the address's allowance of wrong
         // passwords once it can run (so only running checks hold one), and
@@ -198,26 +201,26 @@ impl Connection {
             .run(permit, "checked", user, move || {
                 hub.accounts.verify(&name, password.expose())
             })
-            .await
-            .flatten();
+            .await;
         match verified {
-            Some(true) => {
+            Some(Ok(Some(true))) => {
                 self.hub
                     .failed_logins
                     .give_back(ip, std::time::Instant::now());
+                self.hub.login_succeeded(user).await;
                 Ok(turn)
             }
-            Some(false) => {
-                let (refusal, durable) = self.hub.login_failed(user);
-                if let Some(durable) = durable
-                    && let Ok(Err(e)) = durable.await
-                {
-                    tracing::error!(error = %e, "the login block is only in memory");
-                }
-                Err(refusal)
-            }
+            Some(Ok(Some(false))) => Err(self.hub.login_failed(user).await),
             // Removed from the file in the meantime.
-            None => Err(Refusal::new(ErrorCode::InvalidUser, texts::INVALID_USER)),
+            Some(Ok(None)) => Err(Refusal::new(ErrorCode::InvalidUser, texts::INVALID_USER)),
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "cannot check a password");
+                Err(Refusal::new(
+                    ErrorCode::Internal,
+                    texts::CLUSTER_UNAVAILABLE,
+                ))
+            }
+            None => Err(Refusal::new(ErrorCode::Internal, texts::STORE_FAILED)),
         }
     }
 

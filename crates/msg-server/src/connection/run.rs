@@ -74,6 +74,14 @@ impl Connection {
                 });
                 return;
             }
+            if self.out.is_lease_lost() {
+                tracing::info!(conn = self.id, "ending a session: its lease is lost");
+                self.reply(ServerFrame::LoggedOut {
+                    reason: LogoutReason::Shutdown,
+                    message: texts::LEASE_LOST_LOGOUT.into(),
+                });
+                return;
+            }
             if self.drain_due() {
                 self.step_drain();
             }

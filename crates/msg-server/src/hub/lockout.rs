@@ -1,28 +1,47 @@
 //! Login lockout: consecutive wrong passwords per username, across every
 //! connection, and the block that the third one starts (kept in the store,
-//! so a restart does not lift it).
+//! so a restart does not lift it). In cluster mode the count and the block
+//! live in the shared database instead, across every node
+//! ([`crate::cluster::lockout`]), and so does the rule of one login per
+//! user ([`crate::cluster::lease`]).
 
 use msg_proto::{ErrorCode, Refusal, Timestamp, now_ms};
-use tokio::sync::oneshot;
 
-use crate::hub::Hub;
-use crate::store::StoreError;
+use crate::cluster::lockout::{self, Failure};
+use crate::hub::{Hub, cluster_failed};
 use crate::texts;
 
 /// Wrong passwords in a row that block a username.
 const FAILURES_TO_BLOCK: u32 = 3;
 
+fn blocked(secs: u64) -> Refusal {
+    Refusal::new(ErrorCode::LoginBlocked, texts::LOGIN_BLOCKED).retry_after(secs)
+}
+
+fn already_logged_in() -> Refusal {
+    Refusal::new(ErrorCode::AlreadyLoggedIn, texts::ALREADY_LOGGED_IN)
+}
+
 impl Hub {
     /// Refuses a login attempt while the username is blocked.
-    pub fn check_login_block(&self, user: &str) -> Result<(), Refusal> {
+    pub async fn check_login_block(&self, user: &str) -> Result<(), Refusal> {
+        match &self.cluster {
+            None => self.check_local_login_block(user),
+            Some(cluster) => match lockout::blocked_for(&cluster.db, user).await {
+                Ok(None) => Ok(()),
+                Ok(Some(secs)) => Err(blocked(secs)),
+                Err(e) => Err(cluster_failed(&e)),
+            },
+        }
+    }
+
+    fn check_local_login_block(&self, user: &str) -> Result<(), Refusal> {
         let now = now_ms();
         let mut state = self.state();
         if let Some(failures) = state.failures.get(user) {
             match failures.blocked_until {
                 Some(until) if until > now => {
-                    let left = (until - now).div_ceil(1000);
-                    return Err(Refusal::new(ErrorCode::LoginBlocked, texts::LOGIN_BLOCKED)
-                        .retry_after(left));
+                    return Err(blocked((until - now).div_ceil(1000)));
                 }
                 Some(_) => {
                     // The block has run out: start counting afresh.
@@ -35,43 +54,88 @@ impl Hub {
         Ok(())
     }
 
-    /// Refuses a login of a user who has a session elsewhere: cheap, so it
-    /// comes before the password check.
-    pub fn check_not_logged_in(&self, user: &str) -> Result<(), Refusal> {
+    /// Refuses a login of a user who has a session elsewhere (on this
+    /// node, or in a cluster on another): cheap, so it comes before the
+    /// password check. The lease taken at the session's start decides.
+    pub async fn check_not_logged_in(&self, user: &str) -> Result<(), Refusal> {
         if self.state().sessions.contains_key(user) {
-            return Err(Refusal::new(
-                ErrorCode::AlreadyLoggedIn,
-                texts::ALREADY_LOGGED_IN,
-            ));
+            return Err(already_logged_in());
+        }
+        if let Some(cluster) = &self.cluster {
+            match cluster.held_elsewhere(user).await {
+                Ok(false) => {}
+                Ok(true) => return Err(already_logged_in()),
+                Err(e) => return Err(cluster_failed(&e)),
+            }
         }
         Ok(())
     }
 
-    /// Counts a wrong password; the third in a row blocks the username. When
-    /// it does, the receiver reports when the block is durable: the reply
-    /// waits for it, so a crash right after cannot lift the block.
-    pub fn login_failed(
-        &self,
-        user: &str,
-    ) -> (Refusal, Option<oneshot::Receiver<Result<(), StoreError>>>) {
-        let mut state = self.state();
-        let failures = state.failures.entry(user.to_owned()).or_default();
-        failures.count += 1;
-        if failures.count >= FAILURES_TO_BLOCK {
-            let until = now_ms() + self.config.block_duration.as_millis() as Timestamp;
-            failures.count = 0;
-            failures.blocked_until = Some(until);
-            let durable = self.store.lockout(user, until);
-            tracing::info!(user, "account blocked after three failed logins");
-            (
-                Refusal::new(ErrorCode::AccountBlocked, texts::ACCOUNT_BLOCKED),
-                Some(durable),
-            )
-        } else {
-            (
-                Refusal::new(ErrorCode::InvalidPassword, texts::INVALID_PASSWORD),
-                None,
-            )
+    /// Takes `user`'s lease in a cluster (a no-op on a single server): the
+    /// one login per user across nodes. Call with the account's turn held
+    /// and no session of `user` here.
+    pub async fn take_lease(&self, user: &str) -> Result<(), Refusal> {
+        let Some(cluster) = &self.cluster else {
+            return Ok(());
+        };
+        match cluster.acquire_lease(user).await {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(already_logged_in()),
+            Err(e) => Err(cluster_failed(&e)),
         }
+    }
+
+    /// A right password ends the run of wrong ones (in a cluster; a single
+    /// server forgets it when the session begins).
+    pub async fn login_succeeded(&self, user: &str) {
+        if let Some(cluster) = &self.cluster
+            && let Err(e) = lockout::succeeded(&cluster.db, user).await
+        {
+            tracing::warn!(error = %e, "cannot reset the count of wrong passwords");
+        }
+    }
+
+    /// Counts a wrong password; the third in a row blocks the username. The
+    /// refusal comes once the block is durable, so a crash right after
+    /// cannot lift it.
+    pub async fn login_failed(&self, user: &str) -> Refusal {
+        if let Some(cluster) = &self.cluster {
+            let block = self.config.block_duration;
+            return match lockout::failed(&cluster.db, user, FAILURES_TO_BLOCK, block).await {
+                Ok(Failure::Counted) => {
+                    Refusal::new(ErrorCode::InvalidPassword, texts::INVALID_PASSWORD)
+                }
+                Ok(Failure::Blocked) => {
+                    tracing::info!(user, "account blocked after three failed logins");
+                    Refusal::new(ErrorCode::AccountBlocked, texts::ACCOUNT_BLOCKED)
+                }
+                Ok(Failure::AlreadyBlocked) => {
+                    let secs = self.config.block_duration.as_secs().max(1);
+                    match lockout::blocked_for(&cluster.db, user).await {
+                        Ok(left) => blocked(left.unwrap_or(secs)),
+                        Err(e) => cluster_failed(&e),
+                    }
+                }
+                Err(e) => cluster_failed(&e),
+            };
+        }
+        let durable = {
+            let mut state = self.state();
+            let failures = state.failures.entry(user.to_owned()).or_default();
+            failures.count += 1;
+            if failures.count >= FAILURES_TO_BLOCK {
+                let until = now_ms() + self.config.block_duration.as_millis() as Timestamp;
+                failures.count = 0;
+                failures.blocked_until = Some(until);
+                tracing::info!(user, "account blocked after three failed logins");
+                self.store.lockout(user, until)
+            } else {
+                return Refusal::new(ErrorCode::InvalidPassword, texts::INVALID_PASSWORD);
+            }
+        };
+        if let Ok(Err(e)) = durable.await {
+            tracing::error!(error = %e, "the login block is only in memory");
+        }
+        Refusal::new(ErrorCode::AccountBlocked, texts::ACCOUNT_BLOCKED)
     }
 }

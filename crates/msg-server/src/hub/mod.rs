@@ -39,6 +39,7 @@ use std::time::{Duration, Instant};
 use msg_proto::{ErrorCode, MsgId, Refusal, now_ms};
 
 use crate::accounts::Accounts;
+use crate::cluster::{Cluster, ClusterError};
 use crate::config::Config;
 use crate::outbox::Outbox;
 use crate::passwords::Passwords;
@@ -74,6 +75,8 @@ pub struct Hub {
     next_conn_id: AtomicU64,
     /// The server is shutting down: every connection says goodbye.
     shutting_down: AtomicBool,
+    /// The other nodes and the shared database, in cluster mode.
+    pub cluster: Option<Arc<Cluster>>,
 }
 
 impl Hub {
@@ -115,6 +118,27 @@ impl Hub {
             next_msg_id: AtomicU64::new(0),
             next_conn_id: AtomicU64::new(1),
             shutting_down: AtomicBool::new(false),
+            cluster: None,
+        }
+    }
+
+    /// A node of a cluster: accounts, lockouts and logins are decided in
+    /// the shared database.
+    pub fn in_cluster(self, cluster: Arc<Cluster>) -> Self {
+        Self {
+            cluster: Some(cluster),
+            ..self
+        }
+    }
+
+    /// Ends the sessions of users whose leases this node lost (cluster
+    /// mode): their connections say so and close.
+    pub fn end_lost_sessions(&self, users: &[String]) {
+        let state = self.state();
+        for user in users {
+            if let Some(session) = state.sessions.get(user.as_str()) {
+                session.out.lease_lost();
+            }
         }
     }
 
@@ -179,6 +203,13 @@ impl Hub {
         self.registrations.purge(now);
         self.failed_logins.purge(now);
     }
+}
+
+/// The refusal for a failed query of the cluster's database, logged once
+/// here.
+fn cluster_failed(err: &ClusterError) -> Refusal {
+    tracing::error!(error = %err, "cluster database operation failed");
+    Refusal::new(ErrorCode::Internal, texts::CLUSTER_UNAVAILABLE)
 }
 
 /// The refusal for a failed store job, logged once here.

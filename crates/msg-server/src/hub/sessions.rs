@@ -122,6 +122,9 @@ impl Hub {
         let Some(session) = state.sessions.remove(user) else {
             return;
         };
+        if let Some(cluster) = &self.cluster {
+            cluster.leases.release(user);
+        }
         let mut unacked = Vec::new();
         for id in session.inflight.into_iter().flat_map(|ids| *ids) {
             if let Some(inflight) = state.inflight.remove(&id) {

@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
+
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

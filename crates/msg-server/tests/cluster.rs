@@ -1,0 +1,223 @@
+//! Several nodes as one service, on a real PostgreSQL and NATS: schema
+//! migrations when nodes start at once, shared accounts, the lockout
+//! counted across nodes, one login per user across nodes, and the leases
+//! of a node killed with SIGKILL running out.
+
+mod common;
+
+use common::cluster::{Cluster, Services};
+use common::*;
+use msg_proto::ErrorCode;
+use msg_proto::server::{ClientFrame, LoginRequest, ServerFrame};
+
+fn register(user: &str, password: &str) -> impl FnOnce(msg_proto::RequestId) -> ClientFrame {
+    let (user, password) = (user.to_owned(), password.to_owned());
+    move |id| {
+        ClientFrame::Register(LoginRequest {
+            id,
+            user,
+            password: password.as_str().into(),
+            peer_port: None,
+            peer_key: None,
+            device: None,
+        })
+    }
+}
+
+#[tokio::test]
+async fn nodes_started_at_once_share_one_schema_and_the_accounts() {
+    let Some(services) = Services::get("shared accounts") else {
+        return;
+    };
+    let cluster = Cluster::new(&services, 3).await;
+    // Three nodes migrate one fresh database at the same moment.
+    let nodes = cluster.start_all(&["--allow-register"]);
+
+    // The credentials file seeded the database: a sample account logs in
+    // on any node.
+    Client::login(nodes[2].addr, "hans").await;
+
+    // An account registered on one node logs in on another at once.
+    let mut client = Client::connect(nodes[0].addr).await;
+    let reply = client.request(register("rey", "jakku sands")).await;
+    assert!(matches!(reply, ServerFrame::Welcome { .. }), "{reply:?}");
+    client.logout().await;
+    let mut other = Client::connect(nodes[1].addr).await;
+    let reply = other.try_login("rey", "jakku sands").await;
+    assert!(matches!(reply, ServerFrame::Welcome { .. }), "{reply:?}");
+    // Names stay unique ignoring case across nodes.
+    let mut third = Client::connect(nodes[2].addr).await;
+    let reply = third.request(register("REY", "other")).await;
+    assert_eq!(error_of(&reply).0, ErrorCode::UserExists);
+
+    // Every node knows the new account as a recipient, soon.
+    let mut luke = Client::login(nodes[2].addr, "luke").await;
+    eventually("node 2 to know rey as a recipient", async || {
+        let reply = luke.message("rey", "hello").await;
+        !matches!(
+            reply,
+            ServerFrame::Error {
+                code: ErrorCode::InvalidUser,
+                ..
+            }
+        )
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn wrong_passwords_on_two_nodes_block_the_account_on_all() {
+    let Some(services) = Services::get("lockout across nodes") else {
+        return;
+    };
+    let cluster = Cluster::new(&services, 3).await;
+    let nodes = cluster.start_all(&["--block-duration", "60"]);
+    let mut on_a = Client::connect(nodes[0].addr).await;
+    let mut on_b = Client::connect(nodes[1].addr).await;
+    let reply = on_a.try_login("hans", "wrong").await;
+    assert_eq!(error_of(&reply).0, ErrorCode::InvalidPassword);
+    let reply = on_a.try_login("hans", "wrong again").await;
+    assert_eq!(error_of(&reply).0, ErrorCode::InvalidPassword);
+    let reply = on_b.try_login("hans", "still wrong").await;
+    assert_eq!(error_of(&reply).0, ErrorCode::AccountBlocked);
+
+    // The right password on the third node meets the block, with its wait
+    // counted by the database's clock.
+    let mut on_c = Client::connect(nodes[2].addr).await;
+    let reply = on_c.try_login("hans", password_of("hans")).await;
+    match reply {
+        ServerFrame::Error {
+            code, retry_after, ..
+        } => {
+            assert_eq!(code, ErrorCode::LoginBlocked);
+            let left = retry_after.expect("a wait");
+            assert!((50..=60).contains(&left), "{left} s left");
+        }
+        other => panic!("expected login_blocked, got {other:?}"),
+    }
+    // A right password between wrong ones resets the count everywhere.
+    let mut on_a = Client::connect(nodes[0].addr).await;
+    assert_eq!(
+        error_of(&on_a.try_login("luke", "wrong").await).0,
+        ErrorCode::InvalidPassword
+    );
+    assert_eq!(
+        error_of(&on_a.try_login("luke", "wrong").await).0,
+        ErrorCode::InvalidPassword
+    );
+    Client::login(nodes[1].addr, "luke").await.logout().await;
+    let mut on_c = Client::connect(nodes[2].addr).await;
+    assert_eq!(
+        error_of(&on_c.try_login("luke", "wrong").await).0,
+        ErrorCode::InvalidPassword
+    );
+}
+
+#[tokio::test]
+async fn a_user_logged_in_on_one_node_cannot_log_in_on_another() {
+    let Some(services) = Services::get("one login per user") else {
+        return;
+    };
+    let cluster = Cluster::new(&services, 2).await;
+    let nodes = cluster.start_all(&[]);
+    let hans = Client::login(nodes[0].addr, "hans").await;
+    let mut second = Client::connect(nodes[1].addr).await;
+    let reply = second.try_login("hans", password_of("hans")).await;
+    assert_eq!(error_of(&reply).0, ErrorCode::AlreadyLoggedIn);
+
+    // Logged out on the first node, the user may log in on the second.
+    hans.logout().await;
+    eventually("the lease to be given back", async || {
+        let mut client = Client::connect(nodes[1].addr).await;
+        matches!(
+            client.try_login("hans", password_of("hans")).await,
+            ServerFrame::Welcome { .. }
+        )
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_users_of_a_killed_node_log_in_on_another_within_the_lease() {
+    let Some(services) = Services::get("killed node") else {
+        return;
+    };
+    let cluster = Cluster::new(&services, 2).await;
+    let lease = ["--lease-ttl-ms", "1500"];
+    let first = cluster.start(0, &lease);
+    let second = cluster.start(1, &lease);
+    let _hans = Client::login(first.addr, "hans").await;
+    let mut early = Client::connect(second.addr).await;
+    assert_eq!(
+        error_of(&early.try_login("hans", password_of("hans")).await).0,
+        ErrorCode::AlreadyLoggedIn
+    );
+    let killed_at = std::time::Instant::now();
+    first.kill9();
+    eventually("the dead node's lease to run out", async || {
+        let mut client = Client::connect(second.addr).await;
+        matches!(
+            client.try_login("hans", password_of("hans")).await,
+            ServerFrame::Welcome { .. }
+        )
+    })
+    .await;
+    // Not before the lease could have run out (renewed up to its whole
+    // life before the kill, a third of it at most ago).
+    assert!(
+        killed_at.elapsed() >= std::time::Duration::from_millis(900),
+        "the lease ended too early"
+    );
+}
+
+#[tokio::test]
+async fn passwd_with_a_store_changes_the_password_for_every_node() {
+    let Some(services) = Services::get("passwd --store") else {
+        return;
+    };
+    let cluster = Cluster::new(&services, 2).await;
+    let nodes = cluster.start_all(&[]);
+    let output = passwd_store(&cluster.store, "luke", "new force\n");
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "Changed the password of luke"
+    );
+    for node in &nodes {
+        let mut client = Client::connect(node.addr).await;
+        assert_eq!(
+            error_of(&client.try_login("luke", password_of("luke")).await).0,
+            ErrorCode::InvalidPassword
+        );
+        let mut client = Client::connect(node.addr).await;
+        let reply = client.try_login("luke", "new force").await;
+        assert!(matches!(reply, ServerFrame::Welcome { .. }), "{reply:?}");
+        client.logout().await;
+    }
+    // A name another spelling holds is refused.
+    let output = passwd_store(&cluster.store, "LUKE", "x\n");
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("luke already exists"),
+        "{output:?}"
+    );
+}
+
+fn passwd_store(store: &str, user: &str, stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = ChildGuard::spawn(
+        Command::new(server_bin())
+            .args(["passwd", user, "--password-stdin", "--store", store])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    let _ = child
+        .child()
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes());
+    child.wait_output(DEADLINE)
+}
