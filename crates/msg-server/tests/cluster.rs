@@ -42,9 +42,18 @@ async fn nodes_started_at_once_share_one_schema_and_the_accounts() {
     let reply = client.request(register("rey", "jakku sands")).await;
     assert!(matches!(reply, ServerFrame::Welcome { .. }), "{reply:?}");
     client.logout().await;
-    let mut other = Client::connect(nodes[1].addr).await;
-    let reply = other.try_login("rey", "jakku sands").await;
-    assert!(matches!(reply, ServerFrame::Welcome { .. }), "{reply:?}");
+    // (Once node 0 has given the lease back, a moment after the logout.)
+    eventually("rey to log in on node 1", async || {
+        let mut other = Client::connect(nodes[1].addr).await;
+        match other.try_login("rey", "jakku sands").await {
+            ServerFrame::Welcome { .. } => true,
+            refused => {
+                assert_eq!(error_of(&refused).0, ErrorCode::AlreadyLoggedIn);
+                false
+            }
+        }
+    })
+    .await;
     // Names stay unique ignoring case across nodes.
     let mut third = Client::connect(nodes[2].addr).await;
     let reply = third.request(register("REY", "other")).await;
@@ -220,4 +229,80 @@ fn passwd_store(store: &str, user: &str, stdin: &str) -> std::process::Output {
         .expect("stdin")
         .write_all(stdin.as_bytes());
     child.wait_output(DEADLINE)
+}
+
+/// The next presence notice about `user`: whether it says online.
+async fn presence_of(client: &mut Client, user: &str) -> bool {
+    let user = user.to_owned();
+    match client
+        .event_matching(
+            |frame| matches!(frame, ServerFrame::Presence { user: u, .. } if *u == user),
+        )
+        .await
+    {
+        ServerFrame::Presence { online, .. } => online,
+        other => unreachable!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn presence_who_and_blocks_span_the_nodes() {
+    let Some(services) = Services::get("presence across nodes") else {
+        return;
+    };
+    let cluster = Cluster::new(&services, 3).await;
+    let nodes = cluster.start_all(&[]);
+    let mut luke = Client::login(nodes[0].addr, "luke").await;
+
+    // A login and a logout on another node reach luke, in order.
+    let hans = Client::login(nodes[1].addr, "hans").await;
+    assert!(presence_of(&mut luke, "hans").await);
+    assert_eq!(luke.who().await, vec!["hans"]);
+    let mut yoda = Client::login(nodes[2].addr, "yoda").await;
+    assert!(presence_of(&mut luke, "yoda").await);
+    assert_eq!(yoda.who().await, vec!["hans", "luke"]);
+    hans.logout().await;
+    assert!(!presence_of(&mut luke, "hans").await);
+    assert_eq!(luke.who().await, vec!["yoda"]);
+    // Seen a moment ago on another node: `who --since` knows.
+    assert_eq!(yoda.who_since(60).await, vec!["hans", "luke"]);
+
+    // A block made on one node counts on the others: hans blocks luke, so
+    // luke sees neither hans's presence nor hans in `who`.
+    let mut hans = Client::login(nodes[1].addr, "hans").await;
+    assert!(presence_of(&mut luke, "hans").await);
+    let reply = hans.block("luke").await;
+    assert!(matches!(reply, ServerFrame::Ok { .. }), "{reply:?}");
+    eventually("node 0 to learn of the block", async || {
+        !luke.who().await.contains(&"hans".to_owned())
+    })
+    .await;
+    hans.logout().await;
+    // yoda, not blocked, hears the logout; luke does not.
+    assert!(!presence_of(&mut yoda, "hans").await);
+    let _r2 = Client::login(nodes[2].addr, "r2d2").await;
+    assert!(presence_of(&mut luke, "r2d2").await);
+    assert!(
+        luke.pending_event(|f| matches!(f, ServerFrame::Presence { user, .. } if user == "hans"))
+            .is_none(),
+        "luke heard of hans, who blocks him"
+    );
+}
+
+#[tokio::test]
+async fn the_users_of_a_killed_node_are_gone_from_the_others_within_the_lease() {
+    let Some(services) = Services::get("killed node's presence") else {
+        return;
+    };
+    let cluster = Cluster::new(&services, 2).await;
+    let lease = ["--lease-ttl-ms", "1500"];
+    let first = cluster.start(0, &lease);
+    let second = cluster.start(1, &lease);
+    let mut luke = Client::login(second.addr, "luke").await;
+    let _hans = Client::login(first.addr, "hans").await;
+    assert!(presence_of(&mut luke, "hans").await);
+    first.kill9();
+    assert!(!presence_of(&mut luke, "hans").await);
+    assert!(luke.who().await.is_empty());
+    assert_eq!(luke.who_since(60).await, vec!["hans"]);
 }

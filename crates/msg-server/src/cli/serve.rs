@@ -107,6 +107,12 @@ pub(super) fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
             }
         };
         let local = listener.local_addr().context("listener has no address")?;
+        let mut snapshot = snapshot;
+        if let Some(cluster) = &cluster {
+            // The service's blocks and last-seen times, not this node's.
+            snapshot.blocks = cluster.blocks().await?;
+            snapshot.last_seen = cluster.last_seen().await?;
+        }
         let mut hub = Hub::new(config, accounts, store, snapshot);
         if let Some(cluster) = &cluster {
             hub = hub.in_cluster(cluster.clone());
@@ -190,13 +196,18 @@ async fn join_cluster(
     Ok((Arc::new(cluster), accounts, report))
 }
 
-/// Renews this node's leases until stopped; ends the sessions whose leases
-/// it lost.
+/// Renews this node's leases until stopped, ending the sessions whose
+/// leases it lost, and follows the other nodes.
 fn keep_leases(
     cluster: Arc<Cluster>,
     hub: Arc<Hub>,
 ) -> (CancellationToken, tokio::task::JoinHandle<()>) {
     let stop = CancellationToken::new();
+    tokio::spawn(crate::hub::remote::follow_cluster(
+        hub.clone(),
+        cluster.clone(),
+        stop.clone(),
+    ));
     let stopped = stop.clone();
     let keeper = tokio::spawn(async move {
         cluster

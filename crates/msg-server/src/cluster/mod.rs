@@ -8,16 +8,23 @@
 //! - [`lockout`]: wrong passwords counted across nodes, by the database's
 //!   clock;
 //! - [`lease`]: one login per user across nodes, a lease with a fencing
-//!   epoch that the holding node renews.
+//!   epoch that the holding node renews;
+//! - [`shared`]: who is online where, which nodes are alive, last-seen
+//!   times, block lists, and the database's clock;
+//! - [`events`]: what the nodes tell each other over NATS.
 //!
 //! A node is one process: its id is drawn at every start, so a restarted
 //! node never mistakes the leases of its previous life for its own.
 
 pub mod accounts;
+pub mod events;
 pub mod lease;
 pub mod lockout;
 mod schema;
+pub mod shared;
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -96,6 +103,14 @@ pub struct Cluster {
     /// The service's id, shared by its nodes (the prefix of every subject).
     pub service: String,
     pub leases: lease::Leases,
+    /// Logins, logouts and block changes for the other nodes.
+    pub events: events::Publisher,
+    /// Notified when events from the other nodes may have been missed
+    /// (NATS reconnected, or this node fell behind).
+    pub resync: Arc<tokio::sync::Notify>,
+    /// The database's clock minus this node's, in milliseconds.
+    clock_offset: AtomicI64,
+    nats_url: String,
 }
 
 impl Cluster {
@@ -114,9 +129,24 @@ impl Cluster {
             .node_name
             .clone()
             .unwrap_or_else(|| format!("node-{}", &node_id[..8]));
+        let resync = Arc::new(tokio::sync::Notify::new());
+        let on_event = resync.clone();
         let nats = async_nats::ConnectOptions::new()
             .name(format!("msg-server {node_name}"))
             .connection_timeout(DB_WAIT)
+            .subscription_capacity(events::RECEIVE_QUEUE)
+            .event_callback(move |event| {
+                let resync = on_event.clone();
+                async move {
+                    tracing::info!(%event, "NATS");
+                    if matches!(
+                        event,
+                        async_nats::Event::Connected | async_nats::Event::SlowConsumer(_)
+                    ) {
+                        resync.notify_one();
+                    }
+                }
+            })
             .connect(spec.nats.as_str())
             .await
             .map_err(|e| ClusterError::Nats {
@@ -129,14 +159,20 @@ impl Cluster {
             store = %describe_store(&spec.store),
             "joined the cluster"
         );
-        Ok(Self {
+        let cluster = Self {
             leases: lease::Leases::new(spec.lease_ttl),
+            events: events::start_publisher(nats.clone(), &service),
+            resync,
+            clock_offset: AtomicI64::new(0),
+            nats_url: spec.nats.clone(),
             db,
             nats,
             node_id,
             node_name,
             service,
-        })
+        };
+        cluster.measure_clock().await?;
+        Ok(cluster)
     }
 }
 

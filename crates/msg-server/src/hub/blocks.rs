@@ -10,7 +10,8 @@ use msg_proto::server::PrivateEndReason;
 use msg_proto::{ErrorCode, Refusal};
 use tokio::sync::oneshot;
 
-use crate::hub::{Hub, store_failed};
+use crate::cluster::events::Event;
+use crate::hub::{Hub, cluster_failed, store_failed};
 use crate::store::StoreError;
 use crate::texts;
 
@@ -42,7 +43,7 @@ impl Hub {
             }
             state.end_private_pair(blocker, target, PrivateEndReason::Blocked);
             state.drop_private_requests(blocker, target);
-            self.store.set_block(blocker, target, true)
+            self.write_block(blocker, target, true)
         };
         self.finish_block_change(blocker, target, true, stored)
             .await?;
@@ -63,24 +64,54 @@ impl Hub {
                     texts::not_blocked(target),
                 ));
             }
-            self.store.set_block(blocker, target, false)
+            self.write_block(blocker, target, false)
         };
         self.finish_block_change(blocker, target, false, stored)
             .await?;
         Ok(texts::unblocked(target))
     }
 
-    /// Waits for the block change to be durable; undoes it in memory if the
-    /// store failed, so memory and disk agree.
+    /// Starts making a block change durable: a store job, submitted under
+    /// the hub's lock (so ordered with the others); in a cluster the
+    /// database is written once the lock is released.
+    fn write_block(&self, blocker: &str, target: &str, blocking: bool) -> BlockWrite {
+        match &self.cluster {
+            Some(_) => BlockWrite::Cluster,
+            None => BlockWrite::Store(self.store.set_block(blocker, target, blocking)),
+        }
+    }
+
+    /// Waits for the block change to be durable (in a cluster, then tells
+    /// the other nodes); undoes it in memory if that failed, so memory and
+    /// disk agree.
     async fn finish_block_change(
         &self,
         blocker: &str,
         target: &str,
         blocking: bool,
-        stored: oneshot::Receiver<Result<(), StoreError>>,
+        write: BlockWrite,
     ) -> Result<(), Refusal> {
-        let result = stored.await.unwrap_or(Err(StoreError::Closed));
-        if let Err(e) = result {
+        let result = match (write, &self.cluster) {
+            (BlockWrite::Store(stored), _) => stored
+                .await
+                .unwrap_or(Err(StoreError::Closed))
+                .map_err(|e| store_failed(&e)),
+            (BlockWrite::Cluster, Some(cluster)) => {
+                match cluster.set_block(blocker, target, blocking).await {
+                    Ok(()) => {
+                        cluster.events.publish(Event::Block {
+                            blocker: blocker.to_owned(),
+                            blocked: target.to_owned(),
+                            blocking,
+                        });
+                        Ok(())
+                    }
+                    Err(e) => Err(cluster_failed(&e)),
+                }
+            }
+            (BlockWrite::Cluster, None) => Ok(()),
+        };
+        if let Err(refusal) = result {
             let mut state = self.state();
             let set = state.blocks.entry(blocker.to_owned()).or_default();
             if blocking {
@@ -88,8 +119,14 @@ impl Hub {
             } else {
                 set.insert(target.to_owned());
             }
-            return Err(store_failed(&e));
+            return Err(refusal);
         }
         Ok(())
     }
+}
+
+/// A block change on its way to durability.
+enum BlockWrite {
+    Store(oneshot::Receiver<Result<(), StoreError>>),
+    Cluster,
 }

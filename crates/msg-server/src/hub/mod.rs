@@ -17,7 +17,8 @@
 //! - [`blocks`]: block lists;
 //! - [`private`]: private-session brokering;
 //! - [`devices`]: the sessions' device tokens, and ending the sessions of
-//!   an account whose tokens were revoked.
+//!   an account whose tokens were revoked;
+//! - [`remote`]: in cluster mode, the users on other nodes.
 //!
 //! `sessions` uses `routing`, `presence` and `private` (a session's end
 //! touches all three) and `blocks` uses `private`; nothing else crosses.
@@ -28,6 +29,7 @@ mod lockout;
 mod presence;
 pub mod presence_log;
 mod private;
+pub mod remote;
 mod routing;
 mod sessions;
 mod state;
@@ -179,6 +181,15 @@ impl Hub {
 
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// The time: the database's clock in a cluster (the service's one
+    /// clock), else this machine's.
+    pub fn now_ms(&self) -> msg_proto::Timestamp {
+        match &self.cluster {
+            Some(cluster) => cluster.now_ms(),
+            None => now_ms(),
+        }
     }
 
     fn next_msg_id(&self) -> MsgId {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use msg_proto::{Timestamp, now_ms};
+use msg_proto::Timestamp;
 
 use crate::hub::Hub;
 use crate::hub::state::State;
@@ -14,11 +14,12 @@ impl Hub {
     /// Online users other than `asker`, sorted, without those who block `asker`.
     pub fn who(&self, asker: &str) -> Vec<String> {
         let state = self.state();
-        let mut users: Vec<String> = state
-            .sessions
-            .keys()
-            .filter(|name| &***name != asker && !state.has_blocked(name, asker))
-            .map(|name| name.to_string())
+        let local = state.sessions.keys().map(|name| &**name);
+        let elsewhere = state.remote.keys().map(String::as_str);
+        let mut users: Vec<String> = local
+            .chain(elsewhere)
+            .filter(|name| *name != asker && !state.has_blocked(name, asker))
+            .map(str::to_owned)
             .collect();
         users.sort_unstable();
         users
@@ -27,15 +28,17 @@ impl Hub {
     /// Users other than `asker` online at any moment in the last `secs`
     /// seconds, online ones included, without those who block `asker`.
     pub fn who_since(&self, asker: &str, secs: u64) -> Vec<String> {
-        let cutoff = now_ms().saturating_sub(secs.saturating_mul(1000));
+        let cutoff = self.now_ms().saturating_sub(secs.saturating_mul(1000));
         let state = self.state();
         let online = state.sessions.keys().map(|name| &**name);
+        let elsewhere = state.remote.keys().map(String::as_str);
         let recent = state
             .last_seen
             .iter()
             .filter(|(_, at)| **at >= cutoff)
             .map(|(name, _)| name.as_str());
         let mut users: Vec<String> = online
+            .chain(elsewhere)
             .chain(recent)
             .filter(|name| *name != asker && !state.has_blocked(name, asker))
             .map(str::to_owned)

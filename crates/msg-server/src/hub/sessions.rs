@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use msg_proto::server::PrivateEndReason;
-use msg_proto::{ErrorCode, Refusal, now_ms};
+use msg_proto::{ErrorCode, Refusal};
 use tokio::sync::oneshot;
 
 use crate::hub::routing::take_held;
@@ -64,7 +64,7 @@ impl Hub {
                 inflight: None,
             },
         );
-        self.store.presence(user, now_ms(), true);
+        self.store.presence(user, self.now_ms(), true);
         Ok(self.store.pending_after(user, 0, DRAIN_PAGE))
     }
 
@@ -107,7 +107,9 @@ impl Hub {
                 inflight.since = Some(now);
             }
         }
-        self.announce_presence(state, user, true, now_ms());
+        let at = self.now_ms();
+        self.announce_presence(state, user, true, at);
+        self.tell_nodes(user, true, at);
         None
     }
 
@@ -122,9 +124,7 @@ impl Hub {
         let Some(session) = state.sessions.remove(user) else {
             return;
         };
-        if let Some(cluster) = &self.cluster {
-            cluster.leases.release(user);
-        }
+
         let mut unacked = Vec::new();
         for id in session.inflight.into_iter().flat_map(|ids| *ids) {
             if let Some(inflight) = state.inflight.remove(&id) {
@@ -132,10 +132,14 @@ impl Hub {
             }
         }
         self.store_unacked(unacked);
-        let now = now_ms();
+        let now = self.now_ms();
         state.last_seen.insert(user.to_owned(), now);
         self.store.presence(user, now, false);
         self.announce_presence(&mut state, user, false, now);
+        self.tell_nodes(user, false, now);
+        if let Some(cluster) = &self.cluster {
+            cluster.leases.release(user);
+        }
         let pairs: Vec<String> = state
             .private_pairs
             .iter()

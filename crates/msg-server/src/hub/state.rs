@@ -13,6 +13,7 @@ use bytes::Bytes;
 use msg_proto::server::ServerFrame;
 use msg_proto::{MsgId, RequestId, Timestamp};
 
+use crate::cluster::lease::Epoch;
 use crate::hub::presence_log::Rounds;
 use crate::outbox::{Outbox, Push, ReplySlot};
 use crate::store::{StoredMessage, TokenHash};
@@ -96,6 +97,12 @@ pub(super) struct Inflight {
     pub since: Option<Instant>,
 }
 
+/// A user online on another node (cluster mode).
+pub(super) struct Remote {
+    pub node: Box<str>,
+    pub epoch: Epoch,
+}
+
 #[derive(Default)]
 pub(super) struct LoginFailures {
     pub count: u32,
@@ -121,6 +128,8 @@ pub(super) struct State {
     /// Connections not logged in (yet), to be woken at shutdown; logged-in
     /// ones are in `sessions`.
     pub anonymous: HashMap<ConnId, Outbox>,
+    /// In cluster mode: users online on other nodes.
+    pub remote: HashMap<String, Remote>,
 }
 
 impl State {

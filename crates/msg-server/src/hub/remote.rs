@@ -1,0 +1,241 @@
+//! Users on other nodes (cluster mode): kept from the other nodes' events,
+//! so that `who`, `who --since` and presence notices cover the whole
+//! service, and corrected from the database whenever events may have been
+//! missed or a node died.
+//!
+//! A user's sessions are ordered by their lease's epoch: an event of an
+//! older epoch than the one known is stale and ignored; a login of a newer
+//! one while the user seemed online elsewhere first ends the old session
+//! here (its logout was missed), so every user's notices still alternate.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use msg_proto::Timestamp;
+use tokio_util::sync::CancellationToken;
+
+use crate::cluster::Cluster;
+use crate::cluster::events::{self, Event};
+use crate::cluster::lease::Epoch;
+use crate::cluster::shared::Elsewhere;
+use crate::hub::Hub;
+use crate::hub::state::{Remote, State};
+
+impl Hub {
+    /// Tells the other nodes that `user` logged in or out here.
+    pub(super) fn tell_nodes(&self, user: &str, online: bool, at: Timestamp) {
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
+        let Some(epoch) = cluster.leases.epoch(user) else {
+            return;
+        };
+        cluster.events.publish(Event::Presence {
+            user: user.to_owned(),
+            online,
+            at,
+            node: cluster.node_id.clone(),
+            epoch,
+        });
+        if !online {
+            let (cluster, user) = (cluster.clone(), user.to_owned());
+            tokio::spawn(async move {
+                if let Err(e) = cluster.record_seen(&user, at).await {
+                    tracing::warn!(error = %e, "cannot record when a user was last seen");
+                }
+            });
+        }
+    }
+
+    /// Applies an event from another node.
+    pub fn heard(&self, event: Event) {
+        match event {
+            Event::Presence {
+                user,
+                online,
+                at,
+                node,
+                epoch,
+            } => self.remote_presence(user, online, at, node, epoch),
+            Event::Block {
+                blocker,
+                blocked,
+                blocking,
+            } => {
+                let mut state = self.state();
+                let set = state.blocks.entry(blocker.clone()).or_default();
+                if blocking {
+                    set.insert(blocked.clone());
+                    state.end_private_pair(
+                        &blocker,
+                        &blocked,
+                        msg_proto::server::PrivateEndReason::Blocked,
+                    );
+                    state.drop_private_requests(&blocker, &blocked);
+                } else {
+                    set.remove(&blocked);
+                }
+            }
+        }
+    }
+
+    fn remote_presence(
+        &self,
+        user: String,
+        online: bool,
+        at: Timestamp,
+        node: String,
+        epoch: Epoch,
+    ) {
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
+        // Our own event, or one older than the session the user has here.
+        if cluster.node_id == node || cluster.leases.epoch(&user).is_some_and(|e| e >= epoch) {
+            return;
+        }
+        let mut guard = self.state();
+        let state = &mut *guard;
+        let known = state.remote.get(&user).map(|remote| remote.epoch);
+        if online {
+            match known {
+                Some(known) if known >= epoch => return,
+                Some(_) => self.remote_gone(state, &user, at),
+                None => {}
+            }
+            // A session of the user here is older (its lease is lost, and
+            // the renewal ends it): the newer one elsewhere is the user's.
+            state.remote.insert(
+                user.clone(),
+                Remote {
+                    node: node.into(),
+                    epoch,
+                },
+            );
+            self.announce_presence(state, &user, true, at);
+        } else if known == Some(epoch) {
+            self.remote_gone(state, &user, at);
+        } else {
+            // Its login was never heard (or is stale): only the time counts.
+            let seen = state.last_seen.entry(user).or_default();
+            *seen = (*seen).max(at);
+        }
+    }
+
+    /// Forgets a user of another node and tells the sessions here.
+    fn remote_gone(&self, state: &mut State, user: &str, at: Timestamp) {
+        if state.remote.remove(user).is_some() {
+            let seen = state.last_seen.entry(user.to_owned()).or_default();
+            *seen = (*seen).max(at);
+            self.announce_presence(state, user, false, at);
+        }
+    }
+
+    /// Replaces the view of the other nodes' users with the database's,
+    /// announcing the logins and logouts that were missed.
+    pub fn resync_remote(&self, elsewhere: Vec<Elsewhere>, now: Timestamp) {
+        let fresh: HashMap<String, (String, Epoch)> = elsewhere
+            .into_iter()
+            .map(|e| (e.user, (e.node, e.epoch)))
+            .collect();
+        let mut guard = self.state();
+        let state = &mut *guard;
+        let gone: Vec<String> = state
+            .remote
+            .iter()
+            .filter(|(user, remote)| fresh.get(*user).is_none_or(|(_, e)| *e != remote.epoch))
+            .map(|(user, _)| user.clone())
+            .collect();
+        for user in gone {
+            self.remote_gone(state, &user, now);
+        }
+        for (user, (node, epoch)) in fresh {
+            if state.remote.contains_key(&user) || state.sessions.contains_key(user.as_str()) {
+                continue;
+            }
+            state.remote.insert(
+                user.clone(),
+                Remote {
+                    node: node.into(),
+                    epoch,
+                },
+            );
+            self.announce_presence(state, &user, true, now);
+        }
+    }
+
+    /// Forgets the users of the nodes that are no longer alive.
+    pub fn keep_nodes(&self, alive: &HashSet<String>, now: Timestamp) {
+        let mut guard = self.state();
+        let state = &mut *guard;
+        let gone: Vec<String> = state
+            .remote
+            .iter()
+            .filter(|(_, remote)| !alive.contains(&*remote.node))
+            .map(|(user, _)| user.clone())
+            .collect();
+        if !gone.is_empty() {
+            tracing::info!(users = gone.len(), "a node is gone; forgetting its users");
+        }
+        for user in gone {
+            self.remote_gone(state, &user, now);
+        }
+    }
+}
+
+/// Follows the other nodes until `stop`: applies their events, reads the
+/// truth from the database when events may have been missed, forgets the
+/// users of dead nodes, and keeps the clock's offset from the database's.
+pub async fn follow_cluster(hub: Arc<Hub>, cluster: Arc<Cluster>, stop: CancellationToken) {
+    let mut subscriber = loop {
+        match cluster.listen().await {
+            Ok(subscriber) => break subscriber,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen to the other nodes yet");
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+    };
+    let mut looks = tokio::time::interval(cluster.leases.ttl() / 3);
+    looks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut resync = true;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            heard = subscriber.next() => match heard {
+                Some(message) => match events::decode(&message.payload) {
+                    Some(event) => hub.heard(event),
+                    None => tracing::debug!("ignored a message that is not an event"),
+                },
+                None => {
+                    tracing::warn!("the subscription to the other nodes ended");
+                    return;
+                }
+            },
+            _ = cluster.resync.notified() => resync = true,
+            _ = looks.tick() => {
+                if let Err(e) = cluster.measure_clock().await {
+                    tracing::warn!(error = %e, "cannot read the database's clock");
+                }
+                match cluster.nodes_alive().await {
+                    Ok(alive) => hub.keep_nodes(&alive, cluster.now_ms()),
+                    Err(e) => tracing::warn!(error = %e, "cannot tell which nodes are alive"),
+                }
+            }
+        }
+        if resync {
+            match cluster.online_elsewhere().await {
+                Ok(elsewhere) => {
+                    hub.resync_remote(elsewhere, cluster.now_ms());
+                    resync = false;
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot read who is online elsewhere"),
+            }
+        }
+    }
+}
