@@ -306,3 +306,199 @@ async fn the_users_of_a_killed_node_are_gone_from_the_others_within_the_lease() 
     assert!(luke.who().await.is_empty());
     assert_eq!(luke.who_since(60).await, vec!["hans"]);
 }
+
+#[tokio::test]
+async fn a_message_queued_on_one_node_is_delivered_once_at_a_login_on_another() {
+    let Some(services) = Services::get("offline queue across nodes") else {
+        return;
+    };
+    let cluster = Cluster::new(&services, 3).await;
+    let nodes = cluster.start_all(&[]);
+    let mut hans = Client::login(nodes[0].addr, "hans").await;
+    for text in ["first", "second"] {
+        match hans.message("leia", text).await {
+            ServerFrame::Sent { queued, .. } => assert!(queued, "leia is offline"),
+            other => panic!("{other:?}"),
+        }
+    }
+    // leia logs in on another node: both, in order; she acks them.
+    let mut leia = Client::login(nodes[1].addr, "leia").await;
+    let mut texts = Vec::new();
+    for _ in 0..2 {
+        match leia.next_message().await {
+            ServerFrame::Message {
+                msg_id, text, from, ..
+            } => {
+                assert_eq!(from, "hans");
+                texts.push(text);
+                leia.ack(msg_id).await;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(texts, ["first", "second"]);
+    // Acked: at her next login, on a third node, nothing is delivered again.
+    leia.logout().await;
+    let mut leia = eventually_login(nodes[2].addr, "leia").await;
+    // Requests are answered only after the offline queue has gone out.
+    leia.who().await;
+    assert!(
+        leia.pending_event(|f| matches!(f, ServerFrame::Message { .. }))
+            .is_none(),
+        "an acknowledged message came again"
+    );
+}
+
+/// Logs in as soon as the user's previous node has given the lease back.
+async fn eventually_login(addr: std::net::SocketAddr, user: &str) -> Client {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let mut client = Client::connect(addr).await;
+        match client.try_login(user, password_of(user)).await {
+            ServerFrame::Welcome { .. } => return client,
+            refused => {
+                assert_eq!(error_of(&refused).0, ErrorCode::AlreadyLoggedIn);
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{user} never logged in"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn direct_messages_and_broadcasts_cross_the_nodes() {
+    let Some(services) = Services::get("messages across nodes") else {
+        return;
+    };
+    let cluster = Cluster::new(&services, 3).await;
+    let nodes = cluster.start_all(&[]);
+    let mut hans = Client::login(nodes[0].addr, "hans").await;
+    let mut luke = Client::login(nodes[1].addr, "luke").await;
+    let mut yoda = Client::login(nodes[2].addr, "yoda").await;
+    eventually("node 0 to know luke is online", async || {
+        hans.who().await.contains(&"luke".to_owned())
+    })
+    .await;
+
+    // Acknowledged end to end: hans's reply comes once luke's client acked.
+    let id = hans
+        .submit(|id| {
+            ClientFrame::Send(msg_proto::server::SendRequest {
+                id,
+                to: "luke".into(),
+                text: "across".into(),
+                client_id: Some("c-1".into()),
+            })
+        })
+        .await;
+    let msg_id = match luke.next_message().await {
+        ServerFrame::Message {
+            msg_id,
+            from,
+            text,
+            client_id,
+            ..
+        } => {
+            assert_eq!((from.as_str(), text.as_str()), ("hans", "across"));
+            assert_eq!(client_id.as_deref(), Some("c-1"));
+            msg_id
+        }
+        other => panic!("{other:?}"),
+    };
+    assert!(!hans.has_reply(id), "answered before luke's ack");
+    luke.ack(msg_id).await;
+    match hans.reply(id).await {
+        ServerFrame::Sent {
+            queued, msg_id: m, ..
+        } => {
+            assert!(!queued);
+            assert_eq!(m, msg_id);
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // A block made on luke's node refuses hans's message on hans's node.
+    assert!(matches!(luke.block("hans").await, ServerFrame::Ok { .. }));
+    eventually("node 0 to learn of the block", async || {
+        !hans.who().await.contains(&"luke".to_owned())
+    })
+    .await;
+    let refused = hans.message("luke", "blocked?").await;
+    assert_eq!(error_of(&refused).0, ErrorCode::BlockedByRecipient);
+
+    // A broadcast reaches every node, and the sender hears that luke (who
+    // blocks hans) was skipped.
+    match hans
+        .request(|id| {
+            ClientFrame::Broadcast(msg_proto::server::BroadcastRequest {
+                id,
+                text: "to all".into(),
+            })
+        })
+        .await
+    {
+        ServerFrame::Ok { message, .. } => assert_eq!(
+            message.as_deref(),
+            Some("Your message could not be delivered to some recipients")
+        ),
+        other => panic!("expected ok, got {other:?}"),
+    }
+    match yoda
+        .event_matching(|f| matches!(f, ServerFrame::Broadcast { .. }))
+        .await
+    {
+        ServerFrame::Broadcast { from, text, .. } => {
+            assert_eq!((from.as_str(), text.as_str()), ("hans", "to all"));
+        }
+        other => unreachable!("{other:?}"),
+    }
+    luke.who().await;
+    assert!(
+        luke.pending_event(|f| matches!(f, ServerFrame::Broadcast { .. }))
+            .is_none(),
+        "luke blocks hans"
+    );
+}
+
+#[tokio::test]
+async fn a_message_for_a_user_whose_node_is_killed_is_queued_not_lost() {
+    let Some(services) = Services::get("recipient's node killed") else {
+        return;
+    };
+    let cluster = Cluster::new(&services, 2).await;
+    let args = ["--lease-ttl-ms", "1500", "--ack-timeout-ms", "500"];
+    let first = cluster.start(0, &args);
+    let second = cluster.start(1, &args);
+    let mut hans = Client::login(first.addr, "hans").await;
+    let luke = Client::login(second.addr, "luke").await;
+    eventually("node 0 to know luke is online", async || {
+        hans.who().await.contains(&"luke".to_owned())
+    })
+    .await;
+    // luke's node dies with the message on its way, unacknowledged.
+    drop(luke);
+    second.kill9();
+    let id = hans
+        .submit(|id| {
+            ClientFrame::Send(msg_proto::server::SendRequest {
+                id,
+                to: "luke".into(),
+                text: "are you there".into(),
+                client_id: None,
+            })
+        })
+        .await;
+    match hans.reply(id).await {
+        ServerFrame::Sent { queued, .. } => assert!(queued),
+        other => panic!("{other:?}"),
+    }
+    // luke comes back on the surviving node and gets it.
+    let mut luke = eventually_login(first.addr, "luke").await;
+    match luke.next_message().await {
+        ServerFrame::Message { text, .. } => assert_eq!(text, "are you there"),
+        other => panic!("{other:?}"),
+    }
+}

@@ -60,11 +60,17 @@ pub(super) fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
         Ok(dir) => dir,
         Err(e) => return usage_error(e),
     };
-    let (store, snapshot) =
-        match Store::open_with(state_dir.path(), msg_proto::now_ms(), config.queue_limits) {
-            Ok(opened) => opened,
-            Err(e) => return usage_error(format_args!("cannot open the state directory: {e}")),
-        };
+    // A node's queue and devices are the cluster's, opened once it has
+    // joined; the state directory keeps its lock and admin socket.
+    let local_store = match cluster_spec {
+        Some(_) => None,
+        None => {
+            match Store::open_with(state_dir.path(), msg_proto::now_ms(), config.queue_limits) {
+                Ok(opened) => Some(opened),
+                Err(e) => return usage_error(format_args!("cannot open the state directory: {e}")),
+            }
+        }
+    };
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
             let files = TlsFiles {
@@ -107,12 +113,11 @@ pub(super) fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
             }
         };
         let local = listener.local_addr().context("listener has no address")?;
-        let mut snapshot = snapshot;
-        if let Some(cluster) = &cluster {
-            // The service's blocks and last-seen times, not this node's.
-            snapshot.blocks = cluster.blocks().await?;
-            snapshot.last_seen = cluster.last_seen().await?;
-        }
+        let (store, snapshot) = match (local_store, &cluster) {
+            (Some(opened), _) => opened,
+            (None, Some(cluster)) => cluster_store(cluster, config.queue_limits).await?,
+            (None, None) => unreachable!("a store is local or the cluster's"),
+        };
         let mut hub = Hub::new(config, accounts, store, snapshot);
         if let Some(cluster) = &cluster {
             hub = hub.in_cluster(cluster.clone());
@@ -194,6 +199,25 @@ async fn join_cluster(
         tracing::info!(added, file = %path.display(), "imported the accounts the cluster lacked");
     }
     Ok((Arc::new(cluster), accounts, report))
+}
+
+/// The cluster's store, and the snapshot the hub starts from: the
+/// service's blocks and last-seen times.
+async fn cluster_store(
+    cluster: &Arc<Cluster>,
+    limits: crate::store::QueueLimits,
+) -> anyhow::Result<(Store, crate::store::Snapshot)> {
+    let holder = cluster.clone();
+    let fence: crate::store::Fence = Box::new(move |user| {
+        holder
+            .leases
+            .epoch(user)
+            .map(|epoch| (holder.node_id.clone(), epoch))
+    });
+    let (store, mut snapshot) = Store::open_postgres(&cluster.store_url, limits, fence)?;
+    snapshot.blocks = cluster.blocks().await?;
+    snapshot.last_seen = cluster.last_seen().await?;
+    Ok((store, snapshot))
 }
 
 /// Renews this node's leases until stopped, ending the sessions whose

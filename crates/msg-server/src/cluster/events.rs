@@ -1,13 +1,15 @@
-//! What the nodes tell each other over NATS: logins and logouts, and block
-//! changes. Every subject begins with the service's id, so services sharing
-//! one NATS server never hear each other.
+//! What the nodes tell each other over NATS: to all, logins and logouts,
+//! block changes and broadcasts ([`Event`]); to one node, the direct
+//! messages for its users and the outcomes of the messages it handed on
+//! ([`Directed`]). Every subject begins with the service's id, so services
+//! sharing one NATS server never hear each other.
 //!
 //! NATS delivers at most once: a node that missed events (it was
 //! disconnected, or fell behind) reads the truth again from the database
 //! ([`Cluster::online_elsewhere`]). Events are published in order through
 //! one bounded queue and one task, so one node's events arrive in order.
 
-use msg_proto::Timestamp;
+use msg_proto::{MsgId, Timestamp};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -40,6 +42,49 @@ pub enum Event {
         blocked: String,
         blocking: bool,
     },
+    /// A broadcast from a user of `node`, for everyone online elsewhere.
+    Broadcast {
+        from: String,
+        text: String,
+        at: Timestamp,
+        node: String,
+    },
+}
+
+/// What one node tells another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Directed {
+    /// A direct message for a user of the receiving node, from a user of
+    /// `origin`, which waits for its [`Directed::Outcome`].
+    Deliver {
+        msg_id: MsgId,
+        recipient: String,
+        sender: String,
+        text: String,
+        at: Timestamp,
+        client_id: Option<String>,
+        origin: String,
+    },
+    /// What became of a message handed on.
+    Outcome { msg_id: MsgId, outcome: Outcome },
+}
+
+/// What became of a direct message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// The recipient acknowledged it.
+    Delivered,
+    /// It is stored for the recipient's next login.
+    Queued,
+    /// The recipient's queue is full: not stored.
+    QueueFull { recipient: String },
+    /// It could not be stored.
+    Failed,
+    /// The recipient blocks the sender (a block the sender's node had not
+    /// heard of yet).
+    Blocked,
 }
 
 /// The subject every node publishes its events to and listens on.
@@ -47,37 +92,53 @@ pub fn subject(service: &str) -> String {
     format!("msg.{service}.events")
 }
 
+/// The subject of what is meant for one node.
+pub fn node_subject(service: &str, node: &str) -> String {
+    format!("msg.{service}.node.{node}")
+}
+
 /// The sending half: a bounded queue in front of the NATS client.
 pub struct Publisher {
-    queue: mpsc::Sender<Event>,
+    queue: mpsc::Sender<(String, Vec<u8>)>,
+    service: String,
 }
 
 impl Publisher {
     /// Queues an event for the other nodes; never waits (it is called under
     /// the hub's lock).
     pub fn publish(&self, event: Event) {
-        if let Err(e) = self.queue.try_send(event) {
-            tracing::warn!(error = %e, "an event for the other nodes was dropped");
+        self.send(subject(&self.service), &event);
+    }
+
+    /// Queues a message for node `node`; never waits.
+    pub fn tell(&self, node: &str, message: Directed) {
+        self.send(node_subject(&self.service, node), &message);
+    }
+
+    fn send(&self, subject: String, what: &impl Serialize) {
+        let Ok(payload) = serde_json::to_vec(what) else {
+            return;
+        };
+        if let Err(e) = self.queue.try_send((subject, payload)) {
+            tracing::warn!(error = %e, "a message for the other nodes was dropped");
         }
     }
 }
 
-/// Starts the task that hands queued events to NATS in order.
+/// Starts the task that hands queued messages to NATS in order.
 pub(super) fn start_publisher(nats: async_nats::Client, service: &str) -> Publisher {
-    let (queue, mut events) = mpsc::channel::<Event>(PUBLISH_QUEUE);
-    let subject = subject(service);
+    let (queue, mut outgoing) = mpsc::channel::<(String, Vec<u8>)>(PUBLISH_QUEUE);
     tokio::spawn(async move {
-        while let Some(event) = events.recv().await {
-            let payload = match serde_json::to_vec(&event) {
-                Ok(bytes) => bytes,
-                Err(_) => continue,
-            };
-            if let Err(e) = nats.publish(subject.clone(), payload.into()).await {
-                tracing::warn!(error = %e, "cannot publish an event to the other nodes");
+        while let Some((subject, payload)) = outgoing.recv().await {
+            if let Err(e) = nats.publish(subject, payload.into()).await {
+                tracing::warn!(error = %e, "cannot publish to the other nodes");
             }
         }
     });
-    Publisher { queue }
+    Publisher {
+        queue,
+        service: service.to_owned(),
+    }
 }
 
 impl Cluster {
@@ -85,8 +146,18 @@ impl Cluster {
     /// them). [`Cluster::resync`] is notified whenever events may have
     /// been missed.
     pub async fn listen(&self) -> Result<async_nats::Subscriber, ClusterError> {
+        self.subscribe(subject(&self.service)).await
+    }
+
+    /// Listens to what other nodes tell this one.
+    pub async fn listen_directed(&self) -> Result<async_nats::Subscriber, ClusterError> {
+        self.subscribe(node_subject(&self.service, &self.node_id))
+            .await
+    }
+
+    async fn subscribe(&self, subject: String) -> Result<async_nats::Subscriber, ClusterError> {
         self.nats
-            .subscribe(subject(&self.service))
+            .subscribe(subject)
             .await
             .map_err(|e| ClusterError::Nats {
                 url: self.nats_url.clone(),
@@ -95,8 +166,8 @@ impl Cluster {
     }
 }
 
-/// Decodes one NATS message; `None` for anything that is not an event
-/// (another program on the subject, a newer node's kind of event).
-pub fn decode(payload: &[u8]) -> Option<Event> {
+/// Decodes one NATS message; `None` for anything that does not decode
+/// (another program on the subject, a newer node's kind of message).
+pub fn decode<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Option<T> {
     serde_json::from_slice(payload).ok()
 }

@@ -111,6 +111,8 @@ pub struct Cluster {
     /// The database's clock minus this node's, in milliseconds.
     clock_offset: AtomicI64,
     nats_url: String,
+    /// The database's address (for the store's own connection).
+    pub store_url: String,
 }
 
 impl Cluster {
@@ -165,6 +167,7 @@ impl Cluster {
             resync,
             clock_offset: AtomicI64::new(0),
             nats_url: spec.nats.clone(),
+            store_url: spec.store.clone(),
             db,
             nats,
             node_id,

@@ -18,13 +18,17 @@
 //! - [`private`]: private-session brokering;
 //! - [`devices`]: the sessions' device tokens, and ending the sessions of
 //!   an account whose tokens were revoked;
-//! - [`remote`]: in cluster mode, the users on other nodes.
+//! - [`remote`]: in cluster mode, the users on other nodes, and
+//!   [`forward`]: direct messages to and from them; [`answer`]: telling a
+//!   message's outcome to its sender, here or on another node.
 //!
 //! `sessions` uses `routing`, `presence` and `private` (a session's end
 //! touches all three) and `blocks` uses `private`; nothing else crosses.
 
+mod answer;
 mod blocks;
 mod devices;
+pub mod forward;
 mod lockout;
 mod presence;
 pub mod presence_log;

@@ -17,10 +17,11 @@ use msg_proto::Timestamp;
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::Cluster;
-use crate::cluster::events::{self, Event};
+use crate::cluster::events::{self, Directed, Event};
 use crate::cluster::lease::Epoch;
 use crate::cluster::shared::Elsewhere;
 use crate::hub::Hub;
+use crate::hub::forward::Handed;
 use crate::hub::state::{Remote, State};
 
 impl Hub {
@@ -59,6 +60,20 @@ impl Hub {
                 node,
                 epoch,
             } => self.remote_presence(user, online, at, node, epoch),
+            Event::Broadcast {
+                from,
+                text,
+                at,
+                node,
+            } => {
+                if self
+                    .cluster
+                    .as_ref()
+                    .is_some_and(|cluster| cluster.node_id != node)
+                {
+                    self.broadcast_here(&from, text, at);
+                }
+            }
             Event::Block {
                 blocker,
                 blocked,
@@ -189,9 +204,14 @@ impl Hub {
 /// truth from the database when events may have been missed, forgets the
 /// users of dead nodes, and keeps the clock's offset from the database's.
 pub async fn follow_cluster(hub: Arc<Hub>, cluster: Arc<Cluster>, stop: CancellationToken) {
-    let mut subscriber = loop {
-        match cluster.listen().await {
-            Ok(subscriber) => break subscriber,
+    let subscribe = async || {
+        let to_all = cluster.listen().await?;
+        let to_me = cluster.listen_directed().await?;
+        Ok::<_, crate::cluster::ClusterError>((to_all, to_me))
+    };
+    let (mut to_all, mut to_me) = loop {
+        match subscribe().await {
+            Ok(subscribed) => break subscribed,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot listen to the other nodes yet");
                 tokio::select! {
@@ -207,13 +227,26 @@ pub async fn follow_cluster(hub: Arc<Hub>, cluster: Arc<Cluster>, stop: Cancella
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
-            heard = subscriber.next() => match heard {
+            heard = to_all.next() => match heard {
                 Some(message) => match events::decode(&message.payload) {
                     Some(event) => hub.heard(event),
                     None => tracing::debug!("ignored a message that is not an event"),
                 },
                 None => {
                     tracing::warn!("the subscription to the other nodes ended");
+                    return;
+                }
+            },
+            told = to_me.next() => match told {
+                Some(message) => match events::decode(&message.payload) {
+                    Some(Directed::Deliver { msg_id, recipient, sender, text, at, client_id, origin }) => {
+                        hub.deliver_handed(Handed { msg_id, recipient, sender, text, at, client_id, origin });
+                    }
+                    Some(Directed::Outcome { msg_id, outcome }) => hub.handed_outcome(msg_id, outcome),
+                    None => tracing::debug!("ignored a message that is not for a node"),
+                },
+                None => {
+                    tracing::warn!("the subscription to this node's messages ended");
                     return;
                 }
             },

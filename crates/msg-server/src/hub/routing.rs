@@ -8,9 +8,11 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use msg_proto::server::{SendRequest, ServerFrame};
-use msg_proto::{ErrorCode, MsgId, Refusal, now_ms};
+use msg_proto::{ErrorCode, MsgId, Refusal, Timestamp};
 
-use crate::hub::state::{Inflight, Session, State};
+use crate::cluster::events::Event;
+use crate::hub::answer::Outcome;
+use crate::hub::state::{Inflight, Reply, Session, State};
 use crate::hub::{Hub, store_failed};
 use crate::outbox::{Push, ReplySlot};
 use crate::store::StoredMessage;
@@ -35,6 +37,10 @@ pub(super) fn take_held(
     }
     unacked
 }
+
+/// How many ack timeouts a node waits for the answer about a message it
+/// handed to the recipient's node before storing it itself.
+const ELSEWHERE_PATIENCE: u32 = 3;
 
 /// A refused `send`, with the reply slot handed back for the error reply.
 pub type ReplyRefusal = (Refusal, ReplySlot);
@@ -90,11 +96,25 @@ impl Hub {
             recipient: to,
             sender: from.to_owned(),
             text,
-            at: now_ms(),
+            at: self.now_ms(),
             client_id,
         };
         let state = &mut *state;
-        let reply = Some((slot, id));
+        let reply = Reply::Local(slot, id);
+        if !state.sessions.contains_key(msg.recipient.as_str())
+            && let Some(node) = state.remote.get(&msg.recipient).map(|r| r.node.clone())
+        {
+            self.forward(state, msg, reply, node);
+        } else {
+            self.offer(state, msg, Some(reply));
+        }
+        Ok(())
+    }
+
+    /// Offers a message to its recipient's session here: queued (or held
+    /// behind the offline queue's delivery) until acknowledged, or stored
+    /// if the recipient is not here or cannot take it.
+    pub(super) fn offer(&self, state: &mut State, msg: StoredMessage, reply: Option<Reply>) {
         let delivery = match state.sessions.get_mut(msg.recipient.as_str()) {
             None => Delivery::NotQueued,
             Some(session) => {
@@ -106,11 +126,10 @@ impl Hub {
                     client_id: msg.client_id.clone(),
                 });
                 let Ok(line) = encoded else {
-                    let refusal = Refusal::new(ErrorCode::Internal, texts::STORE_FAILED);
-                    if let Some((slot, id)) = reply {
-                        slot.fill(&ServerFrame::refusal(Some(id), refusal));
+                    if let Some(reply) = reply {
+                        self.answer(reply, msg.id, Outcome::Failed);
                     }
-                    return Ok(());
+                    return;
                 };
                 // Half the connection's budget: what is held is released
                 // on top of what the drain has queued.
@@ -129,9 +148,10 @@ impl Hub {
                             msg,
                             reply,
                             since: None,
+                            elsewhere: false,
                         });
                         self.store_unacked(unacked);
-                        return Ok(());
+                        return;
                     }
                     Some(held) => {
                         held.bytes += line.len();
@@ -157,14 +177,18 @@ impl Hub {
                     msg,
                     reply,
                     since: None,
+                    elsewhere: false,
                 }]);
-                return Ok(());
+                return;
             }
         };
-        state
-            .inflight
-            .insert(msg.id, Inflight { msg, reply, since });
-        Ok(())
+        let inflight = Inflight {
+            msg,
+            reply,
+            since,
+            elsewhere: false,
+        };
+        state.inflight.insert(inflight.msg.id, inflight);
     }
 
     /// `user` has stored message `id`.
@@ -179,15 +203,15 @@ impl Hub {
                 session.remove_inflight(&id);
             }
             if let Some(Inflight {
-                reply: Some((slot, request)),
-                ..
+                reply: Some(reply), ..
             }) = state.inflight.remove(&id)
             {
-                slot.fill(&ServerFrame::Sent {
-                    id: request,
-                    msg_id: id,
-                    queued: false,
-                });
+                if matches!(reply, Reply::Node(_)) {
+                    // Its origin may have stored it meanwhile (it heard
+                    // nothing for long): forgotten there too.
+                    self.store.delete(user, id);
+                }
+                self.answer(reply, id, Outcome::Delivered);
             }
         } else {
             // A message delivered from the store, or stored after its ack
@@ -199,10 +223,31 @@ impl Hub {
     /// Sends to every online user but the sender and those who block the
     /// sender. Returns whether anyone was skipped for a block.
     pub fn broadcast(&self, from: &str, text: String) -> bool {
+        let at = self.now_ms();
+        let mut skipped = false;
+        if let Some(cluster) = &self.cluster {
+            let state = self.state();
+            skipped = state
+                .remote
+                .keys()
+                .any(|name| name != from && state.has_blocked(name, from));
+            cluster.events.publish(Event::Broadcast {
+                from: from.to_owned(),
+                text: text.clone(),
+                at,
+                node: cluster.node_id.clone(),
+            });
+        }
+        self.broadcast_here(from, text, at) || skipped
+    }
+
+    /// Sends a broadcast to every user on this node but the sender and
+    /// those who block the sender. Returns whether anyone was skipped.
+    pub(super) fn broadcast_here(&self, from: &str, text: String, at: Timestamp) -> bool {
         let Ok(line) = msg_proto::encode_line(&ServerFrame::Broadcast {
             from: from.to_owned(),
             text,
-            at: now_ms(),
+            at,
         }) else {
             return false;
         };
@@ -236,26 +281,20 @@ impl Hub {
             }
             messages.push(inflight.msg);
         }
+        let answers = self.answers();
         self.store.enqueue(
             messages,
             Box::new(move |result| {
-                for ((slot, id), msg_id, recipient) in replies {
-                    let frame = match &result {
-                        Ok(full) if full.contains(&msg_id) => {
-                            let refusal = Refusal::new(
-                                ErrorCode::RecipientQueueFull,
-                                texts::queue_full(&recipient),
-                            );
-                            ServerFrame::refusal(Some(id), refusal)
+                for (reply, msg_id, recipient) in replies {
+                    let outcome = match &result {
+                        Ok(full) if full.contains(&msg_id) => Outcome::QueueFull { recipient },
+                        Ok(_) => Outcome::Queued,
+                        Err(e) => {
+                            store_failed(e);
+                            Outcome::Failed
                         }
-                        Ok(_) => ServerFrame::Sent {
-                            id,
-                            msg_id,
-                            queued: true,
-                        },
-                        Err(e) => ServerFrame::refusal(Some(id), store_failed(e)),
                     };
-                    slot.fill(&frame);
+                    answers.answer(reply, msg_id, outcome);
                 }
             }),
         );
@@ -269,8 +308,14 @@ impl Hub {
             .inflight
             .iter()
             .filter(|(_, f)| {
-                f.since
-                    .is_some_and(|t| now.duration_since(t) >= ack_timeout)
+                // A message handed to another node waits for that node's
+                // answer, which comes after its own ack timeout.
+                let patience = if f.elsewhere {
+                    ack_timeout * ELSEWHERE_PATIENCE
+                } else {
+                    ack_timeout
+                };
+                f.since.is_some_and(|t| now.duration_since(t) >= patience)
             })
             .map(|(id, _)| *id)
             .collect();

@@ -90,11 +90,22 @@ pub(super) struct HeldLive {
 /// A message forwarded to an online recipient, awaiting its ack.
 pub(super) struct Inflight {
     pub msg: StoredMessage,
-    /// Where to send the sender's `sent` reply once acknowledged.
-    pub reply: Option<(ReplySlot, RequestId)>,
+    /// Who is told once it is acknowledged (or stored, or refused).
+    pub reply: Option<Reply>,
     /// When it was written to the recipient's queue, which starts the ack
     /// timeout; `None` while it is held behind the recipient's drain.
     pub since: Option<Instant>,
+    /// Handed to the recipient's node (cluster mode), which answers; this
+    /// node stores it itself only if that node stays silent for long.
+    pub elsewhere: bool,
+}
+
+/// Where the outcome of a direct message goes.
+pub(super) enum Reply {
+    /// The sender is here: its `sent` reply (or error) fills this slot.
+    Local(ReplySlot, RequestId),
+    /// The sender is on another node (cluster mode), which is told.
+    Node(Box<str>),
 }
 
 /// A user online on another node (cluster mode).

@@ -15,9 +15,11 @@
 //! - [`thread`]: the thread that applies them;
 //! - [`quota`]: how much may wait in one recipient's queue;
 //! - [`schema`]: tables, migrations and the start-up snapshot;
-//! - [`devices`]: device tokens (their hashes).
+//! - [`devices`]: device tokens (their hashes);
+//! - [`postgres`]: in cluster mode, the same jobs on the shared PostgreSQL.
 
 mod devices;
+mod postgres;
 mod quota;
 mod schema;
 #[cfg(test)]
@@ -42,6 +44,8 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("the store has shut down")]
     Closed,
+    #[error("database error: {0}")]
+    Postgres(String),
     /// The batch this job was part of did not commit.
     #[error("commit failed: {0}")]
     Commit(String),
@@ -73,6 +77,7 @@ pub struct Snapshot {
 }
 
 pub use devices::{Device, DeviceAnswer, DeviceOp, TokenHash, hash_token};
+pub use postgres::Fence;
 pub use quota::QueueLimits;
 
 /// Called on the store thread once an enqueue's transaction has committed
@@ -189,6 +194,33 @@ impl Store {
                 thread: Mutex::new(Some(thread)),
             },
             snapshot,
+        ))
+    }
+
+    /// The store of a cluster node: the offline queue and device tokens in
+    /// the shared PostgreSQL at `url` (its schema already migrated), the
+    /// acks' deletes fenced by `fence`. Blocks, presence and lockouts live
+    /// in the cluster's own tables: their snapshot is empty here.
+    pub fn open_postgres(
+        url: &str,
+        limits: QueueLimits,
+        fence: Fence,
+    ) -> Result<(Self, Snapshot), StoreError> {
+        let (tx, rx) = mpsc::channel();
+        let writer = postgres::Writer {
+            url: url.to_owned(),
+            limits,
+            fence,
+        };
+        let thread = std::thread::Builder::new()
+            .name("msg-store".into())
+            .spawn(move || postgres::run(writer, rx))?;
+        Ok((
+            Self {
+                jobs: Mutex::new(Some(tx)),
+                thread: Mutex::new(Some(thread)),
+            },
+            Snapshot::default(),
         ))
     }
 

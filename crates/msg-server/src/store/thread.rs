@@ -196,7 +196,7 @@ fn refused_by(refused: &[(usize, MsgId)], index: usize) -> Vec<MsgId> {
 /// Tells a job's submitter how it went (reads, already answered on
 /// success, get their error here). `Ok` carries the messages an enqueue
 /// did not store because their recipient's queue is full.
-fn report(job: Job, result: Result<Vec<MsgId>, StoreError>) {
+pub(super) fn report(job: Job, result: Result<Vec<MsgId>, StoreError>) {
     match job {
         Job::Enqueue { done, .. } => done(result),
         Job::SetBlock { done, .. } | Job::Barrier { done } => {
