@@ -7,8 +7,8 @@ mod common;
 
 use common::cluster::{Cluster, Services};
 use common::*;
-use msg_proto::ErrorCode;
 use msg_proto::server::{ClientFrame, LoginRequest, ServerFrame};
+use msg_proto::{ErrorCode, MsgId};
 
 fn register(user: &str, password: &str) -> impl FnOnce(msg_proto::RequestId) -> ClientFrame {
     let (user, password) = (user.to_owned(), password.to_owned());
@@ -500,5 +500,66 @@ async fn a_message_for_a_user_whose_node_is_killed_is_queued_not_lost() {
     match luke.next_message().await {
         ServerFrame::Message { text, .. } => assert_eq!(text, "are you there"),
         other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn killing_a_node_while_messages_flow_loses_and_doubles_nothing_acknowledged() {
+    let Some(services) = Services::get("kill -9 while messages flow") else {
+        return;
+    };
+    let cluster = Cluster::new(&services, 3).await;
+    let args = ["--lease-ttl-ms", "1500", "--ack-timeout-ms", "500"];
+    let mut nodes = cluster.start_all(&args);
+    let mut hans = Client::login(nodes[0].addr, "hans").await;
+    let luke = Client::login(nodes[1].addr, "luke").await;
+    eventually("node 0 to know luke is online", async || {
+        hans.who().await.contains(&"luke".to_owned())
+    })
+    .await;
+    // luke's client stores (acks) whatever reaches it until its node dies.
+    let reader = tokio::spawn(async move {
+        let mut luke = luke;
+        luke.closed().await
+    });
+    let survivor = nodes[2].addr;
+    let victim = nodes.remove(1);
+    let mut victim = Some(victim);
+    let mut acknowledged = Vec::new();
+    for i in 0..40 {
+        if i == 10
+            && let Some(node) = victim.take()
+        {
+            node.kill9();
+        }
+        let text = format!("m{i}");
+        match hans.message("luke", &text).await {
+            ServerFrame::Sent { msg_id, .. } => acknowledged.push((text, msg_id)),
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+    let mut received: std::collections::HashMap<String, std::collections::HashSet<MsgId>> =
+        std::collections::HashMap::new();
+    for frame in reader.await.expect("luke's reader") {
+        if let ServerFrame::Message { msg_id, text, .. } = frame {
+            received.entry(text).or_default().insert(msg_id);
+        }
+    }
+    // luke comes back on a surviving node; the rest arrives from the queue.
+    let mut luke = eventually_login(survivor, "luke").await;
+    while acknowledged
+        .iter()
+        .any(|(text, id)| !received.get(text).is_some_and(|ids| ids.contains(id)))
+    {
+        match luke.next_message().await {
+            ServerFrame::Message { msg_id, text, .. } => {
+                received.entry(text).or_default().insert(msg_id);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // Every message exists once: never two copies under different ids.
+    for (text, ids) in &received {
+        assert_eq!(ids.len(), 1, "{text} arrived as {ids:?}");
     }
 }
