@@ -7,7 +7,7 @@ mod common;
 
 use common::cluster::{Cluster, Services};
 use common::*;
-use msg_proto::server::{ClientFrame, LoginRequest, ServerFrame};
+use msg_proto::server::{ClientFrame, LoginRequest, ServerFrame, UserRequest};
 use msg_proto::{ErrorCode, MsgId};
 
 fn register(user: &str, password: &str) -> impl FnOnce(msg_proto::RequestId) -> ClientFrame {
@@ -562,4 +562,111 @@ async fn killing_a_node_while_messages_flow_loses_and_doubles_nothing_acknowledg
     for (text, ids) in &received {
         assert_eq!(ids.len(), 1, "{text} arrived as {ids:?}");
     }
+}
+
+fn private(
+    kind: fn(UserRequest) -> ClientFrame,
+    user: &str,
+) -> impl FnOnce(msg_proto::RequestId) -> ClientFrame {
+    let user = user.to_owned();
+    move |id| kind(UserRequest { id, user })
+}
+
+#[tokio::test]
+async fn private_sessions_are_brokered_between_users_of_two_nodes() {
+    let Some(services) = Services::get("private sessions across nodes") else {
+        return;
+    };
+    let cluster = Cluster::new(&services, 3).await;
+    let nodes = cluster.start_all(&[]);
+    let mut hans = Client::login(nodes[0].addr, "hans").await;
+    let mut luke = Client::login(nodes[1].addr, "luke").await;
+    let mut yoda = Client::login(nodes[2].addr, "yoda").await;
+    eventually("the nodes to know each other's users", async || {
+        hans.who().await.contains(&"luke".to_owned())
+            && yoda.who().await.contains(&"luke".to_owned())
+    })
+    .await;
+
+    let reply = hans
+        .request(private(ClientFrame::PrivateRequest, "luke"))
+        .await;
+    assert!(matches!(reply, ServerFrame::Ok { .. }), "{reply:?}");
+    luke.event_matching(
+        |f| matches!(f, ServerFrame::PrivateRequest { from, .. } if from == "hans"),
+    )
+    .await;
+    // A second request while the first waits is refused by hans's node.
+    let again = hans
+        .request(private(ClientFrame::PrivateRequest, "luke"))
+        .await;
+    assert_eq!(error_of(&again).0, ErrorCode::PrivateRequestPending);
+    let reply = luke
+        .request(private(ClientFrame::PrivateAccept, "hans"))
+        .await;
+    assert!(matches!(reply, ServerFrame::Ok { .. }), "{reply:?}");
+
+    let is_ready = |f: &ServerFrame| matches!(f, ServerFrame::PrivateReady { .. });
+    let ServerFrame::PrivateReady {
+        peer,
+        token,
+        addr,
+        caller_ip,
+        peer_key,
+        ..
+    } = hans.event_matching(is_ready).await
+    else {
+        unreachable!()
+    };
+    assert_eq!(peer, "luke");
+    assert_eq!(addr.as_deref(), Some("127.0.0.1:40000"));
+    assert_eq!(caller_ip, None);
+    assert_eq!(peer_key.as_deref(), Some(&*"5a".repeat(32)));
+    let ServerFrame::PrivateReady {
+        peer,
+        token: luke_token,
+        addr,
+        caller_ip,
+        ..
+    } = luke.event_matching(is_ready).await
+    else {
+        unreachable!()
+    };
+    assert_eq!(peer, "hans");
+    assert_eq!(luke_token.expose(), token.expose(), "one token for both");
+    assert_eq!(addr, None);
+    assert_eq!(caller_ip.as_deref(), Some("127.0.0.1"));
+
+    // Either side's end reaches the other's node.
+    let reply = hans.request(private(ClientFrame::PrivateEnd, "luke")).await;
+    assert!(matches!(reply, ServerFrame::Ok { .. }));
+    luke.event_matching(|f| matches!(f, ServerFrame::PrivateEnded { peer, .. } if peer == "hans"))
+        .await;
+
+    // A declined request is reported on the asker's node.
+    let reply = yoda
+        .request(private(ClientFrame::PrivateRequest, "luke"))
+        .await;
+    assert!(matches!(reply, ServerFrame::Ok { .. }), "{reply:?}");
+    luke.event_matching(
+        |f| matches!(f, ServerFrame::PrivateRequest { from, .. } if from == "yoda"),
+    )
+    .await;
+    let reply = luke
+        .request(private(ClientFrame::PrivateDecline, "yoda"))
+        .await;
+    assert!(matches!(reply, ServerFrame::Ok { .. }));
+    yoda.event_matching(|f| matches!(f, ServerFrame::PrivateDeclined { peer } if peer == "luke"))
+        .await;
+
+    // A user who blocks the asker is refused on the asker's node.
+    assert!(matches!(luke.block("yoda").await, ServerFrame::Ok { .. }));
+    eventually("node 2 to learn of the block", async || {
+        !yoda.who().await.contains(&"luke".to_owned())
+    })
+    .await;
+    let refused = yoda
+        .request(private(ClientFrame::PrivateRequest, "luke"))
+        .await;
+    assert_eq!(error_of(&refused).0, ErrorCode::BlockedYou);
 }

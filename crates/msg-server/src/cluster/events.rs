@@ -9,7 +9,8 @@
 //! ([`Cluster::online_elsewhere`]). Events are published in order through
 //! one bounded queue and one task, so one node's events arrive in order.
 
-use msg_proto::{MsgId, Timestamp};
+use msg_proto::server::PrivateEndReason;
+use msg_proto::{ErrorCode, MsgId, Timestamp};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -20,6 +21,9 @@ use crate::cluster::{Cluster, ClusterError};
 /// dropped (and logged): the other nodes learn the truth from the database
 /// at their next look.
 pub const PUBLISH_QUEUE: usize = 65_536;
+
+/// How long a node waits for another's answer.
+const ASK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Events received and not yet applied that NATS keeps for this node at
 /// most; past it, it reports a slow consumer and this node resyncs.
@@ -68,6 +72,40 @@ pub enum Directed {
     },
     /// What became of a message handed on.
     Outcome { msg_id: MsgId, outcome: Outcome },
+    /// `asker` here asks `callee` there for a private session (a request
+    /// answered with a [`PrivateAnswer`]).
+    PrivateRequest {
+        asker: String,
+        callee: String,
+        asker_key: String,
+        asker_ip: String,
+    },
+    /// `callee` accepted `asker`'s request: what `asker` needs to dial.
+    PrivateReady {
+        asker: String,
+        callee: String,
+        token: String,
+        callee_key: String,
+        addr: String,
+        expires_in: u64,
+    },
+    /// `callee` declined `asker`'s request.
+    PrivateDeclined { asker: String, callee: String },
+    /// `user`'s private session with `peer` ended.
+    PrivateEnded {
+        user: String,
+        peer: String,
+        reason: PrivateEndReason,
+    },
+    /// The request between `user` and `peer` (either way) expired.
+    PrivateExpired { user: String, peer: String },
+}
+
+/// The callee's node's answer to a [`Directed::PrivateRequest`]: `None`
+/// when the callee was asked, else why not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrivateAnswer {
+    pub refused: Option<(ErrorCode, String)>,
 }
 
 /// What became of a direct message.
@@ -153,6 +191,31 @@ impl Cluster {
     pub async fn listen_directed(&self) -> Result<async_nats::Subscriber, ClusterError> {
         self.subscribe(node_subject(&self.service, &self.node_id))
             .await
+    }
+
+    /// Asks node `node` and waits (a bounded time) for its answer.
+    pub async fn ask(&self, node: &str, question: &Directed) -> Result<bytes::Bytes, ClusterError> {
+        let failed = |error: String| ClusterError::Nats {
+            url: self.nats_url.clone(),
+            error,
+        };
+        let payload = serde_json::to_vec(question).map_err(|e| failed(e.to_string()))?;
+        let subject = node_subject(&self.service, node);
+        match tokio::time::timeout(ASK_WAIT, self.nats.request(subject, payload.into())).await {
+            Ok(Ok(message)) => Ok(message.payload),
+            Ok(Err(e)) => Err(failed(e.to_string())),
+            Err(_) => Err(failed("no answer in time".into())),
+        }
+    }
+
+    /// Answers a question asked with [`Cluster::ask`].
+    pub fn answer_to(&self, reply: async_nats::Subject, answer: &impl Serialize) {
+        if let Ok(payload) = serde_json::to_vec(answer) {
+            let nats = self.nats.clone();
+            tokio::spawn(async move {
+                let _ = nats.publish(reply, payload.into()).await;
+            });
+        }
     }
 
     async fn subscribe(&self, subject: String) -> Result<async_nats::Subscriber, ClusterError> {

@@ -20,7 +20,8 @@
 //!   an account whose tokens were revoked;
 //! - [`remote`]: in cluster mode, the users on other nodes, and
 //!   [`forward`]: direct messages to and from them; [`answer`]: telling a
-//!   message's outcome to its sender, here or on another node.
+//!   message's outcome to its sender, here or on another node;
+//!   [`private_remote`]: private sessions between users of two nodes.
 //!
 //! `sessions` uses `routing`, `presence` and `private` (a session's end
 //! touches all three) and `blocks` uses `private`; nothing else crosses.
@@ -33,6 +34,7 @@ mod lockout;
 mod presence;
 pub mod presence_log;
 mod private;
+mod private_remote;
 pub mod remote;
 mod routing;
 mod sessions;
@@ -148,10 +150,13 @@ impl Hub {
         }
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, state::State> {
-        // A panic while holding the lock would be a bug; the state is still
-        // the best we have, so keep serving rather than cascade.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn state(&self) -> Locked<'_> {
+        Locked {
+            // A panic while holding the lock would be a bug; the state is
+            // still the best we have, so keep serving rather than cascade.
+            guard: self.state.lock().unwrap_or_else(|e| e.into_inner()),
+            cluster: self.cluster.as_deref(),
+        }
     }
 
     pub fn next_conn_id(&self) -> ConnId {
@@ -217,6 +222,38 @@ impl Hub {
         let now = Instant::now();
         self.registrations.purge(now);
         self.failed_logins.purge(now);
+    }
+}
+
+/// The hub's state, locked. What other nodes must be told
+/// ([`state::State::to_nodes`]) is handed to NATS's queue as the lock is
+/// released (which never waits), so it leaves in the order decided.
+struct Locked<'a> {
+    guard: std::sync::MutexGuard<'a, state::State>,
+    cluster: Option<&'a Cluster>,
+}
+
+impl std::ops::Deref for Locked<'_> {
+    type Target = state::State;
+    fn deref(&self) -> &state::State {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut state::State {
+        &mut self.guard
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        let told = std::mem::take(&mut self.guard.to_nodes);
+        if let Some(cluster) = self.cluster {
+            for (node, message) in told {
+                cluster.events.tell(&node, message);
+            }
+        }
     }
 }
 

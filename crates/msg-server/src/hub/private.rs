@@ -8,15 +8,17 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use msg_proto::server::{PrivateEndReason, ServerFrame};
-use msg_proto::{ErrorCode, Refusal, Secret, now_ms};
+use msg_proto::{ErrorCode, Refusal, Secret};
 
+use crate::cluster::events::Directed;
 use crate::hub::Hub;
 use crate::hub::state::State;
 use crate::texts;
 
 impl Hub {
-    /// `asker` asks `callee` for a private session; `callee` is told.
-    pub fn private_request(&self, asker: &str, callee: &str) -> Result<(), Refusal> {
+    /// `asker` asks `callee` for a private session; `callee` is told (by
+    /// its node, when it is on another one).
+    pub async fn private_request(&self, asker: &str, callee: &str) -> Result<(), Refusal> {
         if !self.accounts.exists(callee) {
             return Err(Refusal::new(ErrorCode::InvalidUser, texts::INVALID_USER));
         }
@@ -26,6 +28,21 @@ impl Hub {
                 texts::CANNOT_PRIVATE_SELF,
             ));
         }
+        let elsewhere = {
+            let state = self.state();
+            match state.sessions.contains_key(callee) {
+                true => None,
+                false => state.remote.get(callee).map(|remote| remote.node.clone()),
+            }
+        };
+        match elsewhere {
+            Some(node) => self.private_request_elsewhere(asker, callee, &node).await,
+            None => self.private_request_here(asker, callee),
+        }
+    }
+
+    /// A request to a user of this node.
+    fn private_request_here(&self, asker: &str, callee: &str) -> Result<(), Refusal> {
         let mut state = self.state();
         let Some(session) = state.sessions.get(callee) else {
             return Err(Refusal::new(ErrorCode::UserOffline, texts::offline(callee)));
@@ -73,7 +90,7 @@ impl Hub {
         }
         session.push_frame(&ServerFrame::PrivateRequest {
             from: asker.to_owned(),
-            at: now_ms(),
+            at: self.now_ms(),
         });
         state
             .private_requests
@@ -97,7 +114,12 @@ impl Hub {
             ));
         }
         if !state.sessions.contains_key(asker) {
+            if state.remote.contains_key(asker) && state.remote_asks.contains_key(&key) {
+                drop(state);
+                return self.accept_elsewhere(callee, asker);
+            }
             state.private_requests.remove(&key);
+            state.remote_asks.remove(&key);
             return Err(Refusal::new(ErrorCode::UserOffline, texts::offline(asker)));
         }
         let addr = state.sessions.get(callee).and_then(|s| {
@@ -179,6 +201,16 @@ impl Hub {
                 peer: callee.to_owned(),
             },
         );
+        if state
+            .remote_asks
+            .remove(&(asker.to_owned(), callee.to_owned()))
+            .is_some()
+        {
+            state.tell_node_of(asker, || Directed::PrivateDeclined {
+                asker: asker.to_owned(),
+                callee: callee.to_owned(),
+            });
+        }
         Ok(())
     }
 
@@ -193,6 +225,11 @@ impl Hub {
                     reason: PrivateEndReason::Stopped,
                 },
             );
+            state.tell_node_of(other, || Directed::PrivateEnded {
+                user: other.to_owned(),
+                peer: user.to_owned(),
+                reason: PrivateEndReason::Stopped,
+            });
         }
     }
 
@@ -228,6 +265,13 @@ impl State {
                     reason,
                 },
             );
+            for (user, peer) in [(a, b), (b, a)] {
+                self.tell_node_of(user, || Directed::PrivateEnded {
+                    user: user.to_owned(),
+                    peer: peer.to_owned(),
+                    reason,
+                });
+            }
         }
     }
 
@@ -252,13 +296,21 @@ impl State {
                         peer: asker.to_owned(),
                     },
                 );
+                self.remote_asks
+                    .remove(&(asker.to_owned(), callee.to_owned()));
+                for (user, peer) in [(asker, callee), (callee, asker)] {
+                    self.tell_node_of(user, || Directed::PrivateExpired {
+                        user: user.to_owned(),
+                        peer: peer.to_owned(),
+                    });
+                }
             }
         }
     }
 }
 
 /// A pair in the order `private_pairs` keeps it, whoever asked.
-fn ordered_pair(a: &str, b: &str) -> (String, String) {
+pub(super) fn ordered_pair(a: &str, b: &str) -> (String, String) {
     if a <= b {
         (a.to_owned(), b.to_owned())
     } else {
@@ -268,7 +320,7 @@ fn ordered_pair(a: &str, b: &str) -> (String, String) {
 
 /// IPv4 clients on a dual-stack socket show up as `::ffff:a.b.c.d`; peers
 /// should dial the plain IPv4 address.
-fn canonical_ip(ip: IpAddr) -> IpAddr {
+pub(super) fn canonical_ip(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
@@ -277,7 +329,7 @@ fn canonical_ip(ip: IpAddr) -> IpAddr {
 
 /// 256 random bits, hex: unguessable, single-use proof of a brokered
 /// session, and the pre-shared key of its Noise handshake (its 32 bytes).
-fn one_time_token() -> String {
+pub(super) fn one_time_token() -> String {
     msg_proto::random_hex(msg_proto::peer::KEY_LEN)
 }
 

@@ -243,6 +243,13 @@ pub async fn follow_cluster(hub: Arc<Hub>, cluster: Arc<Cluster>, stop: Cancella
                         hub.deliver_handed(Handed { msg_id, recipient, sender, text, at, client_id, origin });
                     }
                     Some(Directed::Outcome { msg_id, outcome }) => hub.handed_outcome(msg_id, outcome),
+                    Some(Directed::PrivateRequest { asker, callee, asker_key, asker_ip }) => {
+                        let answer = hub.private_request_from(&asker, &callee, asker_key, asker_ip);
+                        if let Some(reply) = message.reply {
+                            cluster.answer_to(reply, &answer);
+                        }
+                    }
+                    Some(private) => hub.heard_private(private),
                     None => tracing::debug!("ignored a message that is not for a node"),
                 },
                 None => {

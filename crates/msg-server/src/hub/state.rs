@@ -13,6 +13,7 @@ use bytes::Bytes;
 use msg_proto::server::ServerFrame;
 use msg_proto::{MsgId, RequestId, Timestamp};
 
+use crate::cluster::events::Directed;
 use crate::cluster::lease::Epoch;
 use crate::hub::presence_log::Rounds;
 use crate::outbox::{Outbox, Push, ReplySlot};
@@ -141,6 +142,18 @@ pub(super) struct State {
     pub anonymous: HashMap<ConnId, Outbox>,
     /// In cluster mode: users online on other nodes.
     pub remote: HashMap<String, Remote>,
+    /// Private-session requests from users of other nodes: (asker,
+    /// callee) → what the callee's side needs from the asker's.
+    pub remote_asks: HashMap<(String, String), RemoteAsk>,
+    /// What other nodes must be told, decided under the lock and sent as
+    /// it is released.
+    pub to_nodes: Vec<(Box<str>, Directed)>,
+}
+
+/// A private-session request from a user of another node.
+pub(super) struct RemoteAsk {
+    pub key: String,
+    pub ip: String,
 }
 
 impl State {
@@ -154,6 +167,16 @@ impl State {
     pub fn push_to(&self, user: &str, frame: &ServerFrame) {
         if let Some(session) = self.sessions.get(user) {
             session.push_frame(frame);
+        }
+    }
+
+    /// Tells the node of `user`, if `user` is online on another node.
+    pub fn tell_node_of(&mut self, user: &str, message: impl FnOnce() -> Directed) {
+        if !self.sessions.contains_key(user)
+            && let Some(remote) = self.remote.get(user)
+        {
+            let node = remote.node.clone();
+            self.to_nodes.push((node, message()));
         }
     }
 }

@@ -35,7 +35,7 @@ impl Connection {
                 return logout::logout(self, user, id, revoke_device);
             }
             ClientFrame::Ack { msg_id } => ack::ack(self, user, msg_id),
-            ClientFrame::PrivateRequest(request) => private::request(self, user, request),
+            ClientFrame::PrivateRequest(request) => return private::request(self, user, request),
             ClientFrame::PrivateAccept(request) => private::accept(self, user, request),
             ClientFrame::PrivateDecline(request) => private::decline(self, user, request),
             ClientFrame::PrivateEnd(request) => private::end(self, user, request),

@@ -1,14 +1,20 @@
 //! The private-session requests: `private_request`, `private_accept`,
-//! `private_decline` and `private_end`. The hub brokers; these answer.
+//! `private_decline` and `private_end`. The hub brokers; these answer (a
+//! request to a user of another node once that node has answered).
 
 use msg_proto::server::{ServerFrame, UserRequest};
 
-use crate::connection::Connection;
+use crate::connection::{Connection, Flow, Step};
 
-pub(super) fn request(conn: &mut Connection, user: &str, request: UserRequest) {
-    let UserRequest { id, user: callee } = request;
-    let result = conn.hub.private_request(user, &callee);
-    conn.answer(id, result.map(|()| ServerFrame::ok(id, None)));
+/// Waits for the callee's node when the callee is on another one.
+pub(super) fn request<'a>(conn: &'a mut Connection, user: &str, request: UserRequest) -> Step<'a> {
+    let user = user.to_owned();
+    Step::Later(Box::pin(async move {
+        let UserRequest { id, user: callee } = request;
+        let result = conn.hub.private_request(&user, &callee).await;
+        conn.answer(id, result.map(|()| ServerFrame::ok(id, None)));
+        Flow::Continue
+    }))
 }
 
 pub(super) fn accept(conn: &mut Connection, user: &str, request: UserRequest) {

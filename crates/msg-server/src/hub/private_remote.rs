@@ -1,0 +1,257 @@
+//! Private sessions between users of different nodes (cluster mode). The
+//! asker's node checks what it knows (blocks, the asker's key, a pending
+//! request) and asks the callee's node, which checks the callee's session
+//! and tells the callee, keeping the asker's key and address for the
+//! answer. The callee's node then tells the asker's node what the asker
+//! needs (the token, the callee's key and address), or that the request was
+//! declined or expired; either node tells the other when a session ends.
+//! Each node tells only its own users; the messages between nodes never go
+//! back the way they came.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use msg_proto::server::ServerFrame;
+use msg_proto::{ErrorCode, Refusal, Secret};
+
+use crate::cluster::events::{Directed, PrivateAnswer};
+use crate::hub::Hub;
+use crate::hub::private::{canonical_ip, one_time_token, ordered_pair};
+use crate::hub::state::RemoteAsk;
+use crate::texts;
+
+impl Hub {
+    /// `asker` here asks `callee` on `node`.
+    pub(super) async fn private_request_elsewhere(
+        &self,
+        asker: &str,
+        callee: &str,
+        node: &str,
+    ) -> Result<(), Refusal> {
+        let Some(cluster) = self.cluster.clone() else {
+            return Err(Refusal::new(ErrorCode::UserOffline, texts::offline(callee)));
+        };
+        let question = {
+            let state = self.state();
+            if state.has_blocked(callee, asker) {
+                return Err(Refusal::new(
+                    ErrorCode::BlockedYou,
+                    texts::has_blocked_you(callee),
+                ));
+            }
+            let Some((key, ip)) = state
+                .sessions
+                .get(asker)
+                .and_then(|s| Some((s.peer_key.as_deref()?.to_owned(), canonical_ip(s.ip))))
+            else {
+                return Err(Refusal::new(
+                    ErrorCode::PrivateUnavailable,
+                    texts::PRIVATE_YOURS_TOO_OLD,
+                ));
+            };
+            let pending = (asker.to_owned(), callee.to_owned());
+            if state
+                .private_requests
+                .get(&pending)
+                .is_some_and(|expires| *expires > Instant::now())
+            {
+                return Err(Refusal::new(
+                    ErrorCode::PrivateRequestPending,
+                    texts::private_request_pending(callee),
+                ));
+            }
+            Directed::PrivateRequest {
+                asker: asker.to_owned(),
+                callee: callee.to_owned(),
+                asker_key: key,
+                asker_ip: ip.to_string(),
+            }
+        };
+        let answer = cluster
+            .ask(node, &question)
+            .await
+            .ok()
+            .and_then(|bytes| crate::cluster::events::decode::<PrivateAnswer>(&bytes));
+        match answer {
+            Some(PrivateAnswer { refused: None }) => {
+                self.state().private_requests.insert(
+                    (asker.to_owned(), callee.to_owned()),
+                    Instant::now() + self.config.private_timeout,
+                );
+                Ok(())
+            }
+            Some(PrivateAnswer {
+                refused: Some((code, text)),
+            }) => Err(Refusal::new(code, text)),
+            None => Err(Refusal::new(ErrorCode::UserOffline, texts::offline(callee))),
+        }
+    }
+
+    /// A request from `asker` on another node to `callee` here.
+    pub fn private_request_from(
+        &self,
+        asker: &str,
+        callee: &str,
+        asker_key: String,
+        asker_ip: String,
+    ) -> PrivateAnswer {
+        let refused = |code, text: String| PrivateAnswer {
+            refused: Some((code, text)),
+        };
+        let mut state = self.state();
+        let Some(session) = state.sessions.get(callee) else {
+            return refused(ErrorCode::UserOffline, texts::offline(callee));
+        };
+        if state.has_blocked(callee, asker) {
+            return refused(ErrorCode::BlockedYou, texts::has_blocked_you(callee));
+        }
+        if session.peer_port.is_none() {
+            return refused(
+                ErrorCode::PrivateUnavailable,
+                texts::private_unavailable(callee),
+            );
+        }
+        if session.peer_key.is_none() {
+            return refused(
+                ErrorCode::PrivateUnavailable,
+                texts::private_too_old(callee),
+            );
+        }
+        let now = Instant::now();
+        let key = (asker.to_owned(), callee.to_owned());
+        if state
+            .private_requests
+            .get(&key)
+            .is_some_and(|expires| *expires > now)
+        {
+            return refused(
+                ErrorCode::PrivateRequestPending,
+                texts::private_request_pending(callee),
+            );
+        }
+        session.push_frame(&ServerFrame::PrivateRequest {
+            from: asker.to_owned(),
+            at: self.now_ms(),
+        });
+        state
+            .private_requests
+            .insert(key.clone(), now + self.config.private_timeout);
+        state.remote_asks.insert(
+            key,
+            RemoteAsk {
+                key: asker_key,
+                ip: asker_ip,
+            },
+        );
+        PrivateAnswer { refused: None }
+    }
+
+    /// `callee` here accepts the request of `asker` on another node.
+    pub(super) fn accept_elsewhere(&self, callee: &str, asker: &str) -> Result<(), Refusal> {
+        let mut state = self.state();
+        let key = (asker.to_owned(), callee.to_owned());
+        let Some(session) = state.sessions.get(callee) else {
+            return Err(Refusal::new(ErrorCode::UserOffline, texts::offline(callee)));
+        };
+        let (Some(port), Some(callee_key)) = (session.peer_port, session.peer_key.clone()) else {
+            return Err(Refusal::new(
+                ErrorCode::PrivateUnavailable,
+                texts::private_unavailable(callee),
+            ));
+        };
+        let addr = SocketAddr::new(canonical_ip(session.ip), port);
+        let Some(ask) = state.remote_asks.remove(&key) else {
+            return Err(Refusal::new(
+                ErrorCode::NoPrivateRequest,
+                texts::no_private_request(asker),
+            ));
+        };
+        state.private_requests.remove(&key);
+        let token = one_time_token();
+        let expires_in = self.config.private_timeout.as_secs();
+        state.push_to(
+            callee,
+            &ServerFrame::PrivateReady {
+                peer: asker.to_owned(),
+                token: Secret(token.clone()),
+                peer_key: Some(ask.key),
+                addr: None,
+                caller_ip: Some(ask.ip),
+                expires_in,
+            },
+        );
+        state.tell_node_of(asker, || Directed::PrivateReady {
+            asker: asker.to_owned(),
+            callee: callee.to_owned(),
+            token,
+            callee_key: callee_key.into(),
+            addr: addr.to_string(),
+            expires_in,
+        });
+        state.private_pairs.insert(ordered_pair(asker, callee));
+        Ok(())
+    }
+
+    /// What another node says about a private session of a user here.
+    pub fn heard_private(&self, told: Directed) {
+        let mut state = self.state();
+        match told {
+            Directed::PrivateReady {
+                asker,
+                callee,
+                token,
+                callee_key,
+                addr,
+                expires_in,
+            } => {
+                let key = (asker.clone(), callee.clone());
+                if state.private_requests.remove(&key).is_none() {
+                    return;
+                }
+                state.push_to(
+                    &asker,
+                    &ServerFrame::PrivateReady {
+                        peer: callee.clone(),
+                        token: Secret(token),
+                        peer_key: Some(callee_key),
+                        addr: Some(addr),
+                        caller_ip: None,
+                        expires_in,
+                    },
+                );
+                state.private_pairs.insert(ordered_pair(&asker, &callee));
+            }
+            Directed::PrivateDeclined { asker, callee } => {
+                if state
+                    .private_requests
+                    .remove(&(asker.clone(), callee.clone()))
+                    .is_some()
+                {
+                    state.push_to(&asker, &ServerFrame::PrivateDeclined { peer: callee });
+                }
+            }
+            Directed::PrivateEnded { user, peer, reason } => {
+                if state.private_pairs.remove(&ordered_pair(&user, &peer)) {
+                    state.push_to(&user, &ServerFrame::PrivateEnded { peer, reason });
+                }
+            }
+            Directed::PrivateExpired { user, peer } => {
+                let mine = state
+                    .private_requests
+                    .remove(&(user.clone(), peer.clone()))
+                    .is_some();
+                let theirs = state
+                    .private_requests
+                    .remove(&(peer.clone(), user.clone()))
+                    .is_some();
+                state.remote_asks.remove(&(peer.clone(), user.clone()));
+                if mine || theirs {
+                    state.push_to(&user, &ServerFrame::PrivateExpired { peer });
+                }
+            }
+            Directed::Deliver { .. }
+            | Directed::Outcome { .. }
+            | Directed::PrivateRequest { .. } => {}
+        }
+    }
+}
