@@ -191,9 +191,23 @@ impl Hub {
             .filter(|(_, remote)| !alive.contains(&*remote.node))
             .map(|(user, _)| user.clone())
             .collect();
-        if !gone.is_empty() {
-            tracing::info!(users = gone.len(), "a node is gone; forgetting its users");
+        if gone.is_empty() {
+            return;
         }
+        tracing::info!(users = gone.len(), "a node is gone; forgetting its users");
+        // Messages handed to the dead node get no answer: stored now.
+        let gone_users: HashSet<&str> = gone.iter().map(String::as_str).collect();
+        let unanswered: Vec<msg_proto::MsgId> = state
+            .inflight
+            .iter()
+            .filter(|(_, f)| f.elsewhere && gone_users.contains(f.msg.recipient.as_str()))
+            .map(|(id, _)| *id)
+            .collect();
+        let unacked = unanswered
+            .iter()
+            .filter_map(|id| state.inflight.remove(id))
+            .collect();
+        self.store_unacked(unacked);
         for user in gone {
             self.remote_gone(state, &user, now);
         }

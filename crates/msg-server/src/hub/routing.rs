@@ -39,8 +39,9 @@ pub(super) fn take_held(
 }
 
 /// How many ack timeouts a node waits for the answer about a message it
-/// handed to the recipient's node before storing it itself.
-const ELSEWHERE_PATIENCE: u32 = 3;
+/// handed to the recipient's node before storing it itself (an answer
+/// lost on the way; a dead node's are stored as soon as it is seen dead).
+const ELSEWHERE_PATIENCE: u32 = 2;
 
 /// A refused `send`, with the reply slot handed back for the error reply.
 pub type ReplyRefusal = (Refusal, ReplySlot);

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod services;
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
