@@ -203,6 +203,22 @@ async fn passwd_with_a_store_changes_the_password_for_every_node() {
         assert!(matches!(reply, ServerFrame::Welcome { .. }), "{reply:?}");
         client.logout().await;
     }
+    // The new password signed luke's devices out everywhere, and the node
+    // holding his session ends it when told through NATS.
+    let mut luke = eventually_login_with(nodes[1].addr, "luke", "new force").await;
+    let output = passwd_store_told(&cluster, "luke", "newer force\n");
+    assert!(output.status.success(), "{output:?}");
+    let closing = luke.closed().await;
+    assert!(
+        closing.iter().any(|f| matches!(
+            f,
+            ServerFrame::LoggedOut {
+                reason: msg_proto::server::LogoutReason::Revoked,
+                ..
+            }
+        )),
+        "{closing:?}"
+    );
     // A name another spelling holds is refused.
     let output = passwd_store(&cluster.store, "LUKE", "x\n");
     assert!(!output.status.success());
@@ -213,11 +229,25 @@ async fn passwd_with_a_store_changes_the_password_for_every_node() {
 }
 
 fn passwd_store(store: &str, user: &str, stdin: &str) -> std::process::Output {
+    passwd_with(&["--store", store], user, stdin)
+}
+
+/// `passwd --store … --cluster …`: the nodes are told too.
+fn passwd_store_told(cluster: &Cluster, user: &str, stdin: &str) -> std::process::Output {
+    passwd_with(
+        &["--store", &cluster.store, "--cluster", &cluster.nats],
+        user,
+        stdin,
+    )
+}
+
+fn passwd_with(args: &[&str], user: &str, stdin: &str) -> std::process::Output {
     use std::io::Write;
     use std::process::{Command, Stdio};
     let mut child = ChildGuard::spawn(
         Command::new(server_bin())
-            .args(["passwd", user, "--password-stdin", "--store", store])
+            .args(["passwd", user, "--password-stdin"])
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped()),
@@ -351,10 +381,14 @@ async fn a_message_queued_on_one_node_is_delivered_once_at_a_login_on_another() 
 
 /// Logs in as soon as the user's previous node has given the lease back.
 async fn eventually_login(addr: std::net::SocketAddr, user: &str) -> Client {
+    eventually_login_with(addr, user, password_of(user)).await
+}
+
+async fn eventually_login_with(addr: std::net::SocketAddr, user: &str, password: &str) -> Client {
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
         let mut client = Client::connect(addr).await;
-        match client.try_login(user, password_of(user)).await {
+        match client.try_login(user, password).await {
             ServerFrame::Welcome { .. } => return client,
             refused => {
                 assert_eq!(error_of(&refused).0, ErrorCode::AlreadyLoggedIn);

@@ -68,6 +68,13 @@ pub struct RevokeArgs {
     /// Only list the user's devices (label, last use); revoke nothing.
     #[arg(long)]
     pub list: bool,
+    /// A cluster's database (postgres://USER@HOST:PORT/DB): revoke there.
+    #[arg(long, value_name = "URL", conflicts_with = "state_dir")]
+    pub store: Option<String>,
+    /// With --store: the cluster's NATS server, to tell the node holding
+    /// the user's session to end it.
+    #[arg(long, value_name = "URL", requires = "store")]
+    pub cluster: Option<String>,
     /// The port of the server whose state directory is meant (the default
     /// state directory is per port) [default: 4747].
     #[arg(long, default_value_t = msg_proto::DEFAULT_PORT)]
@@ -108,6 +115,10 @@ pub struct PasswdArgs {
     /// account there instead of in a credentials file.
     #[arg(long, value_name = "URL", conflicts_with = "credentials")]
     pub store: Option<String>,
+    /// With --store: the cluster's NATS server, to tell the node holding
+    /// the user's session to end it.
+    #[arg(long, value_name = "URL", requires = "store")]
+    pub cluster: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -45,7 +45,7 @@ pub fn passwd(args: &PasswdArgs) -> anyhow::Result<ExitCode> {
         first
     };
     if let Some(store) = &args.store {
-        return passwd_in_database(store, &args.user, &password);
+        return passwd_in_database(store, args.cluster.as_deref(), &args.user, &password);
     }
     match accounts::set_password(&args.credentials, &args.user, &password) {
         Ok(PasswordChange::Added) => println!("Added {}", args.user),
@@ -69,15 +69,22 @@ pub fn passwd(args: &PasswdArgs) -> anyhow::Result<ExitCode> {
     revoke_and_report(Some(&state_dir), args.port, Op::Passwd, &args.user, true)
 }
 
-/// `passwd --store`: the cluster's accounts table.
-fn passwd_in_database(store: &str, user: &str, password: &str) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+/// `passwd --store`: the cluster's accounts table; like a single server's
+/// `passwd`, it signs every device of the user out.
+fn passwd_in_database(
+    store: &str,
+    nats: Option<&str>,
+    user: &str,
+    password: &str,
+) -> anyhow::Result<ExitCode> {
+    let runtime = admin_runtime()?;
     let changed = runtime.block_on(async {
         let pool = crate::cluster::open_store(store).await?;
-        anyhow::Ok(accounts::set_password_in_database(&pool, user, password).await)
+        let changed = accounts::set_password_in_database(&pool, user, password).await;
+        if changed.is_ok() {
+            revoke_in_database(&pool, nats, user, true).await?;
+        }
+        anyhow::Ok(changed)
     })?;
     match changed {
         Ok(PasswordChange::Added) => println!("Added {user}"),
@@ -90,12 +97,67 @@ fn passwd_in_database(store: &str, user: &str, password: &str) -> anyhow::Result
     Ok(ExitCode::SUCCESS)
 }
 
+fn admin_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Revokes `user`'s device tokens in a cluster's database and, given the
+/// cluster's NATS, has the node holding the user's session end it.
+async fn revoke_in_database(
+    pool: &deadpool_postgres::Pool,
+    nats: Option<&str>,
+    user: &str,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    let revoked = crate::cluster::accounts::revoke_devices(pool, user).await?;
+    let session = match nats {
+        Some(nats) => {
+            crate::cluster::events::tell_revoked(pool, nats, user).await?;
+            "; the nodes were told to end the session"
+        }
+        None => " (without --cluster, an open session lasts until it ends)",
+    };
+    if !quiet || revoked > 0 {
+        println!("Revoked {revoked} device token(s) of {user}{session}");
+    }
+    Ok(())
+}
+
+/// `revoke --store`: in a cluster's database.
+fn revoke_cluster(args: &RevokeArgs, store: &str) -> anyhow::Result<ExitCode> {
+    admin_runtime()?.block_on(async {
+        let pool = crate::cluster::open_store(store).await?;
+        if args.list {
+            let devices = crate::cluster::accounts::devices(&pool, &args.user).await?;
+            if devices.is_empty() {
+                println!("{} has no device tokens", args.user);
+            }
+            for (label, _, last_used) in devices {
+                let at = std::time::UNIX_EPOCH + Duration::from_millis(last_used.max(0) as u64);
+                println!(
+                    "{label}\tlast used {}",
+                    humantime::format_rfc3339_seconds(at)
+                );
+            }
+        } else {
+            revoke_in_database(&pool, args.cluster.as_deref(), &args.user, false).await?;
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
 pub fn revoke(args: &RevokeArgs) -> anyhow::Result<ExitCode> {
     if !msg_proto::validate::is_valid_username(&args.user) {
         return usage_error(format_args!(
             "invalid username ({})",
             msg_proto::validate::USERNAME_RULE
         ));
+    }
+    if let Some(store) = &args.store {
+        return revoke_cluster(args, store);
     }
     let op = if args.list { Op::List } else { Op::Revoke };
     revoke_and_report(args.state_dir.as_deref(), args.port, op, &args.user, false)

@@ -166,3 +166,30 @@ async fn holder(
         .await?;
     Ok(row.map(|row| row.get(0)))
 }
+
+/// Revokes every device token of `user`; returns how many there were.
+pub async fn revoke_devices(db: &Pool, user: &str) -> Result<u64, ClusterError> {
+    Ok(db
+        .get()
+        .await?
+        .execute("DELETE FROM devices WHERE name = $1", &[&user])
+        .await?)
+}
+
+/// `user`'s devices: label, created and last used (ms since the epoch),
+/// most recently used first.
+pub async fn devices(db: &Pool, user: &str) -> Result<Vec<(String, i64, i64)>, ClusterError> {
+    let rows = db
+        .get()
+        .await?
+        .query(
+            "SELECT label, created_at, last_used FROM devices
+             WHERE name = $1 ORDER BY last_used DESC",
+            &[&user],
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect())
+}

@@ -46,6 +46,10 @@ pub enum Event {
         blocked: String,
         blocking: bool,
     },
+    /// `user`'s device tokens were revoked (`msg-server passwd` or
+    /// `revoke` with `--store`): the node holding the user's session ends
+    /// it.
+    Revoked { user: String },
     /// A broadcast from a user of `node`, for everyone online elsewhere.
     Broadcast {
         from: String,
@@ -227,6 +231,39 @@ impl Cluster {
                 error: e.to_string(),
             })
     }
+}
+
+/// Tells every node of the service in the database at `pool` that
+/// `user`'s devices were revoked (for the admin commands, which are not
+/// nodes).
+pub async fn tell_revoked(
+    pool: &deadpool_postgres::Pool,
+    nats_url: &str,
+    user: &str,
+) -> Result<(), ClusterError> {
+    let failed = |error: String| ClusterError::Nats {
+        url: nats_url.to_owned(),
+        error,
+    };
+    let service: String = pool
+        .get()
+        .await?
+        .query_one("SELECT id FROM service", &[])
+        .await?
+        .get(0);
+    let nats = async_nats::ConnectOptions::new()
+        .connection_timeout(ASK_WAIT)
+        .connect(nats_url)
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let event = Event::Revoked {
+        user: user.to_owned(),
+    };
+    let payload = serde_json::to_vec(&event).map_err(|e| failed(e.to_string()))?;
+    nats.publish(subject(&service), payload.into())
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    nats.flush().await.map_err(|e| failed(e.to_string()))
 }
 
 /// Decodes one NATS message; `None` for anything that does not decode

@@ -60,6 +60,11 @@ impl Hub {
                 node,
                 epoch,
             } => self.remote_presence(user, online, at, node, epoch),
+            Event::Revoked { user } => {
+                if self.end_revoked_session(&user) {
+                    tracing::info!(user, "ending a session: its devices were revoked");
+                }
+            }
             Event::Broadcast {
                 from,
                 text,
