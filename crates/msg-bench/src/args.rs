@@ -23,6 +23,10 @@ pub enum Scenario {
     /// A server restart with many clients logged in: the time until all are
     /// back, reconnecting as msgd does (not in `all`).
     Reconnect,
+    /// One node vs three of a cluster (PostgreSQL and NATS, given with
+    /// --store and --nats): pairs, broadcast, and idle sessions over three
+    /// nodes beyond one process's file limit (msg only; not in `all`).
+    Cluster,
 }
 
 impl Scenario {
@@ -115,6 +119,25 @@ pub struct Cli {
     /// non-readers: connections flooding them (1,024 sends outstanding each).
     #[arg(long, default_value_t = 4)]
     pub flooders: usize,
+    /// cluster: the cluster's PostgreSQL database (postgres://USER@HOST:PORT/DB).
+    #[arg(long, value_name = "URL", env = "MSG_BENCH_STORE")]
+    pub store: Option<String>,
+    /// cluster: the cluster's NATS server (nats://HOST:PORT).
+    #[arg(long, value_name = "URL", env = "MSG_BENCH_NATS")]
+    pub nats: Option<String>,
+    /// cluster: idle sessions spread over three nodes.
+    #[arg(long, default_value_t = 45_000)]
+    pub cluster_sessions: usize,
+    /// cluster: idle sessions one bench process holds at most (each process
+    /// may have only so many open files).
+    #[arg(long, default_value_t = 15_000)]
+    pub sessions_per_process: usize,
+    /// Internal: hold idle sessions for a parent bench (FIRST:COUNT users
+    /// over --hold-servers), reporting on stdout.
+    #[arg(long, hide = true, value_name = "FIRST:COUNT")]
+    pub hold_users: Option<String>,
+    #[arg(long, hide = true, value_delimiter = ',')]
+    pub hold_servers: Vec<std::net::SocketAddr>,
 }
 
 impl Cli {

@@ -20,6 +20,15 @@ pub fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    if let Some(users) = &cli.hold_users {
+        return match scenario::hold::main(users, &cli.hold_servers) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("msg-bench (holding sessions): {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Some(n) = cli.print_accounts {
         for name in launch::user_names(n) {
             println!("{name} {}", launch::PASSWORD);
@@ -71,6 +80,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 Scenario::Storm => scenario::storm::run(&env).await,
                 Scenario::NonReaders => scenario::non_readers::run(&env).await,
                 Scenario::Reconnect => scenario::reconnect::run(&env).await,
+                Scenario::Cluster => scenario::cluster::run(&env).await,
                 Scenario::All => Ok(Vec::new()),
             }
         });

@@ -95,14 +95,37 @@ pub async fn login(addr: SocketAddr, user: &str) -> anyhow::Result<Conn> {
     }
 }
 
+/// `who`: the users online but the asker, as the server lists them (events
+/// before the reply are skipped).
+pub async fn who(conn: &mut Conn) -> anyhow::Result<Vec<String>> {
+    conn.send(ClientFrame::Who { id: 2 }).await?;
+    loop {
+        match next(conn).await? {
+            ServerFrame::Users { users, .. } => return Ok(users),
+            ServerFrame::Error { message, .. } => bail!("who refused: {message}"),
+            _ => {}
+        }
+    }
+}
+
 /// Logs in many users, `parallel` at a time, in order.
 pub async fn login_many(
     addr: SocketAddr,
     users: impl IntoIterator<Item = String>,
     parallel: usize,
 ) -> anyhow::Result<Vec<Conn>> {
-    let conns: Vec<anyhow::Result<Conn>> = futures::stream::iter(users)
-        .map(|user| async move { login(addr, &user).await })
+    login_many_over(&[addr], users, parallel).await
+}
+
+/// The same over several servers (the nodes of a cluster): the `i`th user
+/// logs in to `addrs[i % addrs.len()]`.
+pub async fn login_many_over(
+    addrs: &[SocketAddr],
+    users: impl IntoIterator<Item = String>,
+    parallel: usize,
+) -> anyhow::Result<Vec<Conn>> {
+    let conns: Vec<anyhow::Result<Conn>> = futures::stream::iter(users.into_iter().enumerate())
+        .map(|(i, user)| async move { login(addrs[i % addrs.len()], &user).await })
         .buffered(parallel.max(1))
         .collect()
         .await;

@@ -64,7 +64,7 @@ pub async fn run(env: &Env) -> anyhow::Result<Vec<Figure>> {
         env,
         m + 1,
         async |server| {
-            let measured = msg_run(server.addr, m, window, secs).await?;
+            let measured = msg_run(&[server.addr], 0, m, window, secs).await?;
             Ok(server.finish(measured))
         },
         async |broker| {
@@ -83,10 +83,20 @@ pub async fn run(env: &Env) -> anyhow::Result<Vec<Figure>> {
 
 // ---- msg ---------------------------------------------------------------------
 
-async fn msg_run(addr: SocketAddr, m: usize, window: usize, secs: Duration) -> anyhow::Result<f64> {
+/// Deliveries per second of one sender (users `first_user`, on the first
+/// server) to `m` recipients spread over `addrs` (also the cluster
+/// scenario's).
+pub async fn msg_run(
+    addrs: &[SocketAddr],
+    first_user: usize,
+    m: usize,
+    window: usize,
+    secs: Duration,
+) -> anyhow::Result<f64> {
     let done = Arc::new(Completion::new(m, window));
-    let recipients = client::login_many(addr, (1..=m).map(user), 64).await?;
-    let sender = client::login(addr, &user(0)).await?;
+    let recipients = (first_user + 1..=first_user + m).map(user);
+    let recipients = client::login_many_over(addrs, recipients, 64).await?;
+    let sender = client::login(addrs[0], &user(first_user)).await?;
     let (total_tx, total_rx) = watch::channel(None::<u64>);
     let start = Instant::now() + Duration::from_millis(200);
     let end = start + secs;

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use msg_proto::PING_EVERY;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
@@ -196,7 +197,7 @@ where
 
 /// One idle session: log in, ping, wait for the all-clear, ping again,
 /// then read (and discard) whatever comes until aborted.
-async fn msg_session(
+pub(super) async fn msg_session(
     addr: SocketAddr,
     name: String,
     gate: Arc<Semaphore>,
@@ -211,6 +212,11 @@ async fn msg_session(
     let permit = gate.acquire().await.context("gate")?;
     let conn = client::login(addr, &name).await?;
     let ping = msg_proto::encode_line(&msg_proto::server::ClientFrame::Ping)?;
+    // A live client says something now and then (a server drops a
+    // connection silent for its dead-connection time); `activity` has no
+    // reply, so it cannot be taken for the pongs counted here.
+    let activity = msg_proto::encode_line(&msg_proto::server::ClientFrame::Activity)?;
+    let mut alive = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
     let (mut lines, mut write) = client::LineReader::new(conn);
     let mut permit = Some(permit);
     for round in 0..2 {
@@ -219,6 +225,7 @@ async fn msg_session(
                 tokio::select! {
                     open = lines.read_lines(|_| {}) => if !open? { bail!("closed") },
                     changed = phase.changed() => changed.context("phase")?,
+                    _ = alive.tick() => write.write_all(&activity).await?,
                 }
             }
         }
@@ -226,21 +233,25 @@ async fn msg_session(
         let mut pong = false;
         let deadline = Instant::now() + SETUP;
         while !pong {
-            let open = tokio::time::timeout_at(
-                deadline,
-                lines.read_lines(|line| pong |= line.trim_ascii() == b"{\"type\":\"pong\"}"),
-            )
-            .await
-            .context("no pong in time")??;
-            if !open {
-                bail!("the server closed an idle session");
+            tokio::select! {
+                open = lines.read_lines(|line| pong |= line.trim_ascii() == b"{\"type\":\"pong\"}") => {
+                    if !open? {
+                        bail!("the server closed an idle session");
+                    }
+                }
+                _ = alive.tick() => write.write_all(&activity).await?,
+                _ = tokio::time::sleep_until(deadline) => bail!("no pong in time"),
             }
         }
         permit.take();
         counts[round].fetch_add(1, Ordering::Relaxed);
     }
-    while lines.read_lines(|_| {}).await? {}
-    Ok(())
+    loop {
+        tokio::select! {
+            open = lines.read_lines(|_| {}) => if !open? { return Ok(()) },
+            _ = alive.tick() => write.write_all(&activity).await?,
+        }
+    }
 }
 
 async fn mqtt_run(broker: &Mosquitto, k: usize) -> Measured {

@@ -3,6 +3,8 @@
 
 pub mod broadcast;
 pub mod cli;
+pub mod cluster;
+pub mod hold;
 pub mod idle;
 pub mod idle_tls;
 pub mod non_readers;

@@ -95,10 +95,10 @@ pub async fn run(env: &Env) -> anyhow::Result<Vec<Figure>> {
         env,
         4 * n,
         async |server| {
-            let throughput = msg_run(server.addr, 0, closed())
+            let throughput = msg_run(&[server.addr], 0, closed())
                 .await
                 .context("throughput run")?;
-            let latency = msg_run(server.addr, 2 * n, paced())
+            let latency = msg_run(&[server.addr], 2 * n, paced())
                 .await
                 .context("latency run")?;
             Ok(server.finish([throughput, latency]))
@@ -146,10 +146,43 @@ pub async fn run(env: &Env) -> anyhow::Result<Vec<Figure>> {
 
 // ---- msg ---------------------------------------------------------------------
 
-async fn msg_run(addr: SocketAddr, first_user: usize, plan: Plan) -> anyhow::Result<Outcome> {
+/// Closed-loop throughput (messages/s) of `pairs` pairs over several
+/// servers, users `first_user..` (the cluster scenario); `settle` runs
+/// between the logins and the first send.
+pub async fn throughput_over(
+    addrs: &[SocketAddr],
+    first_user: usize,
+    pairs: usize,
+    window: usize,
+    secs: f64,
+    settle: impl Future<Output = anyhow::Result<()>>,
+) -> anyhow::Result<f64> {
+    let conns = login_pairs(addrs, first_user, pairs).await?;
+    settle.await?;
+    let plan = Plan::new(Mode::Closed, pairs, window, secs);
+    Ok(run_pairs(conns, first_user, plan).await?.per_sec)
+}
+
+async fn login_pairs(
+    addrs: &[SocketAddr],
+    first_user: usize,
+    pairs: usize,
+) -> anyhow::Result<Vec<client::Conn>> {
+    let users = (0..2 * pairs).map(|i| user(first_user + i));
+    client::login_many_over(addrs, users, 64).await
+}
+
+async fn msg_run(addrs: &[SocketAddr], first_user: usize, plan: Plan) -> anyhow::Result<Outcome> {
+    let conns = login_pairs(addrs, first_user, plan.pairs).await?;
+    run_pairs(conns, first_user, plan).await
+}
+
+async fn run_pairs(
+    mut conns: Vec<client::Conn>,
+    first_user: usize,
+    plan: Plan,
+) -> anyhow::Result<Outcome> {
     let n = plan.pairs;
-    let users = (0..2 * n).map(|i| user(first_user + i));
-    let mut conns = client::login_many(addr, users, 64).await?;
     let delivered = Arc::new(AtomicU64::new(0));
     let mut senders = Vec::with_capacity(n);
     let mut receivers = Vec::with_capacity(n);
