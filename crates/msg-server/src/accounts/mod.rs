@@ -44,9 +44,9 @@ pub enum AccountsError {
     Database(#[from] ClusterError),
 }
 
-/// How a password is kept in the file.
+/// How a password is kept in the file (or the accounts table).
 #[derive(Clone)]
-enum Credential {
+pub enum Credential {
     Plain(String),
     Hash(String),
 }
@@ -67,8 +67,13 @@ impl Credential {
         }
     }
 
-    /// Constant-time for plain passwords; argon2's own verification compares
-    /// hashes in constant time. Slow for hashes by design: call off the runtime.
+    /// Whether `password` is this one. Constant-time for plain passwords;
+    /// argon2's own verification compares hashes in constant time. Slow for
+    /// hashes by design: call off the runtime.
+    pub fn check(&self, password: &str) -> bool {
+        self.verify(password)
+    }
+
     fn verify(&self, password: &str) -> bool {
         match self {
             Self::Plain(expected) => expected.as_bytes().ct_eq(password.as_bytes()).into(),
@@ -214,6 +219,19 @@ impl Accounts {
             .keys()
             .find(|name| username_key(name) == key)
             .cloned()
+    }
+
+    /// `user`'s credential, to check a password with off the runtime
+    /// ([`Credential::check`]): in a cluster read afresh (a password changed
+    /// on another node counts at once), before the slow check takes one of
+    /// the few places for password checks.
+    pub async fn credential(&self, user: &str) -> Result<Option<Credential>, AccountsError> {
+        match &self.source {
+            Source::File(_) => Ok(self.current().users.get(user).cloned()),
+            Source::Database { pool, .. } => Ok(db::credential(pool, user)
+                .await?
+                .map(|field| Credential::parse(&field))),
+        }
     }
 
     /// Checks a password. Slow (argon2): run it on a blocking thread.

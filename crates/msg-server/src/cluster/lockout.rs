@@ -9,6 +9,38 @@ use deadpool_postgres::Pool;
 
 use crate::cluster::ClusterError;
 
+/// What a login of `user` on node `node` meets, in one round trip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginState {
+    /// Seconds left of the login block, if blocked now.
+    pub blocked_for: Option<u64>,
+    /// Another node holds the user's lease.
+    pub elsewhere: bool,
+    /// Wrong passwords are counted for the user (a right one resets them).
+    pub failures: bool,
+}
+
+pub async fn login_state(db: &Pool, node: &str, user: &str) -> Result<LoginState, ClusterError> {
+    let row = db
+        .get()
+        .await?
+        .query_one(
+            "SELECT
+                 (SELECT ceil(extract(epoch FROM blocked_until - now()))::bigint
+                  FROM login_failures WHERE name = $1 AND blocked_until > now()),
+                 EXISTS (SELECT 1 FROM leases
+                         WHERE name = $1 AND node <> $2 AND expires_at > now()),
+                 EXISTS (SELECT 1 FROM login_failures WHERE name = $1)",
+            &[&user, &node],
+        )
+        .await?;
+    Ok(LoginState {
+        blocked_for: row.get::<_, Option<i64>>(0).map(|secs| secs.max(1) as u64),
+        elsewhere: row.get(1),
+        failures: row.get(2),
+    })
+}
+
 /// Seconds left of `user`'s login block, if blocked now.
 pub async fn blocked_for(db: &Pool, user: &str) -> Result<Option<u64>, ClusterError> {
     let row = db

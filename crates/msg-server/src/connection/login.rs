@@ -176,11 +176,18 @@ impl Connection {
         if !self.hub.accounts.knows(user).await {
             return Err(Refusal::new(ErrorCode::InvalidUser, texts::INVALID_USER));
         }
-        self.hub.check_login_block(user).await?;
-        self.hub.check_not_logged_in(user).await?;
+        self.hub.check_here(user)?;
         let turn = self.hub.passwords.turn(user).await;
-        self.hub.check_login_block(user).await?;
-        self.hub.check_not_logged_in(user).await?;
+        let failures = self.hub.may_log_in(user).await?;
+        let credential = match self.hub.accounts.credential(user).await {
+            Ok(Some(credential)) => credential,
+            // Removed in the meantime.
+            Ok(None) => return Err(Refusal::new(ErrorCode::InvalidUser, texts::INVALID_USER)),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read an account");
+                return Err(Refusal::new(ErrorCode::Internal, texts::CLUSTER_UNAVAILABLE));
+            }
+        };
         let permit = self.hub.passwords.permit(self.ip).await;
         // A check is reserved against the address's allowance of wrong
         // passwords once it can run (so only running checks hold one), and
@@ -193,33 +200,22 @@ impl Connection {
                 Refusal::new(ErrorCode::RateLimited, texts::too_many_failed_logins(secs))
                     .retry_after(secs)
             })?;
-        let hub = self.hub.clone();
-        let name = user.to_owned();
         let verified = self
             .hub
             .passwords
             .run(permit, "checked", user, move || {
-                hub.accounts.verify(&name, password.expose())
+                credential.check(password.expose())
             })
             .await;
         match verified {
-            Some(Ok(Some(true))) => {
+            Some(true) => {
                 self.hub
                     .failed_logins
                     .give_back(ip, std::time::Instant::now());
-                self.hub.login_succeeded(user).await;
+                self.hub.login_succeeded(user, failures).await;
                 Ok(turn)
             }
-            Some(Ok(Some(false))) => Err(self.hub.login_failed(user).await),
-            // Removed from the file in the meantime.
-            Some(Ok(None)) => Err(Refusal::new(ErrorCode::InvalidUser, texts::INVALID_USER)),
-            Some(Err(e)) => {
-                tracing::error!(error = %e, "cannot check a password");
-                Err(Refusal::new(
-                    ErrorCode::Internal,
-                    texts::CLUSTER_UNAVAILABLE,
-                ))
-            }
+            Some(false) => Err(self.hub.login_failed(user).await),
             None => Err(Refusal::new(ErrorCode::Internal, texts::STORE_FAILED)),
         }
     }

@@ -71,6 +71,37 @@ impl Hub {
         Ok(())
     }
 
+    /// The cheap checks of a login that need no database: a block known
+    /// here (a single server's) and a session on this node.
+    pub fn check_here(&self, user: &str) -> Result<(), Refusal> {
+        if self.cluster.is_none() {
+            self.check_local_login_block(user)?;
+        }
+        if self.state().sessions.contains_key(user) {
+            return Err(already_logged_in());
+        }
+        Ok(())
+    }
+
+    /// Every check of a login before the password: the block and a session
+    /// anywhere (in a cluster, one round trip to the database). `Ok(true)`
+    /// when wrong passwords are counted for the user (a right one resets
+    /// them: see [`Hub::login_succeeded`]).
+    pub async fn may_log_in(&self, user: &str) -> Result<bool, Refusal> {
+        self.check_here(user)?;
+        let Some(cluster) = &self.cluster else {
+            return Ok(false);
+        };
+        match lockout::login_state(&cluster.db, &cluster.node_id, user).await {
+            Ok(state) => match state.blocked_for {
+                Some(secs) => Err(blocked(secs)),
+                None if state.elsewhere => Err(already_logged_in()),
+                None => Ok(state.failures),
+            },
+            Err(e) => Err(cluster_failed(&e)),
+        }
+    }
+
     /// Takes `user`'s lease in a cluster (a no-op on a single server): the
     /// one login per user across nodes. Call with the account's turn held
     /// and no session of `user` here.
@@ -85,10 +116,12 @@ impl Hub {
         }
     }
 
-    /// A right password ends the run of wrong ones (in a cluster; a single
-    /// server forgets it when the session begins).
-    pub async fn login_succeeded(&self, user: &str) {
-        if let Some(cluster) = &self.cluster
+    /// A right password ends the run of wrong ones (in a cluster, where
+    /// `failures` says there are any; a single server forgets them when the
+    /// session begins).
+    pub async fn login_succeeded(&self, user: &str, failures: bool) {
+        if failures
+            && let Some(cluster) = &self.cluster
             && let Err(e) = lockout::succeeded(&cluster.db, user).await
         {
             tracing::warn!(error = %e, "cannot reset the count of wrong passwords");
