@@ -185,7 +185,10 @@ impl Connection {
             Ok(None) => return Err(Refusal::new(ErrorCode::InvalidUser, texts::INVALID_USER)),
             Err(e) => {
                 tracing::error!(error = %e, "cannot read an account");
-                return Err(Refusal::new(ErrorCode::Internal, texts::CLUSTER_UNAVAILABLE));
+                return Err(Refusal::new(
+                    ErrorCode::Internal,
+                    texts::CLUSTER_UNAVAILABLE,
+                ));
             }
         };
         let permit = self.hub.passwords.permit(self.ip).await;
