@@ -345,7 +345,8 @@ async fn a_message_queued_on_one_node_is_delivered_once_at_a_login_on_another() 
     let cluster = Cluster::new(&services, 3).await;
     let nodes = cluster.start_all(&[]);
     let mut hans = Client::login(nodes[0].addr, "hans").await;
-    for text in ["first", "second"] {
+    // A NUL inside a text is kept (the queue holds the text's bytes).
+    for text in ["first", "second", "nul\u{0}inside"] {
         match hans.message("leia", text).await {
             ServerFrame::Sent { queued, .. } => assert!(queued, "leia is offline"),
             other => panic!("{other:?}"),
@@ -354,7 +355,7 @@ async fn a_message_queued_on_one_node_is_delivered_once_at_a_login_on_another() 
     // leia logs in on another node: both, in order; she acks them.
     let mut leia = Client::login(nodes[1].addr, "leia").await;
     let mut texts = Vec::new();
-    for _ in 0..2 {
+    for _ in 0..3 {
         match leia.next_message().await {
             ServerFrame::Message {
                 msg_id, text, from, ..
@@ -366,7 +367,7 @@ async fn a_message_queued_on_one_node_is_delivered_once_at_a_login_on_another() 
             other => panic!("{other:?}"),
         }
     }
-    assert_eq!(texts, ["first", "second"]);
+    assert_eq!(texts, ["first", "second", "nul\u{0}inside"]);
     // Acked: at her next login, on a third node, nothing is delivered again.
     leia.logout().await;
     let mut leia = eventually_login(nodes[2].addr, "leia").await;

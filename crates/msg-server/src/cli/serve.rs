@@ -207,14 +207,7 @@ async fn cluster_store(
     cluster: &Arc<Cluster>,
     limits: crate::store::QueueLimits,
 ) -> anyhow::Result<(Store, crate::store::Snapshot)> {
-    let holder = cluster.clone();
-    let fence: crate::store::Fence = Box::new(move |user| {
-        holder
-            .leases
-            .epoch(user)
-            .map(|epoch| (holder.node_id.clone(), epoch))
-    });
-    let (store, mut snapshot) = Store::open_postgres(&cluster.store_url, limits, fence)?;
+    let (store, mut snapshot) = Store::open_postgres(&cluster.store_url, limits)?;
     snapshot.blocks = cluster.blocks().await?;
     snapshot.last_seen = cluster.last_seen().await?;
     Ok((store, snapshot))

@@ -40,11 +40,12 @@ pub enum Event {
         node: String,
         epoch: Epoch,
     },
-    /// `blocker` blocked (or unblocked) `blocked`.
+    /// `blocker` blocked (or unblocked) `blocked`, on `node`.
     Block {
         blocker: String,
         blocked: String,
         blocking: bool,
+        node: String,
     },
     /// `user`'s device tokens were revoked (`msg-server passwd` or
     /// `revoke` with `--store`): the node holding the user's session ends
@@ -242,7 +243,7 @@ pub async fn tell_revoked(
     user: &str,
 ) -> Result<(), ClusterError> {
     let failed = |error: String| ClusterError::Nats {
-        url: nats_url.to_owned(),
+        url: super::describe_nats(nats_url),
         error,
     };
     let service: String = pool

@@ -28,6 +28,9 @@ pub struct Leases {
     /// Bounded by the sessions that ended since the last write (each ends
     /// once); written within moments.
     released: Mutex<Vec<(String, Epoch)>>,
+    /// Leases this node lost while their sessions end: the epoch their
+    /// logout notice carries (bounded by the sessions here).
+    lost: Mutex<HashMap<String, Epoch>>,
     wake: Notify,
 }
 
@@ -37,6 +40,7 @@ impl Leases {
             ttl,
             held: Mutex::default(),
             released: Mutex::default(),
+            lost: Mutex::default(),
             wake: Notify::new(),
         }
     }
@@ -54,18 +58,46 @@ impl Leases {
         self.released.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn lost_map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Epoch>> {
+        self.lost.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The epoch of `user`'s lease, if this node holds it.
     pub fn epoch(&self, user: &str) -> Option<Epoch> {
         self.held().get(user).map(|(epoch, _)| *epoch)
     }
 
+    /// The epoch of `user`'s session here: its lease's, held or just lost
+    /// (what the session's logout notice carries).
+    pub fn session_epoch(&self, user: &str) -> Option<Epoch> {
+        self.epoch(user)
+            .or_else(|| self.lost_map().get(user).copied())
+    }
+
     /// Gives up `user`'s lease (the session ended); written back at once
     /// by [`Cluster::keep_leases`].
     pub fn release(&self, user: &str) {
+        self.lost_map().remove(user);
         if let Some((epoch, _)) = self.held().remove(user) {
             self.released().push((user.to_owned(), epoch));
             self.wake.notify_one();
         }
+    }
+
+    /// Forgets every lease held (they ran out unrenewed); returns whose.
+    fn lose_all(&self) -> Vec<String> {
+        let held: Vec<(String, Epoch)> = self
+            .held()
+            .drain()
+            .map(|(user, (epoch, _))| (user, epoch))
+            .collect();
+        let mut lost = self.lost_map();
+        held.into_iter()
+            .map(|(user, epoch)| {
+                lost.insert(user.clone(), epoch);
+                user
+            })
+            .collect()
     }
 
     fn ttl_ms(&self) -> f64 {
@@ -126,7 +158,10 @@ impl Cluster {
         stop: tokio_util::sync::CancellationToken,
     ) {
         let period = self.leases.ttl / 3;
-        let mut renewed_at = Instant::now();
+        // When the leases written by the last renewal run out in the
+        // database: counted from before that renewal was sent, so this
+        // node never believes in a lease longer than the database does.
+        let mut valid_until = Instant::now() + self.leases.ttl;
         let mut next_renewal = tokio::time::Instant::now() + period;
         loop {
             tokio::select! {
@@ -134,30 +169,34 @@ impl Cluster {
                 _ = self.leases.wake.notified() => {}
                 _ = tokio::time::sleep_until(next_renewal) => {}
             }
-            if let Err(e) = self.write_releases().await {
-                tracing::warn!(error = %e, "cannot release leases yet");
+            // Bounded: a hung database must not hold up the deadline below.
+            match tokio::time::timeout(period, self.write_releases()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "cannot release leases yet"),
+                Err(_) => tracing::warn!("releasing leases took too long"),
             }
-            if tokio::time::Instant::now() < next_renewal {
-                continue;
+            if tokio::time::Instant::now() >= next_renewal {
+                next_renewal = tokio::time::Instant::now() + period;
+                let sent = Instant::now();
+                match tokio::time::timeout(period, self.renew()).await {
+                    Ok(Ok(gone)) => {
+                        valid_until = sent + self.leases.ttl;
+                        if !gone.is_empty() {
+                            tracing::warn!(users = gone.len(), "leases taken by other nodes");
+                            lost(gone);
+                        }
+                    }
+                    Ok(Err(e)) => tracing::warn!(error = %e, "cannot renew leases yet"),
+                    Err(_) => tracing::warn!("renewing leases took too long"),
+                }
             }
-            next_renewal = tokio::time::Instant::now() + period;
-            match self.renew().await {
-                Ok(gone) => {
-                    renewed_at = Instant::now();
-                    if !gone.is_empty() {
-                        tracing::warn!(users = gone.len(), "leases taken by other nodes");
-                        lost(gone);
-                    }
+            if Instant::now() >= valid_until {
+                // Other nodes may already hold them: stop serving them.
+                let gone = self.leases.lose_all();
+                if !gone.is_empty() {
+                    tracing::error!(users = gone.len(), "leases ran out unrenewed");
+                    lost(gone);
                 }
-                Err(e) if renewed_at.elapsed() >= self.leases.ttl => {
-                    // Other nodes may already hold them: stop serving them.
-                    let gone: Vec<String> = self.leases.held().drain().map(|(u, _)| u).collect();
-                    tracing::error!(error = %e, users = gone.len(), "leases ran out unrenewed");
-                    if !gone.is_empty() {
-                        lost(gone);
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot renew leases yet"),
             }
         }
         // Shutting down: every session has ended (or is ending); let the
@@ -228,8 +267,11 @@ impl Cluster {
             .filter(|(user, (epoch, taken))| *taken < started && current.get(*user) != Some(epoch))
             .map(|(user, _)| user.clone())
             .collect();
+        let mut lost = self.leases.lost_map();
         for user in &gone {
-            held.remove(user);
+            if let Some((epoch, _)) = held.remove(user) {
+                lost.insert(user.clone(), epoch);
+            }
         }
         Ok(gone)
     }

@@ -110,6 +110,7 @@ pub struct Cluster {
     pub resync: Arc<tokio::sync::Notify>,
     /// The database's clock minus this node's, in milliseconds.
     clock_offset: AtomicI64,
+    /// NATS's address without credentials, for errors and the log.
     nats_url: String,
     /// The database's address (for the store's own connection).
     pub store_url: String,
@@ -152,7 +153,7 @@ impl Cluster {
             .connect(spec.nats.as_str())
             .await
             .map_err(|e| ClusterError::Nats {
-                url: spec.nats.clone(),
+                url: describe_nats(&spec.nats),
                 error: e.to_string(),
             })?;
         tracing::info!(
@@ -166,7 +167,7 @@ impl Cluster {
             events: events::start_publisher(nats.clone(), &service),
             resync,
             clock_offset: AtomicI64::new(0),
-            nats_url: spec.nats.clone(),
+            nats_url: describe_nats(&spec.nats),
             store_url: spec.store.clone(),
             db,
             nats,
@@ -209,6 +210,20 @@ fn open_pool(url: &str) -> Result<Pool, ClusterError> {
         .map_err(|e| ClusterError::Pool(e.to_string()))
 }
 
+/// A NATS address without its user, password or token, for the log.
+pub fn describe_nats(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+            format!("{scheme}://{host}")
+        }
+        None => url
+            .rsplit_once('@')
+            .map_or(url, |(_, host)| host)
+            .to_owned(),
+    }
+}
+
 /// The store's address without its password, for the log.
 pub fn describe_store(url: &str) -> String {
     match url.parse::<tokio_postgres::Config>() {
@@ -227,5 +242,22 @@ pub fn describe_store(url: &str) -> String {
             format!("postgres://{host}:{port}/{db}")
         }
         Err(_) => "postgres://(unparsable)".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_reach_the_log_without_credentials() {
+        assert_eq!(describe_nats("nats://u:secret@h:4222"), "nats://h:4222");
+        assert_eq!(describe_nats("nats://tok@h:4222"), "nats://h:4222");
+        assert_eq!(describe_nats("nats://h:4222"), "nats://h:4222");
+        assert_eq!(describe_nats("u:p@h:4222"), "h:4222");
+        assert_eq!(
+            describe_store("postgres://msg:secret@db:5433/msg"),
+            "postgres://db:5433/msg"
+        );
     }
 }

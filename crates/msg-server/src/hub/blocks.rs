@@ -103,6 +103,7 @@ impl Hub {
                             blocker: blocker.to_owned(),
                             blocked: target.to_owned(),
                             blocking,
+                            node: cluster.node_id.clone(),
                         });
                         Ok(())
                     }

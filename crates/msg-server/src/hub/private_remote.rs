@@ -67,24 +67,26 @@ impl Hub {
                 asker_ip: ip.to_string(),
             }
         };
+        // Recorded before asking: the callee may accept (and its node
+        // tell this one) before the answer to the question arrives.
+        let key = (asker.to_owned(), callee.to_owned());
+        self.state()
+            .private_requests
+            .insert(key.clone(), Instant::now() + self.config.private_timeout);
         let answer = cluster
             .ask(node, &question)
             .await
             .ok()
             .and_then(|bytes| crate::cluster::events::decode::<PrivateAnswer>(&bytes));
-        match answer {
-            Some(PrivateAnswer { refused: None }) => {
-                self.state().private_requests.insert(
-                    (asker.to_owned(), callee.to_owned()),
-                    Instant::now() + self.config.private_timeout,
-                );
-                Ok(())
-            }
+        let refusal = match answer {
+            Some(PrivateAnswer { refused: None }) => return Ok(()),
             Some(PrivateAnswer {
                 refused: Some((code, text)),
-            }) => Err(Refusal::new(code, text)),
-            None => Err(Refusal::new(ErrorCode::UserOffline, texts::offline(callee))),
-        }
+            }) => Refusal::new(code, text),
+            None => Refusal::new(ErrorCode::UserOffline, texts::offline(callee)),
+        };
+        self.state().private_requests.remove(&key);
+        Err(refusal)
     }
 
     /// A request from `asker` on another node to `callee` here.

@@ -30,7 +30,7 @@ impl Hub {
         let Some(cluster) = &self.cluster else {
             return;
         };
-        let Some(epoch) = cluster.leases.epoch(user) else {
+        let Some(epoch) = cluster.leases.session_epoch(user) else {
             return;
         };
         cluster.events.publish(Event::Presence {
@@ -83,7 +83,16 @@ impl Hub {
                 blocker,
                 blocked,
                 blocking,
+                node,
             } => {
+                if self
+                    .cluster
+                    .as_ref()
+                    .is_none_or(|cluster| cluster.node_id == node)
+                {
+                    // Applied here when it was made.
+                    return;
+                }
                 let mut state = self.state();
                 let set = state.blocks.entry(blocker.clone()).or_default();
                 if blocking {
@@ -184,6 +193,12 @@ impl Hub {
             );
             self.announce_presence(state, &user, true, now);
         }
+    }
+
+    /// Takes the service's block lists as the database has them (after
+    /// events may have been missed).
+    pub fn replace_blocks(&self, blocks: HashMap<String, HashSet<String>>) {
+        self.state().blocks = blocks;
     }
 
     /// Forgets the users of the nodes that are no longer alive.
@@ -288,9 +303,16 @@ pub async fn follow_cluster(hub: Arc<Hub>, cluster: Arc<Cluster>, stop: Cancella
             }
         }
         if resync {
-            match cluster.online_elsewhere().await {
-                Ok(elsewhere) => {
+            let read = async {
+                Ok::<_, crate::cluster::ClusterError>((
+                    cluster.online_elsewhere().await?,
+                    cluster.blocks().await?,
+                ))
+            };
+            match read.await {
+                Ok((elsewhere, blocks)) => {
                     hub.resync_remote(elsewhere, cluster.now_ms());
+                    hub.replace_blocks(blocks);
                     resync = false;
                 }
                 Err(e) => tracing::warn!(error = %e, "cannot read who is online elsewhere"),

@@ -38,6 +38,16 @@ pub(super) fn take_held(
     unacked
 }
 
+impl Hub {
+    /// In a cluster: this node and the lease epoch of `user`'s session
+    /// here, which fence the deletes its acks make.
+    fn fence(&self, user: &str) -> Option<(String, i64)> {
+        let cluster = self.cluster.as_ref()?;
+        let epoch = cluster.leases.session_epoch(user)?;
+        Some((cluster.node_id.clone(), epoch))
+    }
+}
+
 /// How many ack timeouts a node waits for the answer about a message it
 /// handed to the recipient's node before storing it itself (an answer
 /// lost on the way; a dead node's are stored as soon as it is seen dead).
@@ -210,14 +220,14 @@ impl Hub {
                 if matches!(reply, Reply::Node(_)) {
                     // Its origin may have stored it meanwhile (it heard
                     // nothing for long): forgotten there too.
-                    self.store.delete(user, id);
+                    self.store.delete_fenced(user, id, self.fence(user));
                 }
                 self.answer(reply, id, Outcome::Delivered);
             }
         } else {
             // A message delivered from the store, or stored after its ack
             // timeout (a late ack): only now may it be forgotten.
-            self.store.delete(user, id);
+            self.store.delete_fenced(user, id, self.fence(user));
         }
     }
 

@@ -77,7 +77,6 @@ pub struct Snapshot {
 }
 
 pub use devices::{Device, DeviceAnswer, DeviceOp, TokenHash, hash_token};
-pub use postgres::Fence;
 pub use quota::QueueLimits;
 
 /// Called on the store thread once an enqueue's transaction has committed
@@ -99,6 +98,9 @@ enum Job {
     Delete {
         recipient: String,
         id: MsgId,
+        /// In a cluster: the node and lease epoch of the session that
+        /// acknowledged it (the delete is fenced by them).
+        fence: Option<(String, i64)>,
     },
     SetBlock {
         blocker: String,
@@ -123,9 +125,7 @@ enum Job {
         done: oneshot::Sender<Result<(), StoreError>>,
     },
     /// Gives up to `pages` free pages back to the file system.
-    Vacuum {
-        pages: u32,
-    },
+    Vacuum { pages: u32 },
     /// A device-token operation; its answer is reported after the commit.
     Devices {
         op: DeviceOp,
@@ -198,19 +198,14 @@ impl Store {
     }
 
     /// The store of a cluster node: the offline queue and device tokens in
-    /// the shared PostgreSQL at `url` (its schema already migrated), the
-    /// acks' deletes fenced by `fence`. Blocks, presence and lockouts live
-    /// in the cluster's own tables: their snapshot is empty here.
-    pub fn open_postgres(
-        url: &str,
-        limits: QueueLimits,
-        fence: Fence,
-    ) -> Result<(Self, Snapshot), StoreError> {
+    /// the shared PostgreSQL at `url` (its schema already migrated).
+    /// Blocks, presence and lockouts live in the cluster's own tables:
+    /// their snapshot is empty here.
+    pub fn open_postgres(url: &str, limits: QueueLimits) -> Result<(Self, Snapshot), StoreError> {
         let (tx, rx) = mpsc::channel();
         let writer = postgres::Writer {
             url: url.to_owned(),
             limits,
-            fence,
         };
         let thread = std::thread::Builder::new()
             .name("msg-store".into())
@@ -261,9 +256,16 @@ impl Store {
 
     /// Forgets a queued message its recipient has acknowledged.
     pub fn delete(&self, recipient: &str, id: MsgId) {
+        self.delete_fenced(recipient, id, None);
+    }
+
+    /// The same in a cluster: the node and lease epoch of the recipient's
+    /// session, taken when the ack came, fence the delete.
+    pub fn delete_fenced(&self, recipient: &str, id: MsgId, fence: Option<(String, i64)>) {
         let _ = self.submit(Job::Delete {
             recipient: recipient.to_owned(),
             id,
+            fence,
         });
     }
 

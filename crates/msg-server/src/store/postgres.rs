@@ -29,15 +29,10 @@ const MAX_PASSES: usize = 4;
 /// Wait between two attempts to reach the database.
 const RECONNECT_WAIT: Duration = Duration::from_millis(500);
 
-/// This node's hold on a user's lease: its id and the epoch, if it holds
-/// one (what an ack's delete is fenced with).
-pub type Fence = Box<dyn Fn(&str) -> Option<(String, i64)> + Send>;
-
 /// What the thread needs.
 pub(super) struct Writer {
     pub url: String,
     pub limits: QueueLimits,
-    pub fence: Fence,
 }
 
 fn db_error(e: tokio_postgres::Error) -> StoreError {
@@ -207,8 +202,12 @@ impl Writer {
                         }
                     }
                 }
-                Some(Job::Delete { recipient, id }) => {
-                    self.delete_message(&tx, recipient, *id)
+                Some(Job::Delete {
+                    recipient,
+                    id,
+                    fence,
+                }) => {
+                    delete_message(&tx, recipient, *id, fence.as_ref())
                         .await
                         .map_err(failed)?;
                 }
@@ -269,7 +268,7 @@ impl Writer {
                     &m.id.encode(&mut [0; MSG_ID_LEN]).to_owned(),
                     &m.recipient,
                     &m.sender,
-                    &m.text,
+                    &m.text.as_bytes(),
                     &(m.at as i64),
                     &m.client_id,
                     &size,
@@ -287,44 +286,45 @@ impl Writer {
         }
         Ok(true)
     }
+}
 
-    /// Forgets an acknowledged message, if this node holds the recipient's
-    /// lease at the epoch it was given.
-    async fn delete_message(
-        &self,
-        tx: &Transaction<'_>,
-        recipient: &str,
-        id: MsgId,
-    ) -> Result<(), tokio_postgres::Error> {
-        let Some((node, epoch)) = (self.fence)(recipient) else {
-            tracing::debug!("an ack without the recipient's lease is not applied");
-            return Ok(());
-        };
-        let deleted = tx
-            .query_opt(
-                "DELETE FROM queue WHERE id = $1 AND recipient = $2
-                     AND EXISTS (SELECT 1 FROM leases WHERE name = $2 AND node = $3
-                                 AND epoch = $4 AND expires_at > now())
-                 RETURNING size",
-                &[
-                    &id.encode(&mut [0; MSG_ID_LEN]).to_owned(),
-                    &recipient,
-                    &node,
-                    &epoch,
-                ],
-            )
-            .await?;
-        if let Some(row) = deleted {
-            let size: i64 = row.get(0);
-            tx.execute(
-                "UPDATE queue_usage SET messages = messages - 1, bytes = bytes - $2
-                 WHERE recipient = $1",
-                &[&recipient, &size],
-            )
-            .await?;
-        }
-        Ok(())
+/// Forgets an acknowledged message if the acknowledging session's lease
+/// (node and epoch) is still the recipient's latest: a node whose lease
+/// another node has taken since cannot make a message vanish. (A lease run
+/// out but not taken still fences: the ack came from its session.)
+async fn delete_message(
+    tx: &Transaction<'_>,
+    recipient: &str,
+    id: MsgId,
+    fence: Option<&(String, i64)>,
+) -> Result<(), tokio_postgres::Error> {
+    let Some((node, epoch)) = fence else {
+        tracing::debug!("an ack without the recipient's lease is not applied");
+        return Ok(());
+    };
+    let deleted = tx
+        .query_opt(
+            "DELETE FROM queue WHERE id = $1 AND recipient = $2
+                 AND EXISTS (SELECT 1 FROM leases WHERE name = $2 AND node = $3 AND epoch = $4)
+             RETURNING size",
+            &[
+                &id.encode(&mut [0; MSG_ID_LEN]).to_owned(),
+                &recipient,
+                node,
+                epoch,
+            ],
+        )
+        .await?;
+    if let Some(row) = deleted {
+        let size: i64 = row.get(0);
+        tx.execute(
+            "UPDATE queue_usage SET messages = messages - 1, bytes = bytes - $2
+             WHERE recipient = $1",
+            &[&recipient, &size],
+        )
+        .await?;
     }
+    Ok(())
 }
 
 /// A pass that did not commit.
@@ -355,12 +355,13 @@ async fn select_pending(
         .filter_map(|row| {
             // A row whose id does not parse was not written by msg: skipped.
             let id = row.get::<_, &str>(1).parse::<MsgId>().ok()?;
+            let text = String::from_utf8(row.get::<_, Vec<u8>>(3)).ok()?;
             Some(StoredMessage {
                 seq: row.get::<_, i64>(0) as u64,
                 id,
                 recipient: recipient.to_owned(),
                 sender: row.get(2),
-                text: row.get(3),
+                text,
                 at: row.get::<_, i64>(4).max(0) as Timestamp,
                 client_id: row.get(5),
             })

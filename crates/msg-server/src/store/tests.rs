@@ -246,10 +246,12 @@ fn a_damaged_page_fails_only_the_jobs_that_touch_it() {
         Job::Delete {
             recipient: "leia".into(),
             id: MsgId::new(7, 400),
+            fence: None,
         },
         Job::Delete {
             recipient: "luke".into(),
             id: MsgId::new(7, 0),
+            fence: None,
         },
         Job::PendingAfter {
             recipient: "luke".into(),

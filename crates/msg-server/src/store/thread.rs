@@ -163,7 +163,7 @@ impl Writer {
                         }
                     }
                 }
-                Some(Job::Delete { recipient, id }) => {
+                Some(Job::Delete { recipient, id, .. }) => {
                     if let Some(size) = delete_message(conn, recipient, *id).map_err(failed)? {
                         effects.quota.add(recipient, -1, -size);
                     }

@@ -1,12 +1,13 @@
 -- The offline queue, shared by the nodes. `seq` orders a recipient's
 -- messages: enqueues for one recipient take its `queue_usage` row's lock
--- first, so they commit in `seq` order.
+-- first, so they commit in `seq` order. The text is kept as its UTF-8
+-- bytes: a message may hold U+0000, which a `text` column refuses.
 CREATE TABLE queue (
     seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     id text NOT NULL UNIQUE,
     recipient text NOT NULL,
     sender text NOT NULL,
-    text text NOT NULL,
+    text bytea NOT NULL,
     at bigint NOT NULL,
     client_id text,
     size bigint NOT NULL

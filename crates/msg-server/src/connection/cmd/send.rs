@@ -27,7 +27,8 @@ pub(super) fn send(conn: &mut Connection, user: &str, mut request: SendRequest) 
     if request
         .client_id
         .as_ref()
-        .is_some_and(|c| c.len() > MAX_CLIENT_ID_LEN)
+        // An opaque key, but no NUL: a database column would refuse it.
+        .is_some_and(|c| c.len() > MAX_CLIENT_ID_LEN || c.contains('\0'))
     {
         let refusal = Refusal::new(ErrorCode::InvalidCommand, texts::INVALID_COMMAND);
         return conn.refuse(Some(id), refusal);
