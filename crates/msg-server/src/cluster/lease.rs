@@ -221,7 +221,7 @@ impl Cluster {
         }
         let (names, epochs): (Vec<String>, Vec<Epoch>) = released.iter().cloned().unzip();
         let result = async {
-            self.db
+            self.control
                 .get()
                 .await?
                 .execute(
@@ -247,7 +247,7 @@ impl Cluster {
         // Leases taken while the update runs are not in its answer.
         let started = Instant::now();
         let rows = self
-            .db
+            .control
             .get()
             .await?
             .query(

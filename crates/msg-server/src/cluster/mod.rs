@@ -30,8 +30,12 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
-/// Connections one node keeps to PostgreSQL at most.
+/// Connections one node keeps to PostgreSQL at most for its sessions'
+/// queries...
 const POOL_SIZE: usize = 16;
+/// ...and apart from them, for renewing its leases and saying it is alive,
+/// so that a crowd of logins can never make those wait.
+const CONTROL_POOL_SIZE: usize = 2;
 /// How long a query waits for a connection, or a connection to open.
 const DB_WAIT: Duration = Duration::from_secs(5);
 
@@ -96,6 +100,8 @@ pub struct ClusterSpec {
 /// the node's identity.
 pub struct Cluster {
     pub(crate) db: Pool,
+    /// Leases, liveness and the clock only (see [`CONTROL_POOL_SIZE`]).
+    control: Pool,
     pub nats: async_nats::Client,
     /// Drawn at start: what the leases of this process are held under.
     pub node_id: String,
@@ -121,6 +127,7 @@ impl Cluster {
     /// and learns the service's id.
     pub async fn connect(spec: &ClusterSpec) -> Result<Self, ClusterError> {
         let db = open_store(&spec.store).await?;
+        let control = open_pool(&spec.store, CONTROL_POOL_SIZE)?;
         let service: String = db
             .get()
             .await?
@@ -169,6 +176,7 @@ impl Cluster {
             clock_offset: AtomicI64::new(0),
             nats_url: describe_nats(&spec.nats),
             store_url: spec.store.clone(),
+            control,
             db,
             nats,
             node_id,
@@ -182,13 +190,13 @@ impl Cluster {
 
 /// A pool of connections to the store, its schema migrated.
 pub async fn open_store(url: &str) -> Result<Pool, ClusterError> {
-    let pool = open_pool(url)?;
+    let pool = open_pool(url, POOL_SIZE)?;
     schema::migrate(url).await?;
     Ok(pool)
 }
 
 /// A bounded pool of connections to the store.
-fn open_pool(url: &str) -> Result<Pool, ClusterError> {
+fn open_pool(url: &str, size: usize) -> Result<Pool, ClusterError> {
     let mut config: tokio_postgres::Config = url
         .parse()
         .map_err(|e: tokio_postgres::Error| ClusterError::StoreUrl(e.to_string()))?;
@@ -202,7 +210,7 @@ fn open_pool(url: &str) -> Result<Pool, ClusterError> {
         },
     );
     Pool::builder(manager)
-        .max_size(POOL_SIZE)
+        .max_size(size)
         .runtime(Runtime::Tokio1)
         .wait_timeout(Some(DB_WAIT))
         .create_timeout(Some(DB_WAIT))

@@ -31,7 +31,7 @@ impl Cluster {
 
     /// Measures the offset of this node's clock from the database's.
     pub async fn measure_clock(&self) -> Result<(), ClusterError> {
-        let client = self.db.get().await?;
+        let client = self.control.get().await?;
         let sent = Instant::now();
         let before = msg_proto::now_ms() as i64;
         let row = client
@@ -71,7 +71,7 @@ impl Cluster {
     /// Marks this node alive and returns the nodes alive now (renewed
     /// within a lease's life), this one included.
     pub async fn nodes_alive(&self) -> Result<HashSet<String>, ClusterError> {
-        let client = self.db.get().await?;
+        let client = self.control.get().await?;
         client
             .execute(
                 "INSERT INTO nodes (id, name, renewed_at) VALUES ($1, $2, now())
