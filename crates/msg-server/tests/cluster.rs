@@ -115,11 +115,17 @@ async fn wrong_passwords_on_two_nodes_block_the_account_on_all() {
         ErrorCode::InvalidPassword
     );
     Client::login(nodes[1].addr, "luke").await.logout().await;
-    let mut on_c = Client::connect(nodes[2].addr).await;
-    assert_eq!(
-        error_of(&on_c.try_login("luke", "wrong").await).0,
-        ErrorCode::InvalidPassword
-    );
+    // One more wrong password is the first of a new run, not the third
+    // (asked once node 1 has given luke's lease back).
+    eventually("a wrong password to count again", async || {
+        let mut on_c = Client::connect(nodes[2].addr).await;
+        match error_of(&on_c.try_login("luke", "wrong").await).0 {
+            ErrorCode::InvalidPassword => true,
+            ErrorCode::AlreadyLoggedIn => false,
+            other => panic!("{other:?}"),
+        }
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -193,15 +199,20 @@ async fn passwd_with_a_store_changes_the_password_for_every_node() {
         "Changed the password of luke"
     );
     for node in &nodes {
-        let mut client = Client::connect(node.addr).await;
-        assert_eq!(
-            error_of(&client.try_login("luke", password_of("luke")).await).0,
-            ErrorCode::InvalidPassword
-        );
-        let mut client = Client::connect(node.addr).await;
-        let reply = client.try_login("luke", "new force").await;
-        assert!(matches!(reply, ServerFrame::Welcome { .. }), "{reply:?}");
-        client.logout().await;
+        // (Once the node before has given luke's lease back.)
+        eventually("the old password to be refused", async || {
+            let mut client = Client::connect(node.addr).await;
+            match error_of(&client.try_login("luke", password_of("luke")).await).0 {
+                ErrorCode::InvalidPassword => true,
+                ErrorCode::AlreadyLoggedIn => false,
+                other => panic!("{other:?}"),
+            }
+        })
+        .await;
+        eventually_login_with(node.addr, "luke", "new force")
+            .await
+            .logout()
+            .await;
     }
     // The new password signed luke's devices out everywhere, and the node
     // holding his session ends it when told through NATS.
