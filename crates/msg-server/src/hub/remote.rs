@@ -234,6 +234,10 @@ impl Hub {
     }
 }
 
+/// Looks (every third of a lease's life) between two reads of who is
+/// online elsewhere even when no event seems missed.
+const RESYNC_EVERY: u32 = 15;
+
 /// Follows the other nodes until `stop`: applies their events, reads the
 /// truth from the database when events may have been missed, forgets the
 /// users of dead nodes, and keeps the clock's offset from the database's.
@@ -243,79 +247,90 @@ pub async fn follow_cluster(hub: Arc<Hub>, cluster: Arc<Cluster>, stop: Cancella
         let to_me = cluster.listen_directed().await?;
         Ok::<_, crate::cluster::ClusterError>((to_all, to_me))
     };
-    let (mut to_all, mut to_me) = loop {
-        match subscribe().await {
-            Ok(subscribed) => break subscribed,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen to the other nodes yet");
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-            }
-        }
-    };
     let mut looks = tokio::time::interval(cluster.leases.ttl() / 3);
     looks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut resync = true;
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            heard = to_all.next() => match heard {
-                Some(message) => match events::decode(&message.payload) {
-                    Some(event) => hub.heard(event),
-                    None => tracing::debug!("ignored a message that is not an event"),
-                },
-                None => {
-                    tracing::warn!("the subscription to the other nodes ended");
-                    return;
-                }
-            },
-            told = to_me.next() => match told {
-                Some(message) => match events::decode(&message.payload) {
-                    Some(Directed::Deliver { msg_id, recipient, sender, text, at, client_id, origin }) => {
-                        hub.deliver_handed(Handed { msg_id, recipient, sender, text, at, client_id, origin });
+    let mut looked: u32 = 0;
+    // A subscription that ends (NATS gave up on it) is made again, and
+    // what may have been missed meanwhile is read from the database.
+    'subscribe: loop {
+        let (mut to_all, mut to_me) = loop {
+            match subscribe().await {
+                Ok(subscribed) => break subscribed,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen to the other nodes yet");
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
                     }
-                    Some(Directed::Outcome { msg_id, outcome }) => hub.handed_outcome(msg_id, outcome),
-                    Some(Directed::PrivateRequest { asker, callee, asker_key, asker_ip }) => {
-                        let answer = hub.private_request_from(&asker, &callee, asker_key, asker_ip);
-                        if let Some(reply) = message.reply {
-                            cluster.answer_to(reply, &answer);
-                        }
-                    }
-                    Some(private) => hub.heard_private(private),
-                    None => tracing::debug!("ignored a message that is not for a node"),
-                },
-                None => {
-                    tracing::warn!("the subscription to this node's messages ended");
-                    return;
-                }
-            },
-            _ = cluster.resync.notified() => resync = true,
-            _ = looks.tick() => {
-                if let Err(e) = cluster.measure_clock().await {
-                    tracing::warn!(error = %e, "cannot read the database's clock");
-                }
-                match cluster.nodes_alive().await {
-                    Ok(alive) => hub.keep_nodes(&alive, cluster.now_ms()),
-                    Err(e) => tracing::warn!(error = %e, "cannot tell which nodes are alive"),
                 }
             }
-        }
-        if resync {
-            let read = async {
-                Ok::<_, crate::cluster::ClusterError>((
-                    cluster.online_elsewhere().await?,
-                    cluster.blocks().await?,
-                ))
-            };
-            match read.await {
-                Ok((elsewhere, blocks)) => {
-                    hub.resync_remote(elsewhere, cluster.now_ms());
-                    hub.replace_blocks(blocks);
-                    resync = false;
+        };
+        let mut resync = true;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                heard = to_all.next() => match heard {
+                    Some(message) => match events::decode(&message.payload) {
+                        Some(event) => hub.heard(event),
+                        None => tracing::debug!("ignored a message that is not an event"),
+                    },
+                    None => {
+                        tracing::warn!("the subscription to the other nodes ended; subscribing again");
+                        continue 'subscribe;
+                    }
+                },
+                told = to_me.next() => match told {
+                    Some(message) => match events::decode(&message.payload) {
+                        Some(Directed::Deliver { msg_id, recipient, sender, text, at, client_id, origin }) => {
+                            hub.deliver_handed(Handed { msg_id, recipient, sender, text, at, client_id, origin });
+                        }
+                        Some(Directed::Outcome { msg_id, outcome }) => hub.handed_outcome(msg_id, outcome),
+                        Some(Directed::PrivateRequest { asker, callee, asker_key, asker_ip }) => {
+                            let answer = hub.private_request_from(&asker, &callee, asker_key, asker_ip);
+                            if let Some(reply) = message.reply {
+                                cluster.answer_to(reply, &answer);
+                            }
+                        }
+                        Some(private) => hub.heard_private(private),
+                        None => tracing::debug!("ignored a message that is not for a node"),
+                    },
+                    None => {
+                        tracing::warn!("the subscription to this node's messages ended; subscribing again");
+                        continue 'subscribe;
+                    }
+                },
+                _ = cluster.resync.notified() => resync = true,
+                _ = looks.tick() => {
+                    // Now and then the truth anyway: an event NATS dropped,
+                    // a node wrongly thought dead that is back.
+                    looked = looked.wrapping_add(1);
+                    if looked.is_multiple_of(RESYNC_EVERY) {
+                        resync = true;
+                    }
+                    if let Err(e) = cluster.measure_clock().await {
+                        tracing::warn!(error = %e, "cannot read the database's clock");
+                    }
+                    match cluster.nodes_alive().await {
+                        Ok(alive) => hub.keep_nodes(&alive, cluster.now_ms()),
+                        Err(e) => tracing::warn!(error = %e, "cannot tell which nodes are alive"),
+                    }
                 }
-                Err(e) => tracing::warn!(error = %e, "cannot read who is online elsewhere"),
+            }
+            if resync {
+                let read = async {
+                    Ok::<_, crate::cluster::ClusterError>((
+                        cluster.online_elsewhere().await?,
+                        cluster.blocks().await?,
+                    ))
+                };
+                match read.await {
+                    Ok((elsewhere, blocks)) => {
+                        hub.resync_remote(elsewhere, cluster.now_ms());
+                        hub.replace_blocks(blocks);
+                        resync = false;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot read who is online elsewhere"),
+                }
             }
         }
     }
