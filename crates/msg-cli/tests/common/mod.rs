@@ -482,6 +482,10 @@ pub fn kill_and_reap(pid: i32) {
 
 impl Drop for User {
     fn drop(&mut self) {
+        // A daemon started another way than `login`, `register` or
+        // `daemon` (another command starts one when none runs) is found
+        // here, so that none outlives its test.
+        self.track_daemon();
         self.kill_daemon();
     }
 }
