@@ -10,7 +10,7 @@
 //! one bounded queue and one task, so one node's events arrive in order.
 
 use msg_proto::server::PrivateEndReason;
-use msg_proto::{ErrorCode, MsgId, Timestamp};
+use msg_proto::{MsgId, Timestamp};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -107,10 +107,10 @@ pub enum Directed {
 }
 
 /// The callee's node's answer to a [`Directed::PrivateRequest`]: `None`
-/// when the callee was asked, else why not.
+/// when the callee was asked, else why not (the refusal's code and text).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PrivateAnswer {
-    pub refused: Option<(ErrorCode, String)>,
+    pub refused: Option<(String, String)>,
 }
 
 /// What became of a direct message.

@@ -44,6 +44,28 @@ impl Hub {
     /// A request to a user of this node.
     fn private_request_here(&self, asker: &str, callee: &str) -> Result<(), Refusal> {
         let mut state = self.state();
+        self.check_callee(&state, asker, callee)?;
+        if state
+            .sessions
+            .get(asker)
+            .is_none_or(|s| s.peer_key.is_none())
+        {
+            return Err(Refusal::new(
+                ErrorCode::PrivateUnavailable,
+                texts::PRIVATE_YOURS_TOO_OLD,
+            ));
+        }
+        self.ask_callee(&mut state, asker, callee)
+    }
+
+    /// The callee's side of a request (from this node or another): online
+    /// here, not blocking the asker, reachable with a key.
+    pub(super) fn check_callee(
+        &self,
+        state: &State,
+        asker: &str,
+        callee: &str,
+    ) -> Result<(), Refusal> {
         let Some(session) = state.sessions.get(callee) else {
             return Err(Refusal::new(ErrorCode::UserOffline, texts::offline(callee)));
         };
@@ -65,17 +87,18 @@ impl Hub {
                 texts::private_too_old(callee),
             ));
         }
-        if state
-            .sessions
-            .get(asker)
-            .is_none_or(|s| s.peer_key.is_none())
-        {
-            return Err(Refusal::new(
-                ErrorCode::PrivateUnavailable,
-                texts::PRIVATE_YOURS_TOO_OLD,
-            ));
-        }
-        // One request at a time: a second would only race the first's answer.
+        Ok(())
+    }
+
+    /// Tells `callee` (checked, on this node) of `asker`'s request and
+    /// records it, unless one is pending already: one request at a time,
+    /// as a second would only race the first's answer.
+    pub(super) fn ask_callee(
+        &self,
+        state: &mut State,
+        asker: &str,
+        callee: &str,
+    ) -> Result<(), Refusal> {
         let now = Instant::now();
         let key = (asker.to_owned(), callee.to_owned());
         if state
@@ -88,10 +111,13 @@ impl Hub {
                 texts::private_request_pending(callee),
             ));
         }
-        session.push_frame(&ServerFrame::PrivateRequest {
-            from: asker.to_owned(),
-            at: self.now_ms(),
-        });
+        state.push_to(
+            callee,
+            &ServerFrame::PrivateRequest {
+                from: asker.to_owned(),
+                at: self.now_ms(),
+            },
+        );
         state
             .private_requests
             .insert(key, now + self.config.private_timeout);

@@ -97,55 +97,26 @@ impl Hub {
         asker_key: String,
         asker_ip: String,
     ) -> PrivateAnswer {
-        let refused = |code, text: String| PrivateAnswer {
-            refused: Some((code, text)),
-        };
         let mut state = self.state();
-        let Some(session) = state.sessions.get(callee) else {
-            return refused(ErrorCode::UserOffline, texts::offline(callee));
-        };
-        if state.has_blocked(callee, asker) {
-            return refused(ErrorCode::BlockedYou, texts::has_blocked_you(callee));
-        }
-        if session.peer_port.is_none() {
-            return refused(
-                ErrorCode::PrivateUnavailable,
-                texts::private_unavailable(callee),
-            );
-        }
-        if session.peer_key.is_none() {
-            return refused(
-                ErrorCode::PrivateUnavailable,
-                texts::private_too_old(callee),
-            );
-        }
-        let now = Instant::now();
-        let key = (asker.to_owned(), callee.to_owned());
-        if state
-            .private_requests
-            .get(&key)
-            .is_some_and(|expires| *expires > now)
-        {
-            return refused(
-                ErrorCode::PrivateRequestPending,
-                texts::private_request_pending(callee),
-            );
-        }
-        session.push_frame(&ServerFrame::PrivateRequest {
-            from: asker.to_owned(),
-            at: self.now_ms(),
-        });
-        state
-            .private_requests
-            .insert(key.clone(), now + self.config.private_timeout);
-        state.remote_asks.insert(
-            key,
-            RemoteAsk {
-                key: asker_key,
-                ip: asker_ip,
+        let asked = self
+            .check_callee(&state, asker, callee)
+            .and_then(|()| self.ask_callee(&mut state, asker, callee));
+        match asked {
+            Ok(()) => {
+                let key = (asker.to_owned(), callee.to_owned());
+                state.remote_asks.insert(
+                    key,
+                    RemoteAsk {
+                        key: asker_key,
+                        ip: asker_ip,
+                    },
+                );
+                PrivateAnswer { refused: None }
+            }
+            Err(refusal) => PrivateAnswer {
+                refused: Some((refusal.code.into_owned(), refusal.message)),
             },
-        );
-        PrivateAnswer { refused: None }
+        }
     }
 
     /// `callee` here accepts the request of `asker` on another node.
