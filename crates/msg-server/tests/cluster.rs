@@ -7,22 +7,8 @@ mod common;
 
 use common::cluster::{Cluster, Services};
 use common::*;
-use msg_proto::server::{ClientFrame, LoginRequest, ServerFrame, UserRequest};
+use msg_proto::server::{ClientFrame, ServerFrame, UserRequest};
 use msg_proto::{ErrorCode, MsgId};
-
-fn register(user: &str, password: &str) -> impl FnOnce(msg_proto::RequestId) -> ClientFrame {
-    let (user, password) = (user.to_owned(), password.to_owned());
-    move |id| {
-        ClientFrame::Register(LoginRequest {
-            id,
-            user,
-            password: password.as_str().into(),
-            peer_port: None,
-            peer_key: None,
-            device: None,
-        })
-    }
-}
 
 #[tokio::test]
 async fn nodes_started_at_once_share_one_schema_and_the_accounts() {
@@ -253,23 +239,11 @@ fn passwd_store_told(cluster: &Cluster, user: &str, stdin: &str) -> std::process
 }
 
 fn passwd_with(args: &[&str], user: &str, stdin: &str) -> std::process::Output {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut child = ChildGuard::spawn(
-        Command::new(server_bin())
-            .args(["passwd", user, "--password-stdin"])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped()),
-    );
-    let _ = child
-        .child()
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes());
-    child.wait_output(DEADLINE)
+    let mut command = std::process::Command::new(server_bin());
+    command
+        .args(["passwd", user, "--password-stdin"])
+        .args(args);
+    run_with_input(&mut command, stdin)
 }
 
 /// The next presence notice about `user`: whether it says online.

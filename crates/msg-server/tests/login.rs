@@ -153,19 +153,6 @@ async fn registration_appends_a_hashed_account_and_logs_in() {
     let env = Env::new();
     let server = env.start(&["--allow-register"]);
     let mut client = Client::connect(server.addr).await;
-    let register = |user: &str, password: &str| {
-        let (user, password) = (user.to_owned(), password.to_owned());
-        move |id| {
-            ClientFrame::Register(LoginRequest {
-                id,
-                user,
-                password: password.as_str().into(),
-                peer_port: None,
-                peer_key: None,
-                device: None,
-            })
-        }
-    };
     let reply = client.request(register("bad name", "pw")).await;
     assert_eq!(error_of(&reply).0, ErrorCode::InvalidUsername);
     let reply = client.request(register("hans", "pw")).await;

@@ -232,23 +232,31 @@ const LOG_TAIL: usize = 60;
 /// Runs `msg-server passwd USER --password-stdin` on the env's credentials
 /// file (an argon2 hash for `user`).
 pub fn passwd(env: &Env, user: &str, stdin: &str) -> std::process::Output {
+    let mut command = Command::new(server_bin());
+    command
+        .args(["passwd", user, "--password-stdin", "--credentials"])
+        .arg(env.credentials())
+        .arg("--state-dir")
+        .arg(env.state_dir())
+        // Its default state directory is under HOME: the test's own,
+        // never the machine's.
+        .env("HOME", env.dir.path())
+        .env_remove("XDG_DATA_HOME")
+        .env_remove("STATE_DIRECTORY");
+    run_with_input(&mut command, stdin)
+}
+
+/// Runs an admin command (`msg-server passwd …`) with `stdin` as its input
+/// and collects what it prints.
+pub fn run_with_input(command: &mut Command, stdin: &str) -> std::process::Output {
     use std::io::Write;
     let mut child = ChildGuard::spawn(
-        Command::new(server_bin())
-            .args(["passwd", user, "--password-stdin", "--credentials"])
-            .arg(env.credentials())
-            .arg("--state-dir")
-            .arg(env.state_dir())
-            // Its default state directory is under HOME: the test's own,
-            // never the machine's.
-            .env("HOME", env.dir.path())
-            .env_remove("XDG_DATA_HOME")
-            .env_remove("STATE_DIRECTORY")
+        command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped()),
     );
-    // passwd may refuse (and exit) before reading: a broken pipe is fine.
+    // It may refuse (and exit) before reading: a broken pipe is fine.
     let _ = child
         .child()
         .stdin
@@ -257,6 +265,22 @@ pub fn passwd(env: &Env, user: &str, stdin: &str) -> std::process::Output {
         .write_all(stdin.as_bytes());
     // Hashing takes well under a second.
     child.wait_output(DEADLINE)
+}
+
+/// A `register` request for `user` with `password` (no private sessions,
+/// no device token).
+pub fn register(user: &str, password: &str) -> impl FnOnce(RequestId) -> ClientFrame + use<> {
+    let (user, password) = (user.to_owned(), password.to_owned());
+    move |id| {
+        ClientFrame::Register(LoginRequest {
+            id,
+            user,
+            password: password.as_str().into(),
+            peer_port: None,
+            peer_key: None,
+            device: None,
+        })
+    }
 }
 
 /// A child process that is killed and reaped when dropped, so that no test
