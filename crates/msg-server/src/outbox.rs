@@ -76,6 +76,10 @@ struct Shared {
     /// This node lost the user's lease (cluster mode); the session should
     /// end, for the client to log in again, perhaps on another node.
     lease_lost: AtomicBool,
+    /// Messages for the user were stored by another node while the
+    /// session was live here (cluster mode); the connection should read
+    /// the offline queue again.
+    mail: AtomicBool,
     /// The connection has ended; nothing more is queued.
     closed: AtomicBool,
     /// The connection task's waker, and whether it was woken since it last
@@ -207,6 +211,7 @@ impl Outbox {
                 kicked: AtomicBool::new(false),
                 revoked: AtomicBool::new(false),
                 lease_lost: AtomicBool::new(false),
+                mail: AtomicBool::new(false),
                 closed: AtomicBool::new(false),
                 waker: AtomicWaker::new(),
                 woken: AtomicBool::new(false),
@@ -322,6 +327,18 @@ impl Outbox {
 
     pub fn is_lease_lost(&self) -> bool {
         self.shared.lease_lost.load(Ordering::Acquire)
+    }
+
+    /// Has the connection read the offline queue again: another node
+    /// stored messages for the user.
+    pub fn mail_stored(&self) {
+        self.shared.mail.store(true, Ordering::Release);
+        self.shared.wake();
+    }
+
+    /// Whether messages were stored since the last call.
+    pub fn take_mail(&self) -> bool {
+        self.shared.mail.swap(false, Ordering::AcqRel)
     }
 
     /// Ready when something was queued, the connection was kicked or a

@@ -365,6 +365,85 @@ async fn a_message_queued_on_one_node_is_delivered_once_at_a_login_on_another() 
     );
 }
 
+#[tokio::test]
+async fn a_message_stored_while_its_recipient_is_online_elsewhere_is_delivered_at_once() {
+    let Some(services) = Services::get("mail stored for a user online elsewhere") else {
+        return;
+    };
+    let cluster = Cluster::new(&services, 2).await;
+    let nodes = cluster.start_all(&[]);
+    let mut luke = Client::login(nodes[1].addr, "luke").await;
+    let mut hans = Client::login(nodes[0].addr, "hans").await;
+    eventually("node 0 to know luke is online", async || {
+        hans.who().await.contains(&"luke".to_owned())
+    })
+    .await;
+    // Node 0 wrongly comes to believe luke gone, as after a lost event: a
+    // logout under luke's own lease, forged on the bus.
+    let (service, node, epoch) = {
+        let (db, connection) = tokio_postgres::connect(&cluster.store, tokio_postgres::NoTls)
+            .await
+            .expect("connect to the cluster's database");
+        let driver = tokio::spawn(connection);
+        let service: String = db
+            .query_one("SELECT id FROM service", &[])
+            .await
+            .expect("the service id")
+            .get(0);
+        let lease = db
+            .query_one("SELECT node, epoch FROM leases WHERE name = 'luke'", &[])
+            .await
+            .expect("luke's lease");
+        drop(db);
+        let _ = driver.await;
+        (service, lease.get::<_, String>(0), lease.get::<_, i64>(1))
+    };
+    let bus = async_nats::connect(&cluster.nats).await.expect("connect to NATS");
+    let forged = serde_json::json!({
+        "kind": "presence", "user": "luke", "online": false, "at": 1,
+        "node": node, "epoch": epoch,
+    });
+    bus.publish(format!("msg.{service}.events"), forged.to_string().into())
+        .await
+        .expect("publish");
+    bus.flush().await.expect("flush");
+    eventually("node 0 to believe luke gone", async || {
+        !hans.who().await.contains(&"luke".to_owned())
+    })
+    .await;
+
+    // So node 0 stores hans's message instead of handing it to node 1; node
+    // 1 hears that it was stored and delivers it to luke's live session.
+    match hans.message("luke", "stored meanwhile").await {
+        ServerFrame::Sent { queued, .. } => assert!(queued, "stored, not handed on"),
+        other => panic!("{other:?}"),
+    }
+    match luke.next_message().await {
+        ServerFrame::Message {
+            msg_id, text, from, ..
+        } => {
+            assert_eq!((from.as_str(), text.as_str()), ("hans", "stored meanwhile"));
+            luke.ack(msg_id).await;
+        }
+        other => panic!("{other:?}"),
+    }
+    // Once, and not again at the next login.
+    luke.who().await;
+    assert!(
+        luke.pending_event(|f| matches!(f, ServerFrame::Message { .. }))
+            .is_none(),
+        "the message came twice"
+    );
+    luke.logout().await;
+    let mut luke = eventually_login(nodes[1].addr, "luke").await;
+    luke.who().await;
+    assert!(
+        luke.pending_event(|f| matches!(f, ServerFrame::Message { .. }))
+            .is_none(),
+        "an acknowledged message came again"
+    );
+}
+
 /// Logs in as soon as the user's previous node has given the lease back.
 async fn eventually_login(addr: std::net::SocketAddr, user: &str) -> Client {
     eventually_login_with(addr, user, password_of(user)).await

@@ -51,6 +51,11 @@ pub enum Event {
     /// `revoke` with `--store`): the node holding the user's session ends
     /// it.
     Revoked { user: String },
+    /// Messages for `user` were stored by `node`, which believed the user
+    /// offline (it had missed a login, or the user's node did not answer
+    /// in time): the node holding the user's session reads the offline
+    /// queue again.
+    Mail { user: String, node: String },
     /// A broadcast from a user of `node`, for everyone online elsewhere.
     Broadcast {
         from: String,

@@ -38,6 +38,20 @@ impl Connection {
         self.drain_progress = Moment::now();
     }
 
+    /// Reads the offline queue again after the last message delivered from
+    /// it: another node stored messages for the user while the session was
+    /// live here (cluster mode). Ends like the login's delivery, without
+    /// telling anyone again that the user is online.
+    pub(super) fn read_queue_again(&mut self) {
+        let Phase::Session(user) = &self.phase else {
+            return;
+        };
+        let after = self.drained_to;
+        let page = self.hub.store.pending_after(user, after, DRAIN_PAGE);
+        self.drain = Some(Box::new(Drain::Waiting { page, after }));
+        self.drain_progress = Moment::now();
+    }
+
     /// Whether the offline queue should be topped up: from half the
     /// high-water marks, so it goes out in large writes rather than a few
     /// lines at a time.
@@ -65,6 +79,7 @@ impl Connection {
         while self.out.queued() < high_water && self.out.queued_bytes() < byte_high_water {
             let Some(m) = messages.next() else {
                 let after = *last;
+                self.drained_to = self.drained_to.max(after);
                 self.drain = match next.take() {
                     Some(page) => Some(Box::new(Drain::Waiting { page, after })),
                     None => self

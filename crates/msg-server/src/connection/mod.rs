@@ -122,6 +122,7 @@ pub fn serve(
         held: None,
         drain: None,
         drain_progress: now,
+        drained_to: 0,
         paused: false,
         broken: false,
         presence_batched: true,
@@ -163,6 +164,9 @@ struct Connection {
     drain: Option<Box<Drain>>,
     /// When the drain last got anywhere (a page read, lines written).
     drain_progress: Moment,
+    /// The queue position of the last message delivered from the offline
+    /// queue: a later read (another node stored messages) starts after it.
+    drained_to: u64,
     /// Reading is paused by the server (not the client's silence), so the
     /// dead-connection timer is off.
     paused: bool,

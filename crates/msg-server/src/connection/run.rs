@@ -82,6 +82,9 @@ impl Connection {
                 });
                 return;
             }
+            if self.drain.is_none() && self.out.take_mail() {
+                self.read_queue_again();
+            }
             if self.drain_due() {
                 self.step_drain();
             }

@@ -33,6 +33,23 @@ impl Answers {
             }
         }
     }
+
+    /// Tells the other nodes that messages for these users were stored
+    /// (cluster mode; see [`crate::cluster::events::Event::Mail`]).
+    pub fn mail_stored<'a>(&self, recipients: impl IntoIterator<Item = &'a str>) {
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
+        let mut told = std::collections::HashSet::new();
+        for user in recipients {
+            if told.insert(user) {
+                cluster.events.publish(crate::cluster::events::Event::Mail {
+                    user: user.to_owned(),
+                    node: cluster.node_id.clone(),
+                });
+            }
+        }
+    }
 }
 
 /// The sender's reply for an outcome.

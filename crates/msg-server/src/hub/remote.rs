@@ -60,6 +60,15 @@ impl Hub {
                 node,
                 epoch,
             } => self.remote_presence(user, online, at, node, epoch),
+            Event::Mail { user, node } => {
+                if self
+                    .cluster
+                    .as_ref()
+                    .is_some_and(|cluster| cluster.node_id != node)
+                {
+                    self.mail_stored(&user);
+                }
+            }
             Event::Revoked { user } => {
                 if self.end_revoked_session(&user) {
                     tracing::info!(user, "ending a session: its devices were revoked");

@@ -286,9 +286,15 @@ impl Hub {
         }
         let mut replies = Vec::with_capacity(unacked.len());
         let mut messages = Vec::with_capacity(unacked.len());
+        // In a cluster, the recipients may be online on another node
+        // (unknown here yet, or their node did not answer): it is told.
+        let mut stored_for = Vec::new();
         for inflight in unacked {
             if let Some(reply) = inflight.reply {
                 replies.push((reply, inflight.msg.id, inflight.msg.recipient.clone()));
+            }
+            if self.cluster.is_some() {
+                stored_for.push((inflight.msg.id, inflight.msg.recipient.clone()));
             }
             messages.push(inflight.msg);
         }
@@ -296,6 +302,14 @@ impl Hub {
         self.store.enqueue(
             messages,
             Box::new(move |result| {
+                if let Ok(full) = &result {
+                    answers.mail_stored(
+                        stored_for
+                            .iter()
+                            .filter(|(id, _)| !full.contains(id))
+                            .map(|(_, user)| user.as_str()),
+                    );
+                }
                 for (reply, msg_id, recipient) in replies {
                     let outcome = match &result {
                         Ok(full) if full.contains(&msg_id) => Outcome::QueueFull { recipient },

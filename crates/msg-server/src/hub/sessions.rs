@@ -72,12 +72,13 @@ impl Hub {
     /// (`None`: it cannot be read). If live messages were stored meanwhile,
     /// returns the page after `after`, which holds them: the drain goes on.
     /// Otherwise releases the held messages, then tells the others that
-    /// `user` is online.
+    /// `user` is online. After a later read of the queue (see
+    /// [`Hub::mail_stored`]) there is nothing left to do.
     pub fn finish_drain(&self, user: &str, conn: ConnId, after: Option<u64>) -> Option<QueuePage> {
         let mut guard = self.state();
         let state = &mut *guard;
         let session = state.sessions.get_mut(user)?;
-        if session.conn != conn {
+        if session.conn != conn || session.held.is_none() {
             return None;
         }
         if let (Some(after), Some(held)) = (after, session.held.as_ref()) {
@@ -160,6 +161,21 @@ impl Hub {
             .collect();
         for (asker, callee) in requests {
             state.drop_private_requests(&asker, &callee);
+        }
+    }
+
+    /// Another node stored messages for `user` (cluster mode): a session
+    /// of the user here reads its offline queue again — at once if its
+    /// login's delivery is over, else before that delivery ends (as when
+    /// live messages spill to the store).
+    pub(super) fn mail_stored(&self, user: &str) {
+        let mut state = self.state();
+        let Some(session) = state.sessions.get_mut(user) else {
+            return;
+        };
+        match session.held.as_mut() {
+            Some(held) => held.spilled = true,
+            None => session.out.mail_stored(),
         }
     }
 
