@@ -76,7 +76,32 @@ async fn hello(stream: TcpStream) -> anyhow::Result<Conn> {
 /// Connects, says hello and logs in as `user`. Events before the welcome
 /// are skipped.
 pub async fn login(addr: SocketAddr, user: &str) -> anyhow::Result<Conn> {
-    let mut conn = greet(addr).await?;
+    authenticate(greet(addr).await?, user).await
+}
+
+/// [`login`] from the local address `from` (see [`spread_source`]).
+pub async fn login_from(
+    addr: SocketAddr,
+    from: std::net::IpAddr,
+    user: &str,
+) -> anyhow::Result<Conn> {
+    authenticate(greet_from(addr, from).await?, user).await
+}
+
+/// Loopback source addresses the many-session scenarios spread their
+/// clients over, as clients on many machines would be. From one address,
+/// Linux looks for a free local port to a server by walking its ephemeral
+/// range, and past ~14,000 connections to the same server (half the range
+/// is tried first) each connect walked thousands of used ports: the bench's
+/// own kernel, not the server, set the pace of the biggest login storms.
+pub const SOURCES: u8 = 16;
+
+/// The source address of the `i`th client: 127.0.0.1 to 127.0.0.[`SOURCES`].
+pub fn spread_source(i: usize) -> std::net::IpAddr {
+    std::net::Ipv4Addr::new(127, 0, 0, 1 + (i % usize::from(SOURCES)) as u8).into()
+}
+
+async fn authenticate(mut conn: Conn, user: &str) -> anyhow::Result<Conn> {
     conn.send(ClientFrame::Login(LoginRequest {
         id: 1,
         user: user.to_owned(),

@@ -160,6 +160,9 @@ impl MsgServer {
             // Thousands of logins from one address: the per-address limit
             // on wrong passwords would refuse the bench's own right ones.
             .args(["--login-fail-rate", "off"])
+            // `offline` queues 100,000 messages for one user, past the
+            // default quota of 10,000 (Mosquitto runs with no queue limit).
+            .args(["--max-queued-messages", "100000000"])
             .arg("--credentials")
             .arg(&creds)
             .arg("--state-dir")

@@ -1,4 +1,6 @@
-//! MQTT clients for the Mosquitto column, through `rumqttc`.
+//! MQTT clients for the Mosquitto column, through `rumqttc`; idle
+//! sessions by a bare CONNECT of their own (they must choose their source
+//! address, which `rumqttc` cannot).
 
 use std::time::Duration;
 
@@ -68,4 +70,45 @@ pub async fn connect_many(
         .collect()
         .await;
     conns.into_iter().collect()
+}
+
+/// An idle MQTT 3.1.1 session from the local address `from`: a clean
+/// session with `rumqttc`'s defaults otherwise (the keep-alive of
+/// [`options`]), connected once the broker's CONNACK accepts it.
+pub async fn connect_idle(
+    port: u16,
+    from: std::net::IpAddr,
+    id: &str,
+) -> anyhow::Result<tokio::net::TcpStream> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let id_len = u16::try_from(id.len()).context("client id too long")?;
+    // Variable header: protocol "MQTT", level 4, clean session, keep-alive.
+    let mut packet = vec![0x10, 0, 0, 4, b'M', b'Q', b'T', b'T', 4, 0x02];
+    packet.extend_from_slice(&600u16.to_be_bytes());
+    packet.extend_from_slice(&id_len.to_be_bytes());
+    packet.extend_from_slice(id.as_bytes());
+    // One byte of remaining length holds up to 127 (ids here are short).
+    packet[1] = u8::try_from(packet.len() - 2)
+        .ok()
+        .filter(|&n| n < 128)
+        .context("client id too long")?;
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(std::net::SocketAddr::new(from, 0))?;
+    let connect = async {
+        let mut stream = socket
+            .connect((std::net::Ipv4Addr::LOCALHOST, port).into())
+            .await
+            .context("cannot connect to mosquitto")?;
+        stream.set_nodelay(true)?;
+        stream.write_all(&packet).await?;
+        let mut connack = [0u8; 4];
+        stream.read_exact(&mut connack).await.context("no CONNACK")?;
+        if connack != [0x20, 2, 0, 0] {
+            bail!("mosquitto refused the connection: {connack:?}");
+        }
+        Ok(stream)
+    };
+    tokio::time::timeout(STEP, connect)
+        .await
+        .context("no CONNACK in time")?
 }

@@ -37,5 +37,4 @@ pub mod store;
 pub mod stream;
 pub mod texts;
 pub mod tls;
-pub mod trim;
 pub mod wire;

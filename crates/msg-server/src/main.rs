@@ -7,8 +7,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+mod allocator;
+
 fn main() -> ExitCode {
-    msg_server::trim::return_big_blocks_at_once();
     let cli = msg_server::cli::Cli::parse();
     let default_level = match cli.verbose {
         0 => "info",

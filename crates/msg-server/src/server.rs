@@ -16,8 +16,6 @@ use crate::tls::Tls;
 
 /// How often the credentials file is checked for changes.
 const CREDENTIALS_POLL: Duration = Duration::from_secs(1);
-/// How often freed memory is handed back to the operating system.
-const TRIM_INTERVAL: Duration = Duration::from_secs(5);
 /// How often the database gives freed space back, and how much at most
 /// (pages of 4 KiB: 16 MiB).
 const VACUUM_INTERVAL: Duration = Duration::from_secs(30);
@@ -40,7 +38,6 @@ pub async fn run(
     tracker.spawn(sweep(hub.clone(), shutdown.clone()));
     tracker.spawn(presence_rounds(hub.clone(), shutdown.clone()));
     tracker.spawn(watch_credentials(hub.clone(), shutdown.clone()));
-    tracker.spawn(release_memory(shutdown.clone()));
     tracker.spawn(vacuum(hub.clone(), shutdown.clone()));
     tracker.spawn(purge_rate_limits(hub.clone(), shutdown.clone()));
     loop {
@@ -143,17 +140,6 @@ async fn presence_rounds(hub: Arc<Hub>, shutdown: CancellationToken) {
                     hub.trim_presence();
                 }
             }
-        }
-    }
-}
-
-async fn release_memory(shutdown: CancellationToken) {
-    let mut ticks = tokio::time::interval(TRIM_INTERVAL);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = ticks.tick() => crate::trim::release_free_memory(),
         }
     }
 }

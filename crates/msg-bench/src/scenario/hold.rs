@@ -16,6 +16,7 @@ use tokio::sync::{Semaphore, watch};
 
 use super::Tasks;
 use super::idle::{PARALLEL, msg_session, wait_count};
+use crate::client;
 use crate::launch::user;
 
 /// Runs a holding child: `users` is `FIRST:COUNT`.
@@ -44,6 +45,7 @@ async fn hold(first: usize, count: usize, servers: &[SocketAddr]) -> anyhow::Res
         let index = first + i;
         tasks.push(tokio::spawn(msg_session(
             servers[index % servers.len()],
+            client::spread_source(index),
             user(index),
             gate.clone(),
             phase_rx.clone(),

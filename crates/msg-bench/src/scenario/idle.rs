@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use msg_proto::PING_EVERY;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
 
@@ -33,7 +33,7 @@ pub(super) const SETUP: Duration = Duration::from_secs(300);
 pub(super) const PARALLEL: usize = 128;
 /// Time for the servers' memory to settle before it is read: tokio's
 /// blocking-pool threads (password checks at login) exit after 10 s idle,
-/// and msg-server hands freed memory back every 5 s.
+/// and msg-server's allocator hands freed pages back within a second.
 pub(super) const SETTLE: Duration = Duration::from_secs(11);
 
 /// One size's login rates: msg's, Mosquitto's.
@@ -155,7 +155,7 @@ pub(super) type Measured = (
 async fn msg_run(server: &MsgServer, k: usize) -> Measured {
     let addr = server.addr;
     measure_sessions(server, k, |i, gate, phase, counts| {
-        msg_session(addr, user(i), gate, phase, counts)
+        msg_session(addr, client::spread_source(i), user(i), gate, phase, counts)
     })
     .await
 }
@@ -199,6 +199,7 @@ where
 /// then read (and discard) whatever comes until aborted.
 pub(super) async fn msg_session(
     addr: SocketAddr,
+    from: std::net::IpAddr,
     name: String,
     gate: Arc<Semaphore>,
     mut phase: watch::Receiver<u8>,
@@ -210,7 +211,7 @@ pub(super) async fn msg_session(
     // Until then it holds one of the PARALLEL places, as an MQTT connect
     // holds one until its CONNACK.
     let permit = gate.acquire().await.context("gate")?;
-    let conn = client::login(addr, &name).await?;
+    let conn = client::login_from(addr, from, &name).await?;
     let ping = msg_proto::encode_line(&msg_proto::server::ClientFrame::Ping)?;
     // A live client says something now and then (a server drops a
     // connection silent for its dead-connection time); `activity` has no
@@ -263,14 +264,17 @@ async fn mqtt_run(broker: &Mosquitto, k: usize) -> Measured {
     for i in 0..k {
         let gate = gate.clone();
         let counts = counts.clone();
-        let options = mqtt::options(&format!("idle-{i}"), broker.port, true);
+        let port = broker.port;
         tasks.push(tokio::spawn(async move {
-            let (_client, mut events) = {
+            // From the same source addresses as msg's sessions (rumqttc
+            // cannot bind one: a bare CONNECT, as it would send).
+            let mut conn = {
                 let _permit = gate.acquire().await.context("gate")?;
-                mqtt::connect(options, 4).await?
+                mqtt::connect_idle(port, client::spread_source(i), &format!("idle-{i}")).await?
             };
             counts[0].fetch_add(1, Ordering::Relaxed);
-            while events.poll().await.is_ok() {}
+            let mut sink = [0u8; 64];
+            while conn.read(&mut sink).await.is_ok_and(|n| n > 0) {}
             Ok(())
         }));
     }
