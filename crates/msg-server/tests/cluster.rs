@@ -398,7 +398,9 @@ async fn a_message_stored_while_its_recipient_is_online_elsewhere_is_delivered_a
         let _ = driver.await;
         (service, lease.get::<_, String>(0), lease.get::<_, i64>(1))
     };
-    let bus = async_nats::connect(&cluster.nats).await.expect("connect to NATS");
+    let bus = async_nats::connect(&cluster.nats)
+        .await
+        .expect("connect to NATS");
     let forged = serde_json::json!({
         "kind": "presence", "user": "luke", "online": false, "at": 1,
         "node": node, "epoch": epoch,

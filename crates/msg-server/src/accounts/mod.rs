@@ -59,7 +59,7 @@ impl Credential {
         }
     }
 
-    fn parse(field: &str) -> Self {
+    pub(crate) fn parse(field: &str) -> Self {
         if field.starts_with("$argon2") {
             Self::Hash(field.to_owned())
         } else {

@@ -64,11 +64,12 @@ pub async fn stamp(db: &Pool) -> Result<Stamp, ClusterError> {
 /// `user`'s credential as it is now (a password changed on another node a
 /// moment ago counts).
 pub async fn credential(db: &Pool, user: &str) -> Result<Option<String>, ClusterError> {
-    let row = db
-        .get()
-        .await?
-        .query_opt("SELECT credential FROM accounts WHERE name = $1", &[&user])
-        .await?;
+    let row = super::query_opt_prepared(
+        db,
+        "SELECT credential FROM accounts WHERE name = $1",
+        &[&user],
+    )
+    .await?;
     Ok(row.map(|row| row.get(0)))
 }
 

@@ -110,21 +110,18 @@ impl Cluster {
     /// it. The caller must have no session of `user` on this node (it may
     /// then take over a lease of its own that it has not written back yet).
     pub async fn acquire_lease(&self, user: &str) -> Result<Option<Epoch>, ClusterError> {
-        let row = self
-            .db
-            .get()
-            .await?
-            .query_opt(
-                "INSERT INTO leases (name, node, epoch, expires_at)
-                 VALUES ($1, $2, 1, now() + $3 * interval '1 millisecond')
-                 ON CONFLICT (name) DO UPDATE
-                     SET node = EXCLUDED.node, epoch = leases.epoch + 1,
-                         expires_at = EXCLUDED.expires_at
-                     WHERE leases.expires_at <= now() OR leases.node = $2
-                 RETURNING epoch",
-                &[&user, &self.node_id, &self.leases.ttl_ms()],
-            )
-            .await?;
+        let row = super::query_opt_prepared(
+            &self.db,
+            "INSERT INTO leases (name, node, epoch, expires_at)
+             VALUES ($1, $2, 1, now() + $3 * interval '1 millisecond')
+             ON CONFLICT (name) DO UPDATE
+                 SET node = EXCLUDED.node, epoch = leases.epoch + 1,
+                     expires_at = EXCLUDED.expires_at
+                 WHERE leases.expires_at <= now() OR leases.node = $2
+             RETURNING epoch",
+            &[&user, &self.node_id, &self.leases.ttl_ms()],
+        )
+        .await?;
         let epoch = row.map(|row| row.get::<_, Epoch>(0));
         if let Some(epoch) = epoch {
             let taken = (epoch, Instant::now());

@@ -10,7 +10,7 @@ use deadpool_postgres::Pool;
 use crate::cluster::ClusterError;
 
 /// What a login of `user` on node `node` meets, in one round trip.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoginState {
     /// Seconds left of the login block, if blocked now.
     pub blocked_for: Option<u64>,
@@ -18,26 +18,33 @@ pub struct LoginState {
     pub elsewhere: bool,
     /// Wrong passwords are counted for the user (a right one resets them).
     pub failures: bool,
+    /// The account's credential as it is now (`None`: no such account), read
+    /// in the same round trip: a password changed on another node a moment
+    /// ago counts.
+    pub credential: Option<String>,
 }
 
 pub async fn login_state(db: &Pool, node: &str, user: &str) -> Result<LoginState, ClusterError> {
-    let row = db
-        .get()
-        .await?
-        .query_one(
-            "SELECT
-                 (SELECT ceil(extract(epoch FROM blocked_until - now()))::bigint
-                  FROM login_failures WHERE name = $1 AND blocked_until > now()),
-                 EXISTS (SELECT 1 FROM leases
-                         WHERE name = $1 AND node <> $2 AND expires_at > now()),
-                 EXISTS (SELECT 1 FROM login_failures WHERE name = $1)",
-            &[&user, &node],
-        )
-        .await?;
+    let row = super::query_opt_prepared(
+        db,
+        "SELECT
+             (SELECT ceil(extract(epoch FROM blocked_until - now()))::bigint
+              FROM login_failures WHERE name = $1 AND blocked_until > now()),
+             EXISTS (SELECT 1 FROM leases
+                     WHERE name = $1 AND node <> $2 AND expires_at > now()),
+             EXISTS (SELECT 1 FROM login_failures WHERE name = $1),
+             (SELECT credential FROM accounts WHERE name = $1)",
+        &[&user, &node],
+    )
+    .await?
+    .ok_or(ClusterError::Db(
+        "no row from a query that returns one".into(),
+    ))?;
     Ok(LoginState {
         blocked_for: row.get::<_, Option<i64>>(0).map(|secs| secs.max(1) as u64),
         elsewhere: row.get(1),
         failures: row.get(2),
+        credential: row.get(3),
     })
 }
 

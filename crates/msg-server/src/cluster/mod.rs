@@ -218,6 +218,19 @@ fn open_pool(url: &str, size: usize) -> Result<Pool, ClusterError> {
         .map_err(|e| ClusterError::Pool(e.to_string()))
 }
 
+/// Runs one statement of the login path on a pooled connection, prepared
+/// once per connection: one round trip instead of two (prepare, execute),
+/// and a connection held half as long, which is what bounds cluster logins.
+pub(crate) async fn query_opt_prepared(
+    db: &Pool,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<Option<tokio_postgres::Row>, ClusterError> {
+    let client = db.get().await?;
+    let statement = client.prepare_cached(sql).await?;
+    Ok(client.query_opt(&statement, params).await?)
+}
+
 /// A NATS address without its user, password or token, for the log.
 pub fn describe_nats(url: &str) -> String {
     match url.split_once("://") {

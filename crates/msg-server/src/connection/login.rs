@@ -178,8 +178,13 @@ impl Connection {
         }
         self.hub.check_here(user)?;
         let turn = self.hub.passwords.turn(user).await;
-        let failures = self.hub.may_log_in(user).await?;
-        let credential = match self.hub.accounts.credential(user).await {
+        let checked = self.hub.may_log_in(user).await?;
+        let failures = checked.failures;
+        let read = match checked.credential {
+            Some(credential) => Ok(Some(credential)),
+            None => self.hub.accounts.credential(user).await,
+        };
+        let credential = match read {
             Ok(Some(credential)) => credential,
             // Removed in the meantime.
             Ok(None) => return Err(Refusal::new(ErrorCode::InvalidUser, texts::INVALID_USER)),

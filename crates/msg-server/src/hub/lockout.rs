@@ -7,6 +7,7 @@
 
 use msg_proto::{ErrorCode, Refusal, Timestamp, now_ms};
 
+use crate::accounts::Credential;
 use crate::cluster::lockout::{self, Failure};
 use crate::hub::{Hub, cluster_failed};
 use crate::texts;
@@ -20,6 +21,16 @@ fn blocked(secs: u64) -> Refusal {
 
 fn already_logged_in() -> Refusal {
     Refusal::new(ErrorCode::AlreadyLoggedIn, texts::ALREADY_LOGGED_IN)
+}
+
+/// A login that passed the checks before the password.
+pub struct MayLogIn {
+    /// Wrong passwords are counted for the user (a right one resets them:
+    /// see [`Hub::login_succeeded`]).
+    pub failures: bool,
+    /// In a cluster, the account's credential, read in the same round trip
+    /// as the checks; on a single server it is read from the accounts.
+    pub credential: Option<Credential>,
 }
 
 impl Hub {
@@ -84,19 +95,28 @@ impl Hub {
     }
 
     /// Every check of a login before the password: the block and a session
-    /// anywhere (in a cluster, one round trip to the database). `Ok(true)`
-    /// when wrong passwords are counted for the user (a right one resets
-    /// them: see [`Hub::login_succeeded`]).
-    pub async fn may_log_in(&self, user: &str) -> Result<bool, Refusal> {
+    /// anywhere; in a cluster, one round trip to the database, which also
+    /// reads the account's credential (see [`MayLogIn`]).
+    pub async fn may_log_in(&self, user: &str) -> Result<MayLogIn, Refusal> {
         self.check_here(user)?;
         let Some(cluster) = &self.cluster else {
-            return Ok(false);
+            return Ok(MayLogIn {
+                failures: false,
+                credential: None,
+            });
         };
         match lockout::login_state(&cluster.db, &cluster.node_id, user).await {
             Ok(state) => match state.blocked_for {
                 Some(secs) => Err(blocked(secs)),
                 None if state.elsewhere => Err(already_logged_in()),
-                None => Ok(state.failures),
+                None => match state.credential {
+                    // Removed in the meantime.
+                    None => Err(Refusal::new(ErrorCode::InvalidUser, texts::INVALID_USER)),
+                    Some(field) => Ok(MayLogIn {
+                        failures: state.failures,
+                        credential: Some(Credential::parse(&field)),
+                    }),
+                },
             },
             Err(e) => Err(cluster_failed(&e)),
         }
