@@ -152,6 +152,9 @@ impl Hub {
                     epoch,
                 },
             );
+            // Part of the storm rate that paces the rounds of notices, as a
+            // login here is: a storm spread over three nodes is one storm.
+            state.presence_rounds.activity(std::time::Instant::now());
             self.announce_presence(state, &user, true, at);
         } else if known == Some(epoch) {
             self.remote_gone(state, &user, at);
@@ -200,6 +203,7 @@ impl Hub {
                     epoch,
                 },
             );
+            state.presence_rounds.activity(std::time::Instant::now());
             self.announce_presence(state, &user, true, now);
         }
     }

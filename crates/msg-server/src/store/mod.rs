@@ -28,8 +28,9 @@ mod thread;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use msg_proto::{MsgId, Timestamp};
@@ -44,6 +45,9 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("the store has shut down")]
     Closed,
+    /// Too many jobs wait for the store (see [`MAX_WAITING_JOBS`]).
+    #[error("the store is overloaded")]
+    Busy,
     #[error("database error: {0}")]
     Postgres(String),
     /// The batch this job was part of did not commit.
@@ -152,9 +156,57 @@ impl Job {
     }
 }
 
+/// Jobs waiting for the store's thread at most. Past it a job is refused
+/// at once (a sender is told the message could not be stored; an ack's
+/// delete is skipped, so the message comes again, same id): a flood of
+/// requests that each make a job (acks of made-up ids, say) cannot grow the
+/// queue without end.
+pub const MAX_WAITING_JOBS: usize = 65_536;
+
 pub struct Store {
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    waiting: Arc<Waiting>,
     thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// How many jobs wait, and whether refusing them has been logged.
+#[derive(Default)]
+struct Waiting {
+    count: AtomicUsize,
+    overloaded: AtomicBool,
+}
+
+/// The store thread's end of the job queue.
+struct Jobs {
+    rx: mpsc::Receiver<Job>,
+    waiting: Arc<Waiting>,
+}
+
+impl Jobs {
+    fn new() -> (mpsc::Sender<Job>, Self) {
+        let (tx, rx) = mpsc::channel();
+        let waiting = Arc::default();
+        (tx, Self { rx, waiting })
+    }
+
+    /// The next batch: the first job (waiting for one), then those already
+    /// waiting, up to `max`. `None` once the store is closed and every job
+    /// is taken.
+    fn next_batch(&self, max: usize) -> Option<Vec<Job>> {
+        let first = self.rx.recv().ok()?;
+        let mut batch = vec![first];
+        while batch.len() < max {
+            match self.rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let left = self.waiting.count.fetch_sub(batch.len(), Ordering::AcqRel) - batch.len();
+        if left < MAX_WAITING_JOBS / 2 {
+            self.waiting.overloaded.store(false, Ordering::Relaxed);
+        }
+        Some(batch)
+    }
 }
 
 impl Store {
@@ -183,7 +235,8 @@ impl Store {
         schema::migrate(&conn)?;
         let snapshot = schema::load_snapshot(&mut conn, now)?;
         let quota = quota::Quota::load(&conn, limits);
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = Jobs::new();
+        let waiting = rx.waiting.clone();
         let writer = thread::Writer { conn, quota };
         let thread = std::thread::Builder::new()
             .name("msg-store".into())
@@ -191,6 +244,7 @@ impl Store {
         Ok((
             Self {
                 jobs: Mutex::new(Some(tx)),
+                waiting,
                 thread: Mutex::new(Some(thread)),
             },
             snapshot,
@@ -202,7 +256,8 @@ impl Store {
     /// Blocks, presence and lockouts live in the cluster's own tables:
     /// their snapshot is empty here.
     pub fn open_postgres(url: &str, limits: QueueLimits) -> Result<(Self, Snapshot), StoreError> {
-        let (tx, rx) = mpsc::channel();
+        let (tx, rx) = Jobs::new();
+        let waiting = rx.waiting.clone();
         let writer = postgres::Writer {
             url: url.to_owned(),
             limits,
@@ -213,25 +268,52 @@ impl Store {
         Ok((
             Self {
                 jobs: Mutex::new(Some(tx)),
+                waiting,
                 thread: Mutex::new(Some(thread)),
             },
             Snapshot::default(),
         ))
     }
 
+    /// Hands a job to the thread, or gives it back: the store is closed,
+    /// or too many jobs wait.
     fn submit(&self, job: Job) -> Result<(), Job> {
+        let waiting = &self.waiting;
+        if waiting.count.fetch_add(1, Ordering::AcqRel) >= MAX_WAITING_JOBS {
+            waiting.count.fetch_sub(1, Ordering::AcqRel);
+            if !waiting.overloaded.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    waiting = MAX_WAITING_JOBS,
+                    "the store is overloaded: refusing its jobs until it catches up"
+                );
+            }
+            return Err(job);
+        }
         let guard = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
-        match guard.as_ref() {
+        let sent = match guard.as_ref() {
             Some(tx) => tx.send(job).map_err(|e| e.0),
             None => Err(job),
+        };
+        if sent.is_err() {
+            waiting.count.fetch_sub(1, Ordering::AcqRel);
         }
+        sent
     }
 
     /// Stores messages durably unless their recipient's queue is full;
     /// `done` runs after the commit.
     pub fn enqueue(&self, messages: Vec<StoredMessage>, done: Completion) {
         if let Err(Job::Enqueue { done, .. }) = self.submit(Job::Enqueue { messages, done }) {
-            done(Err(StoreError::Closed));
+            let closed = self
+                .jobs
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_none();
+            done(Err(if closed {
+                StoreError::Closed
+            } else {
+                StoreError::Busy
+            }));
         }
     }
 

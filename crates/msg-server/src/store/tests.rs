@@ -324,3 +324,60 @@ fn acknowledged_messages_give_their_space_back() {
     let pages = pragma(dir.path(), "page_count");
     assert!(pages < 50, "{pages} pages left for an empty queue");
 }
+
+#[test]
+fn a_store_that_cannot_keep_up_refuses_jobs_past_its_bound_and_loses_nothing_it_took() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(dir.path(), 0).unwrap();
+    enqueue_sync(&store, vec![message(1, "luke", "kept")]);
+    // Another writer holds the database, so the store's thread waits (up
+    // to its busy timeout) and the jobs pile up behind it.
+    let blocker = Connection::open(dir.path().join("msg.db")).unwrap();
+    blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stuck = tx.clone();
+    store.enqueue(
+        vec![message(2, "luke", "behind the lock")],
+        Box::new(move |r| drop(stuck.send(r.map(|_| ()).map_err(|e| e.to_string())))),
+    );
+    // Acks of made-up ids: each would be a job. (The thread may have taken
+    // a batch of them before it met the lock.)
+    for n in 0..(crate::store::MAX_WAITING_JOBS + super::thread::MAX_BATCH) as u64 + 10 {
+        store.delete("luke", MsgId::new(9, n));
+    }
+    store.enqueue(
+        vec![message(3, "luke", "refused")],
+        Box::new(move |r| drop(tx.send(r.map(|_| ()).map_err(|e| e.to_string())))),
+    );
+    // Refused at once, with a clear reason, while the thread is still stuck.
+    let refused = rx.recv().unwrap();
+    assert_eq!(refused, Err("the store is overloaded".to_owned()));
+    blocker.execute_batch("ROLLBACK").unwrap();
+    drop(blocker);
+    assert_eq!(
+        rx.recv().unwrap(),
+        Ok(()),
+        "the job taken before is applied"
+    );
+    // Once the thread has caught up, it takes jobs again.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let pending = loop {
+        match rt.block_on(store.pending_after("luke", 0, 10)) {
+            Ok(page) => break page.unwrap(),
+            Err(_) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the store never caught up"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+    };
+    assert_eq!(
+        pending.iter().map(|m| m.text.as_str()).collect::<Vec<_>>(),
+        ["kept", "behind the lock"]
+    );
+}

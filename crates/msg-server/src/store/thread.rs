@@ -3,18 +3,16 @@
 //! A job that fails (a damaged page, say) fails alone. Enqueues are checked
 //! against the recipient's quota here, where the queue's size is known.
 
-use std::sync::mpsc;
-
 use msg_proto::msg_id::MSG_ID_LEN;
 use msg_proto::{MsgId, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::store::devices;
 use crate::store::quota::{Pending, Quota, size_of};
-use crate::store::{Job, StoreError, StoredMessage};
+use crate::store::{Job, Jobs, StoreError, StoredMessage};
 
 /// Most jobs applied in one transaction; bounds the latency of the first.
-const MAX_BATCH: usize = 4096;
+pub(super) const MAX_BATCH: usize = 4096;
 /// Passes over one batch before the rest of it runs one job per
 /// transaction: each failing job costs a pass over the others.
 const MAX_PASSES: usize = 4;
@@ -26,15 +24,8 @@ pub(super) struct Writer {
 }
 
 /// The store thread: batch, apply in one transaction, commit, then report.
-pub(super) fn run(mut writer: Writer, jobs: mpsc::Receiver<Job>) {
-    while let Ok(first) = jobs.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
+pub(super) fn run(mut writer: Writer, jobs: Jobs) {
+    while let Some(batch) = jobs.next_batch(MAX_BATCH) {
         writer.apply_batch(batch);
     }
 }

@@ -15,7 +15,6 @@
 //! and lockouts have tables of their own in cluster mode
 //! ([`crate::cluster`]); their jobs are not sent here.
 
-use std::sync::mpsc;
 use std::time::Duration;
 
 mod devices;
@@ -25,7 +24,7 @@ use msg_proto::MsgId;
 use tokio_postgres::{Client, GenericClient, NoTls};
 
 use crate::store::quota::QueueLimits;
-use crate::store::{Job, StoreError, StoredMessage};
+use crate::store::{Job, Jobs, StoreError, StoredMessage};
 use devices::apply_device_op;
 use queue::{Statements, delete_message, insert_message, select_pending};
 
@@ -52,7 +51,7 @@ fn db_error(e: tokio_postgres::Error) -> StoreError {
 
 /// The thread: connect, then batch, apply in one transaction, commit,
 /// report; a lost connection is opened again before the next batch.
-pub(super) fn run(writer: Writer, jobs: mpsc::Receiver<Job>) {
+pub(super) fn run(writer: Writer, jobs: Jobs) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -64,14 +63,7 @@ pub(super) fn run(writer: Writer, jobs: mpsc::Receiver<Job>) {
         }
     };
     let mut client: Option<Conn> = None;
-    while let Ok(first) = jobs.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
+    while let Some(batch) = jobs.next_batch(MAX_BATCH) {
         runtime.block_on(async {
             if client.as_ref().is_none_or(|conn| conn.client.is_closed()) {
                 client = connect(&writer.url).await;
