@@ -74,7 +74,9 @@ impl Default for Config {
             outbox_capacity: 1024,
             connection_budget: 1024 * 1024,
             max_outstanding_sends: 1024,
-            presence_backlog: 65_536,
+            // A storm of half as many logins (across every node) is told in
+            // one round after it; more forces rounds in the middle of it.
+            presence_backlog: 262_144,
             max_bad_frames: 10,
             close_grace: Duration::from_secs(2),
             queue_limits: QueueLimits::default(),

@@ -12,15 +12,21 @@
 use msg_proto::server::PrivateEndReason;
 use msg_proto::{MsgId, Timestamp};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use tokio::sync::mpsc;
 
 use crate::cluster::lease::Epoch;
 use crate::cluster::{Cluster, ClusterError};
 
-/// Events waiting to be handed to NATS at most; past it an event is
-/// dropped (and logged): the other nodes learn the truth from the database
-/// at their next look.
+/// Events waiting to be handed to NATS at most, by count and by bytes (a
+/// broadcast carries up to a frame's 64 KiB of text); past either, an event
+/// is dropped (and logged): the other nodes learn the truth from the
+/// database at their next look, and a message handed on that is never
+/// answered is stored by its sender's node.
 pub const PUBLISH_QUEUE: usize = 65_536;
+pub const PUBLISH_QUEUE_BYTES: usize = 64 * 1024 * 1024;
 
 /// How long a node waits for another's answer.
 const ASK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -148,6 +154,8 @@ pub fn node_subject(service: &str, node: &str) -> String {
 /// The sending half: a bounded queue in front of the NATS client.
 pub struct Publisher {
     queue: mpsc::Sender<(String, Vec<u8>)>,
+    /// Payload bytes in the queue.
+    queued_bytes: Arc<AtomicUsize>,
     service: String,
 }
 
@@ -167,7 +175,14 @@ impl Publisher {
         let Ok(payload) = serde_json::to_vec(what) else {
             return;
         };
+        let size = payload.len();
+        if self.queued_bytes.fetch_add(size, Ordering::AcqRel) + size > PUBLISH_QUEUE_BYTES {
+            self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
+            tracing::warn!("a message for the other nodes was dropped: too many bytes wait");
+            return;
+        }
         if let Err(e) = self.queue.try_send((subject, payload)) {
+            self.queued_bytes.fetch_sub(size, Ordering::AcqRel);
             tracing::warn!(error = %e, "a message for the other nodes was dropped");
         }
     }
@@ -176,8 +191,11 @@ impl Publisher {
 /// Starts the task that hands queued messages to NATS in order.
 pub(super) fn start_publisher(nats: async_nats::Client, service: &str) -> Publisher {
     let (queue, mut outgoing) = mpsc::channel::<(String, Vec<u8>)>(PUBLISH_QUEUE);
+    let queued_bytes = Arc::new(AtomicUsize::new(0));
+    let taken = queued_bytes.clone();
     tokio::spawn(async move {
         while let Some((subject, payload)) = outgoing.recv().await {
+            taken.fetch_sub(payload.len(), Ordering::AcqRel);
             if let Err(e) = nats.publish(subject, payload.into()).await {
                 tracing::warn!(error = %e, "cannot publish to the other nodes");
             }
@@ -185,6 +203,7 @@ pub(super) fn start_publisher(nats: async_nats::Client, service: &str) -> Publis
     });
     Publisher {
         queue,
+        queued_bytes,
         service: service.to_owned(),
     }
 }
@@ -276,4 +295,35 @@ pub async fn tell_revoked(
 /// (another program on the subject, a newer node's kind of message).
 pub fn decode<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Option<T> {
     serde_json::from_slice(payload).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_publish_queue_is_bounded_by_bytes_as_well_as_by_count() {
+        let (queue, mut outgoing) = mpsc::channel(PUBLISH_QUEUE);
+        let publisher = Publisher {
+            queue,
+            queued_bytes: Arc::default(),
+            service: "s".into(),
+        };
+        // Broadcasts of a frame's worth of text, far more bytes than allowed.
+        let text = "x".repeat(60 * 1024);
+        for _ in 0..PUBLISH_QUEUE_BYTES / text.len() + 16 {
+            publisher.publish(Event::Broadcast {
+                from: "hans".into(),
+                text: text.clone(),
+                at: 1,
+                node: "n".into(),
+            });
+        }
+        let mut bytes = 0;
+        while let Ok((_, payload)) = outgoing.try_recv() {
+            bytes += payload.len();
+        }
+        assert!(bytes <= PUBLISH_QUEUE_BYTES, "{bytes} bytes queued");
+        assert!(bytes > PUBLISH_QUEUE_BYTES - 2 * text.len(), "only {bytes} bytes queued");
+    }
 }
