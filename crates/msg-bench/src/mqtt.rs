@@ -102,7 +102,10 @@ pub async fn connect_idle(
         stream.set_nodelay(true)?;
         stream.write_all(&packet).await?;
         let mut connack = [0u8; 4];
-        stream.read_exact(&mut connack).await.context("no CONNACK")?;
+        stream
+            .read_exact(&mut connack)
+            .await
+            .context("no CONNACK")?;
         if connack != [0x20, 2, 0, 0] {
             bail!("mosquitto refused the connection: {connack:?}");
         }
