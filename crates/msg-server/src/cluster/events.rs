@@ -324,6 +324,9 @@ mod tests {
             bytes += payload.len();
         }
         assert!(bytes <= PUBLISH_QUEUE_BYTES, "{bytes} bytes queued");
-        assert!(bytes > PUBLISH_QUEUE_BYTES - 2 * text.len(), "only {bytes} bytes queued");
+        assert!(
+            bytes > PUBLISH_QUEUE_BYTES - 2 * text.len(),
+            "only {bytes} bytes queued"
+        );
     }
 }
